@@ -1,0 +1,88 @@
+"""Hypothesis strategies for GLM-4 tokenizer properties.
+
+Texts mix ASCII, CJK, emoji, whitespace runs, newlines and special-token
+literals (``<|user|>``, ``[gMASK]``, ...); chats are lists of message dicts;
+``encode_options`` draws keyword arguments for ``tokenizer(...)`` that always
+form a valid call.
+
+Lone surrogates are never drawn: tiktoken (like any UTF-8 tokenizer) cannot
+encode them, so no GLM-4 tokenizer round-trips them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List
+
+from hypothesis import strategies as st
+
+SPECIAL_LITERALS = (
+    "<|endoftext|>", "[MASK]", "[gMASK]", "[sMASK]", "<sop>", "<eop>", "<|system|>", "<|user|>",
+    "<|assistant|>", "<|observation|>", "<|begin_of_image|>", "<|end_of_image|>", "<|begin_of_video|>",
+    "<|end_of_video|>",
+)  # fmt: skip
+PREFIX = "[gMASK]<sop>"
+ROLES = ("system", "user", "assistant", "observation")
+
+_no_surrogates = st.characters(exclude_categories=("Cs",))
+_ascii = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), min_size=1, max_size=12)
+_cjk = st.text(st.characters(min_codepoint=0x4E00, max_codepoint=0x9FFF), min_size=1, max_size=6)
+_emoji = st.sampled_from(["😀", "🎉", "👍🏽", "❤️", "🤖", "🇨🇳", "👨‍👩‍👧", "✨"])
+_whitespace = st.lists(st.sampled_from([" ", "\t", "\n", "\r\n", "\u3000", "\xa0"]), min_size=1, max_size=6).map("".join)
+_anything = st.text(_no_surrogates, min_size=1, max_size=8)
+_words = st.sampled_from(["hello", " world", "GLM", "'s", "you're", " 123", "4567", "tokenizer", "你好", "，", "。"])
+
+fragments = st.one_of(
+    _ascii, _cjk, _emoji, _whitespace, _anything, _words, st.sampled_from(SPECIAL_LITERALS)
+)
+
+
+@st.composite
+def texts(draw: st.DrawFn, min_fragments: int = 0, max_fragments: int = 12) -> str:
+    """One text built from fragments of every kind a GLM-4 prompt holds."""
+    return "".join(draw(st.lists(fragments, min_size=min_fragments, max_size=max_fragments)))
+
+
+@st.composite
+def prompt_texts(draw: st.DrawFn) -> str:
+    """A text that may already carry ``[gMASK]<sop>`` (once, or rarely twice) in front."""
+    body = draw(texts())
+    copies = draw(st.sampled_from([0, 0, 1, 1, 2]))
+    return PREFIX * copies + body
+
+
+messages = st.fixed_dictionaries(
+    {"role": st.sampled_from(ROLES), "content": texts(min_fragments=1)},
+)
+
+
+def chats(max_messages: int = 4) -> st.SearchStrategy[List[Dict[str, str]]]:
+    """A conversation: 1..max_messages messages of random roles and contents."""
+    return st.lists(messages, min_size=1, max_size=max_messages)
+
+
+def batches(min_size: int = 1, max_size: int = 6) -> st.SearchStrategy[List[str]]:
+    """A batch of prompt texts of very different lengths."""
+    return st.lists(prompt_texts(), min_size=min_size, max_size=max_size)
+
+
+@st.composite
+def encode_options(draw: st.DrawFn, tensors: bool = True) -> Dict[str, Any]:
+    """Keyword arguments for ``tokenizer(texts, **options)`` that always form a valid call.
+
+    ``padding='max_length'`` always comes with ``truncation=True`` so rows have
+    one width; ``return_tensors`` is drawn only when rows are padded.
+    """
+    options: Dict[str, Any] = {}
+    padding = draw(st.sampled_from([True, "longest", "max_length", False]))
+    options["padding"] = padding
+    options["padding_side"] = draw(st.sampled_from(["left", "right"]))
+    options["add_special_tokens"] = draw(st.booleans())
+    if padding is not False and draw(st.booleans()):
+        options["pad_to_multiple_of"] = draw(st.integers(1, 8))
+    truncation = padding == "max_length" or draw(st.booleans())
+    if truncation:
+        options["truncation"] = True
+        options["max_length"] = draw(st.integers(2, 48))
+    if tensors and padding is not False:
+        options["return_tensors"] = draw(st.sampled_from([None, None, "np", "pt"]))
+    return options

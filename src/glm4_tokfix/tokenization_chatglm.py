@@ -1,0 +1,553 @@
+# Copyright 2026 the glm4-tokfix authors. Licensed under the Apache License, Version 2.0.
+"""A GLM-4 (glm-4-9b-chat) tokenizer whose batch encoding is exact.
+
+This file stands alone: it imports only the standard library, ``regex``,
+``tiktoken`` and ``transformers``, so it can be copied into a model folder in
+place of the upstream ``tokenization_chatglm.py`` and loaded with
+``AutoTokenizer.from_pretrained(folder, trust_remote_code=True)``.
+
+It defines two things:
+
+``GLM4FixMixin``
+    The fix, as a set of methods that can be laid over any GLM-4 tokenizer
+    class (ours below, or upstream's remote-code class) that has ``decoder``
+    (id -> bytes), ``mergeable_ranks`` (bytes -> id), ``tokenizer`` (a
+    ``tiktoken.Encoding``) and the 14 GLM-4 tokens registered as added tokens.
+
+``ChatGLM4Tokenizer``
+    A complete tokenizer: ``GLM4FixMixin`` over a clean reimplementation of the
+    upstream vocabulary handling. Same ids as upstream for every text.
+
+What the fix guarantees, on transformers 4.45+ and 5.x:
+
+* ``[gMASK]<sop>`` is added exactly when it is missing. A rendered chat
+  template already starts with it and gets no second copy::
+
+      >>> tok("[gMASK]<sop><|user|>\\nhi").input_ids == tok("<|user|>\\nhi").input_ids
+      True
+
+  Only one leading copy is ever recognised: a text that itself starts with the
+  prefix twice keeps both (user content is never deleted).
+* Pairs are ``[gMASK]<sop> A B <|endoftext|>``.
+* ``truncation=True, max_length=L`` returns exactly ``L`` tokens and keeps the
+  prefix, on either ``truncation_side``.
+* ``_pad`` honours ``padding_side`` (call time first, then the tokenizer's),
+  pads ``input_ids`` with the pad id, ``attention_mask`` and ``token_type_ids``
+  with 0, ``special_tokens_mask`` with 1, and gives ``position_ids`` that count
+  the real tokens (0..n-1) and are 0 on pads. Padding is idempotent.
+* ``decode`` is exact around special tokens on both transformers lines, and an
+  id outside the vocabulary is a ``ValueError``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextvars
+import os
+import shutil
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+
+import regex
+import tiktoken
+from transformers import PreTrainedTokenizer
+from transformers.tokenization_utils_base import AddedToken, TruncationStrategy
+from transformers.utils import PaddingStrategy
+
+__all__ = ["ChatGLM4Tokenizer", "GLM4FixMixin", "GLM4_SPECIAL_TOKENS", "GLM4_PAT_STR"]
+
+#: The split pattern GLM-4 uses before byte-pair merging (the cl100k pattern).
+GLM4_PAT_STR = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
+    r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+
+#: The 14 added tokens of GLM-4, in id order (they follow the BPE ranks).
+GLM4_SPECIAL_TOKENS = (
+    "<|endoftext|>",
+    "[MASK]",
+    "[gMASK]",
+    "[sMASK]",
+    "<sop>",
+    "<eop>",
+    "<|system|>",
+    "<|user|>",
+    "<|assistant|>",
+    "<|observation|>",
+    "<|begin_of_image|>",
+    "<|end_of_image|>",
+    "<|begin_of_video|>",
+    "<|end_of_video|>",
+)
+
+PREFIX_TOKENS = ("[gMASK]", "<sop>")
+PAIR_SUFFIX_TOKEN = "<|endoftext|>"
+
+# Set while ``prepare_for_model`` builds a sequence whose own leading prefix it
+# has already taken off: the prefix must then be added unconditionally, so a
+# text holding it twice keeps both copies. A ContextVar is per thread (and per
+# asyncio task), so sharing one tokenizer between threads stays safe.
+_PREFIX_STRIPPED: contextvars.ContextVar[bool] = contextvars.ContextVar("glm4_prefix_stripped", default=False)
+
+
+def load_tiktoken_ranks(vocab_file: Union[str, os.PathLike]) -> Dict[bytes, int]:
+    """Read a ``tokenizer.model`` file: one ``<base64 token> <rank>`` per line.
+
+    Raises ``OSError`` naming the path when it cannot be read and ``ValueError``
+    naming the file and line when a line is malformed, a token or rank repeats,
+    the ranks are not exactly ``0..n-1``, or a single byte has no rank (tiktoken
+    needs all 256 to encode arbitrary text).
+    """
+    path = os.fspath(vocab_file)
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except OSError as exc:
+        raise OSError(f"cannot read GLM-4 vocabulary file {path!r}: {exc.strerror or exc}") from exc
+    ranks: Dict[bytes, int] = {}
+    seen_ranks: Dict[int, int] = {}
+    for lineno, raw in enumerate(data.splitlines(), start=1):
+        line = raw.strip()
+        if not line:
+            continue
+        parts = line.split()
+        if len(parts) != 2:
+            raise ValueError(f"{path}, line {lineno}: expected '<base64 token> <rank>', got {raw[:80]!r}")
+        try:
+            token = base64.b64decode(parts[0], validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise ValueError(f"{path}, line {lineno}: token is not valid base64 ({exc})") from None
+        try:
+            rank = int(parts[1])
+        except ValueError:
+            raise ValueError(f"{path}, line {lineno}: rank {parts[1][:40]!r} is not an integer") from None
+        if rank < 0:
+            raise ValueError(f"{path}, line {lineno}: rank {rank} is negative")
+        if token in ranks:
+            raise ValueError(f"{path}, line {lineno}: token {token!r} repeats (first given rank {ranks[token]})")
+        if rank in seen_ranks:
+            raise ValueError(f"{path}, line {lineno}: rank {rank} repeats (first on line {seen_ranks[rank]})")
+        ranks[token] = rank
+        seen_ranks[rank] = lineno
+    if not ranks:
+        raise ValueError(f"{path}: no tokens in the vocabulary file")
+    if len(ranks) - 1 != max(seen_ranks):
+        missing = next(r for r in range(len(ranks)) if r not in seen_ranks)
+        raise ValueError(f"{path}: ranks must be 0..{len(ranks) - 1} without gaps; rank {missing} is missing")
+    lost = [b for b in range(256) if bytes([b]) not in ranks]
+    if lost:
+        raise ValueError(f"{path}: single bytes {lost[:8]} have no rank; every byte needs one")
+    return ranks
+
+
+def _as_id_list(ids: Any, what: str) -> List[int]:
+    """Turn a sequence of token ids (list, tuple, numpy/torch 1-d) into a list of ints."""
+    if hasattr(ids, "tolist") and not isinstance(ids, (list, tuple)):
+        ids = ids.tolist()
+    if isinstance(ids, int) and not isinstance(ids, bool):
+        return [ids]
+    if not isinstance(ids, (list, tuple)):
+        raise TypeError(f"{what} must be a list of token ids, got {type(ids).__name__}")
+    out = []
+    for value in ids:
+        if hasattr(value, "item") and not isinstance(value, int):
+            value = value.item()
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise TypeError(f"{what} must hold ints, got {type(value).__name__} ({value!r})")
+        out.append(value)
+    return out
+
+
+class GLM4FixMixin:
+    """The GLM-4 batch-encoding fix, as methods to lay over a tokenizer class.
+
+    Put it first in the bases (``class Fixed(GLM4FixMixin, UpstreamTokenizer)``).
+    It relies only on transformers' slow-tokenizer API plus the attributes every
+    GLM-4 tokenizer revision has: ``decoder`` (id -> bytes) and
+    ``mergeable_ranks`` (bytes -> id).
+    """
+
+    # ----------------------------------------------------------------- ids
+    def _glm4_token_id(self, token: str) -> int:
+        """The id of one of the 14 GLM-4 added tokens; ValueError if it is not registered."""
+        added = self._added_tokens_encoder
+        if token not in added:
+            raise ValueError(
+                f"token {token!r} is not registered on this tokenizer; a GLM-4 tokenizer needs the 14 "
+                f"added tokens of its tokenizer_config.json ({', '.join(GLM4_SPECIAL_TOKENS[:5])}, ...)"
+            )
+        return added[token]
+
+    def get_prefix_tokens(self) -> List[int]:
+        """The ids of ``[gMASK]<sop>``, the prefix every GLM-4 prompt starts with."""
+        return [self._glm4_token_id(t) for t in PREFIX_TOKENS]
+
+    def get_command(self, token: str) -> int:
+        """The id of a GLM-4 added token such as ``"<|user|>"`` (ValueError if unknown)."""
+        return self._glm4_token_id(token)
+
+    def _glm4_has_prefix(self, ids: Sequence[int], prefix: Sequence[int]) -> bool:
+        n = len(prefix)
+        return len(ids) >= n and list(ids[:n]) == list(prefix)
+
+    def _convert_token_to_id(self, token: Union[str, bytes]) -> int:
+        if isinstance(token, str):
+            if token in self._added_tokens_encoder:
+                return self._added_tokens_encoder[token]
+            key = token.encode("utf-8")
+        elif isinstance(token, (bytes, bytearray)):
+            key = bytes(token)
+        else:
+            raise TypeError(f"a token is str or bytes, got {type(token).__name__} ({token!r})")
+        rank = self.mergeable_ranks.get(key)
+        if rank is None:
+            raise ValueError(f"token {token!r} is not in the GLM-4 vocabulary")
+        return rank
+
+    def _convert_id_to_token(self, index: int) -> Union[str, bytes]:
+        token = self.decoder.get(index)
+        if token is None:
+            added = self._added_tokens_decoder.get(index)
+            if added is not None:
+                return added.content
+            raise ValueError(f"token id {index!r} is outside the vocabulary (0..{len(self) - 1})")
+        return token
+
+    # ------------------------------------------------------ special tokens
+    def build_inputs_with_special_tokens(
+        self, token_ids_0: List[int], token_ids_1: Optional[List[int]] = None
+    ) -> List[int]:
+        """Add ``[gMASK]<sop>`` in front, unless ``token_ids_0`` already starts with it.
+
+        Idempotent: applied to its own output it changes nothing. Pairs become
+        ``[gMASK]<sop> A B <|endoftext|>``. Empty lists are fine::
+
+            >>> tok.build_inputs_with_special_tokens([])  # [gMASK]<sop>
+            [151331, 151333]
+        """
+        prefix = self.get_prefix_tokens()
+        first = list(token_ids_0)
+        if _PREFIX_STRIPPED.get() or not self._glm4_has_prefix(first, prefix):
+            first = prefix + first
+        if token_ids_1 is None:
+            return first
+        return first + list(token_ids_1) + [self._glm4_token_id(PAIR_SUFFIX_TOKEN)]
+
+    def _glm4_adds_prefix(self, token_ids_0: Sequence[int]) -> bool:
+        return _PREFIX_STRIPPED.get() or not self._glm4_has_prefix(token_ids_0, self.get_prefix_tokens())
+
+    def get_special_tokens_mask(
+        self,
+        token_ids_0: List[int],
+        token_ids_1: Optional[List[int]] = None,
+        already_has_special_tokens: bool = False,
+    ) -> List[int]:
+        """1 where ``build_inputs_with_special_tokens`` puts a special token, 0 on the text."""
+        if already_has_special_tokens:
+            if token_ids_1 is not None:
+                raise ValueError("token_ids_1 must be None when already_has_special_tokens=True")
+            special = set(self.all_special_ids)
+            return [1 if i in special else 0 for i in token_ids_0]
+        if self._glm4_adds_prefix(token_ids_0):
+            mask = [1, 1] + [0] * len(token_ids_0)
+        else:
+            mask = [1, 1] + [0] * (len(token_ids_0) - 2)
+        if token_ids_1 is not None:
+            mask += [0] * len(token_ids_1) + [1]
+        return mask
+
+    def create_token_type_ids_from_sequences(
+        self, token_ids_0: List[int], token_ids_1: Optional[List[int]] = None
+    ) -> List[int]:
+        """GLM-4 has no segment embeddings: all zeros, as long as the built sequence."""
+        n = len(token_ids_0) + (2 if self._glm4_adds_prefix(token_ids_0) else 0)
+        if token_ids_1 is not None:
+            n += len(token_ids_1) + 1
+        return [0] * n
+
+    def num_special_tokens_to_add(self, pair: bool = False) -> int:
+        return 3 if pair else 2
+
+    def prepare_for_model(self, ids: List[int], pair_ids: Optional[List[int]] = None, *args: Any, **kwargs: Any):
+        """transformers' ``prepare_for_model`` with an idempotent prefix.
+
+        When special tokens are added and ``ids`` already starts with
+        ``[gMASK]<sop>``, that copy is taken off before truncation and put back
+        by ``build_inputs_with_special_tokens``, so length accounting and
+        ``truncation_side`` see the prefix exactly once.
+        """
+        add_special_tokens = kwargs.get("add_special_tokens", args[0] if args else True)
+        if not add_special_tokens:
+            return super().prepare_for_model(ids, pair_ids, *args, **kwargs)
+        prefix = self.get_prefix_tokens()
+        ids = list(ids)
+        if self._glm4_has_prefix(ids, prefix):
+            ids = ids[len(prefix) :]
+        token = _PREFIX_STRIPPED.set(True)
+        try:
+            return super().prepare_for_model(ids, pair_ids, *args, **kwargs)
+        finally:
+            _PREFIX_STRIPPED.reset(token)
+
+    def truncate_sequences(
+        self,
+        ids: List[int],
+        pair_ids: Optional[List[int]] = None,
+        num_tokens_to_remove: int = 0,
+        truncation_strategy: Union[str, TruncationStrategy] = "longest_first",
+        stride: int = 0,
+    ) -> Tuple[List[int], Optional[List[int]], List[int]]:
+        """Exact truncation of a single sequence; pairs as in transformers.
+
+        transformers 4.x silently skips truncation when every text token has to
+        go; here that cuts to the prefix alone, and a ``max_length`` too small
+        for the special tokens themselves is a ValueError.
+        """
+        strategy = TruncationStrategy(truncation_strategy)
+        single = pair_ids is None and strategy in (TruncationStrategy.ONLY_FIRST, TruncationStrategy.LONGEST_FIRST)
+        if num_tokens_to_remove <= 0 or not single:
+            return super().truncate_sequences(ids, pair_ids, num_tokens_to_remove, truncation_strategy, stride)
+        if num_tokens_to_remove > len(ids):
+            raise ValueError(
+                f"max_length is too small: it must leave room for the {self.num_special_tokens_to_add()} "
+                f"special tokens [gMASK]<sop> (asked to remove {num_tokens_to_remove} tokens from a text "
+                f"of {len(ids)})"
+            )
+        if self.truncation_side not in ("left", "right"):
+            raise ValueError(f"truncation_side must be 'left' or 'right', got {self.truncation_side!r}")
+        window = min(len(ids), stride + num_tokens_to_remove)
+        if self.truncation_side == "left":
+            return ids[num_tokens_to_remove:], None, ids[:window]
+        return ids[: len(ids) - num_tokens_to_remove], None, ids[len(ids) - window :]
+
+    # -------------------------------------------------------------- padding
+    def _pad(
+        self,
+        encoded_inputs: Dict[str, Any],
+        max_length: Optional[int] = None,
+        padding_strategy: Union[PaddingStrategy, str] = PaddingStrategy.DO_NOT_PAD,
+        pad_to_multiple_of: Optional[int] = None,
+        padding_side: Optional[str] = None,
+        return_attention_mask: Optional[bool] = None,
+        **kwargs: Any,
+    ) -> Dict[str, Any]:
+        """Pad one encoding on the requested side; exact and idempotent.
+
+        ``padding_side`` given here wins over ``self.padding_side``. Zeros
+        already in ``attention_mask`` are kept, and ``position_ids`` are
+        recomputed from the final mask (0..n-1 over real tokens, 0 on pads), so
+        padding a padded encoding again changes nothing but the new pads.
+        With ``return_attention_mask=False`` no ``attention_mask`` is returned.
+        """
+        main = self.model_input_names[0]
+        if main not in encoded_inputs:
+            raise ValueError(f"cannot pad an encoding without {main!r}; it has {sorted(encoded_inputs)}")
+        ids = encoded_inputs[main]
+        n = len(ids)
+        strategy = PaddingStrategy(padding_strategy)
+        side = padding_side if padding_side is not None else self.padding_side
+        if side not in ("left", "right"):
+            raise ValueError(f"padding_side must be 'left' or 'right', got {side!r}")
+        if pad_to_multiple_of is not None and (
+            isinstance(pad_to_multiple_of, bool) or not isinstance(pad_to_multiple_of, int) or pad_to_multiple_of <= 0
+        ):
+            raise ValueError(f"pad_to_multiple_of must be a positive integer, got {pad_to_multiple_of!r}")
+        if return_attention_mask is None:
+            return_attention_mask = "attention_mask" in self.model_input_names
+
+        mask = encoded_inputs.get("attention_mask")
+        mask = [1] * n if mask is None else list(mask)
+        if len(mask) != n:
+            raise ValueError(f"{main} has {n} tokens but attention_mask has {len(mask)}")
+        for key in ("token_type_ids", "special_tokens_mask"):
+            if key in encoded_inputs and len(encoded_inputs[key]) != n:
+                raise ValueError(f"{main} has {n} tokens but {key} has {len(encoded_inputs[key])}")
+
+        difference = 0
+        if strategy != PaddingStrategy.DO_NOT_PAD:
+            target = n if strategy == PaddingStrategy.LONGEST else max_length
+            if target is None:
+                raise ValueError("padding='max_length' needs max_length (or a finite model_max_length)")
+            if pad_to_multiple_of is not None and target % pad_to_multiple_of:
+                target = (target // pad_to_multiple_of + 1) * pad_to_multiple_of
+            difference = max(0, target - n)
+        if difference and self.pad_token_id is None:
+            raise ValueError("cannot pad: the tokenizer has no pad_token (GLM-4 uses <|endoftext|>)")
+
+        def padded(values: Iterable[int], fill: int) -> List[int]:
+            values = list(values)
+            if not difference:
+                return values
+            if side == "left":
+                return [fill] * difference + values
+            return values + [fill] * difference
+
+        encoded_inputs[main] = padded(ids, self.pad_token_id)
+        full_mask = padded(mask, 0)
+        if "token_type_ids" in encoded_inputs:
+            encoded_inputs["token_type_ids"] = padded(encoded_inputs["token_type_ids"], self.pad_token_type_id)
+        if "special_tokens_mask" in encoded_inputs:
+            encoded_inputs["special_tokens_mask"] = padded(encoded_inputs["special_tokens_mask"], 1)
+        if return_attention_mask:
+            encoded_inputs["attention_mask"] = full_mask
+        else:
+            encoded_inputs.pop("attention_mask", None)
+        if "position_ids" in self.model_input_names:
+            positions, count = [], 0
+            for bit in full_mask:
+                if bit:
+                    positions.append(count)
+                    count += 1
+                else:
+                    positions.append(0)
+            encoded_inputs["position_ids"] = positions
+        return encoded_inputs
+
+    # -------------------------------------------------------------- decoding
+    def convert_tokens_to_string(self, tokens: List[Union[str, bytes]]) -> str:
+        """Join tokens: runs of byte tokens are UTF-8 decoded together, str tokens kept as they are."""
+        parts: List[str] = []
+        buffer = bytearray()
+        for token in tokens:
+            if isinstance(token, (bytes, bytearray)):
+                buffer += token
+            elif isinstance(token, str):
+                if buffer:
+                    parts.append(buffer.decode("utf-8", errors="replace"))
+                    buffer = bytearray()
+                parts.append(token)
+            else:
+                raise TypeError(f"a token is str or bytes, got {type(token).__name__} ({token!r})")
+        if buffer:
+            parts.append(buffer.decode("utf-8", errors="replace"))
+        return "".join(parts)
+
+    def _decode(
+        self,
+        token_ids: Union[int, List[int]],
+        skip_special_tokens: bool = False,
+        clean_up_tokenization_spaces: Optional[bool] = None,
+        **kwargs: Any,
+    ) -> str:
+        """Exact decoding: ``decode(encode(s, add_special_tokens=False)) == s``.
+
+        Special tokens come back as their literal text (no spaces are inserted
+        around them) unless ``skip_special_tokens=True`` drops them.
+        """
+        ids = _as_id_list(token_ids, "token_ids")
+        skip = set(self.all_special_ids) if skip_special_tokens else ()
+        added = self._added_tokens_decoder
+        decoder = self.decoder
+        parts: List[str] = []
+        buffer = bytearray()
+        for index in ids:
+            if index in skip:
+                continue
+            piece = decoder.get(index)
+            if piece is not None:
+                buffer += piece
+                continue
+            token = added.get(index)
+            if token is None:
+                raise ValueError(f"token id {index} is outside the vocabulary (0..{len(self) - 1})")
+            if buffer:
+                parts.append(buffer.decode("utf-8", errors="replace"))
+                buffer = bytearray()
+            parts.append(token.content)
+        if buffer:
+            parts.append(buffer.decode("utf-8", errors="replace"))
+        text = "".join(parts)
+        if clean_up_tokenization_spaces is None:
+            clean_up_tokenization_spaces = self.clean_up_tokenization_spaces
+        if clean_up_tokenization_spaces:
+            text = self.clean_up_tokenization(text)
+        return text
+
+
+class _ChatGLM4Vocab(PreTrainedTokenizer):
+    """The GLM-4 vocabulary over tiktoken: what upstream's class does, minus its batch bugs."""
+
+    vocab_files_names = {"vocab_file": "tokenizer.model"}
+    model_input_names = ["input_ids", "attention_mask", "position_ids"]
+
+    def __init__(
+        self,
+        vocab_file: Optional[str] = None,
+        padding_side: str = "left",
+        clean_up_tokenization_spaces: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        if vocab_file is None:
+            raise OSError("ChatGLM4Tokenizer needs vocab_file: the path of a GLM-4 tokenizer.model")
+        self.name = "GLM4Tokenizer"
+        self.vocab_file = os.fspath(vocab_file)
+        self.mergeable_ranks = load_tiktoken_ranks(self.vocab_file)
+        self.decoder = {rank: token for token, rank in self.mergeable_ranks.items()}
+        self.n_words = len(self.mergeable_ranks)
+        self.pat_str = GLM4_PAT_STR
+        self.tokenizer = tiktoken.Encoding(
+            name="glm4",
+            pat_str=GLM4_PAT_STR,
+            mergeable_ranks=self.mergeable_ranks,
+            special_tokens={},
+        )
+        if "added_tokens_decoder" not in kwargs:
+            # Built without a tokenizer_config.json: register GLM-4's 14 tokens right after the ranks.
+            kwargs["added_tokens_decoder"] = {
+                self.n_words + i: AddedToken(t, lstrip=False, rstrip=False, normalized=False, special=True)
+                for i, t in enumerate(GLM4_SPECIAL_TOKENS)
+            }
+            if "additional_special_tokens" not in kwargs and "extra_special_tokens" not in kwargs:
+                kwargs["additional_special_tokens"] = list(GLM4_SPECIAL_TOKENS)
+            kwargs.setdefault("eos_token", "<|endoftext|>")
+            kwargs.setdefault("pad_token", "<|endoftext|>")
+        super().__init__(
+            padding_side=padding_side,
+            clean_up_tokenization_spaces=clean_up_tokenization_spaces,
+            **kwargs,
+        )
+
+    @property
+    def vocab_size(self) -> int:
+        """The number of BPE ranks (added tokens not included; ``len(tok)`` includes them)."""
+        return self.n_words
+
+    def get_vocab(self) -> Dict[Union[str, bytes], int]:
+        vocab: Dict[Union[str, bytes], int] = dict(self.mergeable_ranks)
+        vocab.update(self._added_tokens_encoder)
+        return vocab
+
+    def _tokenize(self, text: str, **kwargs: Any) -> List[bytes]:
+        decoder = self.decoder
+        return [decoder[i] for i in self.tokenizer.encode_ordinary(text)]
+
+    def save_vocabulary(self, save_directory: str, filename_prefix: Optional[str] = None) -> Tuple[str]:
+        name = (filename_prefix + "-" if filename_prefix else "") + self.vocab_files_names["vocab_file"]
+        target = os.path.join(save_directory, name) if os.path.isdir(save_directory) else save_directory
+        if os.path.isfile(self.vocab_file):
+            if os.path.abspath(self.vocab_file) != os.path.abspath(target):
+                shutil.copyfile(self.vocab_file, target)
+        else:
+            with open(target, "wb") as handle:
+                for token, rank in sorted(self.mergeable_ranks.items(), key=lambda kv: kv[1]):
+                    handle.write(base64.b64encode(token) + b" " + str(rank).encode() + b"\n")
+        return (target,)
+
+
+class ChatGLM4Tokenizer(GLM4FixMixin, _ChatGLM4Vocab):
+    """GLM-4 tokenizer with idempotent ``[gMASK]<sop>``, exact padding and decoding.
+
+    Load it from a glm-4-9b-chat folder::
+
+        tok = ChatGLM4Tokenizer.from_pretrained("path/to/glm-4-9b-chat")
+        batch = tok([tok.apply_chat_template(m, add_generation_prompt=True, tokenize=False)
+                     for m in chats], padding=True, return_tensors="pt")
+
+    Every row of ``batch`` holds one prefix, the pads sit together on
+    ``padding_side`` with attention 0 and position 0, and the real tokens of
+    row ``i`` equal ``tok(texts[i])``. ``save_pretrained`` writes this module
+    next to the vocabulary so the folder loads the fixed class through
+    ``AutoTokenizer.from_pretrained(folder, trust_remote_code=True)``.
+    """
+
+    _auto_class = "AutoTokenizer"

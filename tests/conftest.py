@@ -1,0 +1,78 @@
+"""Shared fixtures: the embedded tiny tokenizer, the real glm-4-9b-chat one when present, hypothesis profiles."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+# Nothing in the test suite may reach the network.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+import glm4_tokfix  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+REAL_DIR = Path(os.environ.get("GLM4_TOKFIX_REAL_VOCAB", ROOT.parent / "shared" / "glm-4-9b-chat"))
+HAVE_REAL = (REAL_DIR / "tokenizer.model").is_file() and (REAL_DIR / "tokenizer_config.json").is_file()
+REAL_SKIP_REASON = (
+    f"the real glm-4-9b-chat vocabulary is not at {REAL_DIR} "
+    "(set GLM4_TOKFIX_REAL_VOCAB to a folder holding tokenizer.model and tokenizer_config.json)"
+)
+TINY_DIR = Path(glm4_tokfix.TINY_GLM4_DIR)
+
+_common = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+settings.register_profile("ci", max_examples=150, **_common)
+settings.register_profile("dev", max_examples=40, **_common)
+settings.register_profile("quick", max_examples=10, **_common)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    import tiktoken
+    import transformers
+
+    return [
+        f"glm4-tokfix {glm4_tokfix.__version__}, transformers {transformers.__version__}, "
+        f"tiktoken {tiktoken.__version__}",
+        f"real vocabulary: {REAL_DIR if HAVE_REAL else 'absent (real_vocab tests skip)'}",
+        f"hypothesis profile: {settings._current_profile}",
+    ]
+
+
+requires_real = pytest.mark.skipif(not HAVE_REAL, reason=REAL_SKIP_REASON)
+
+
+@pytest.fixture(scope="session")
+def tiny_tok():
+    return glm4_tokfix.ChatGLM4Tokenizer.from_pretrained(TINY_DIR)
+
+
+@pytest.fixture(scope="session")
+def real_tok():
+    if not HAVE_REAL:
+        pytest.skip(REAL_SKIP_REASON)
+    return glm4_tokfix.ChatGLM4Tokenizer.from_pretrained(REAL_DIR)
+
+
+@pytest.fixture(scope="session", params=["tiny", pytest.param("real", marks=pytest.mark.real_vocab)])
+def vocab_dir(request) -> Path:
+    """Each vocabulary the suite runs on: the embedded tiny one, and the real one when present."""
+    if request.param == "real":
+        if not HAVE_REAL:
+            pytest.skip(REAL_SKIP_REASON)
+        return REAL_DIR
+    return TINY_DIR
+
+
+@pytest.fixture(scope="session")
+def tok(vocab_dir, request):
+    """The fixed tokenizer on each vocabulary (shared per session: loading the real one takes a second)."""
+    cache = request.config.__dict__.setdefault("_glm4_tok_cache", {})
+    if vocab_dir not in cache:
+        cache[vocab_dir] = glm4_tokfix.ChatGLM4Tokenizer.from_pretrained(vocab_dir)
+    return cache[vocab_dir]
