@@ -338,10 +338,12 @@ class GLM4FixMixin:
         recomputed from the final mask (0..n-1 over real tokens, 0 on pads), so
         padding a padded encoding again changes nothing but the new pads.
         With ``return_attention_mask=False`` no ``attention_mask`` is returned.
+        Returns a new dict; the encoding passed in is left as it was.
         """
         main = self.model_input_names[0]
         if main not in encoded_inputs:
             raise ValueError(f"cannot pad an encoding without {main!r}; it has {sorted(encoded_inputs)}")
+        encoded_inputs = dict(encoded_inputs)  # never mutate the caller's encoding
         ids = encoded_inputs[main]
         n = len(ids)
         strategy = PaddingStrategy(padding_strategy)
@@ -506,6 +508,19 @@ class _ChatGLM4Vocab(PreTrainedTokenizer):
             clean_up_tokenization_spaces=clean_up_tokenization_spaces,
             **kwargs,
         )
+
+    @classmethod
+    def _from_pretrained(cls, *args: Any, **kwargs: Any):
+        # transformers 4.x wraps the constructor in `except import_protobuf_decode_error():`, which raises
+        # an ImportError about protobuf (when protobuf is absent) in place of whatever __init__ raised.
+        # Give the user our own error back: it names the file and line that are wrong.
+        try:
+            return super()._from_pretrained(*args, **kwargs)
+        except ImportError as exc:
+            cause = exc.__context__
+            if "protobuf" in str(exc) and isinstance(cause, (ValueError, TypeError, OSError)):
+                raise cause from None
+            raise
 
     @property
     def vocab_size(self) -> int:

@@ -82,7 +82,11 @@ def encode_options(draw: st.DrawFn, tensors: bool = True) -> Dict[str, Any]:
     truncation = padding == "max_length" or draw(st.booleans())
     if truncation:
         options["truncation"] = True
-        options["max_length"] = draw(st.integers(2, 48))
+        max_length = draw(st.integers(2, 48))
+        multiple = options.get("pad_to_multiple_of")
+        if multiple:  # transformers requires max_length to be a multiple when both are set
+            max_length = -(-max_length // multiple) * multiple
+        options["max_length"] = max_length
     if tensors and padding is not False:
         options["return_tensors"] = draw(st.sampled_from([None, None, "np", "pt"]))
     return options
