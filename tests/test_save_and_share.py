@@ -106,7 +106,7 @@ def test_multiprocessing_spawn(tiny_tok):
 
 def test_threads_share_one_tokenizer(tok):
     batches = [[f"<|user|>\nquestion {i} " + "word " * (i % 7), f"[gMASK]<sop>{i}"] for i in range(64)]
-    options = [dict(padding=True, padding_side="right" if i % 2 else "left", truncation=bool(i % 3), max_length=9)
+    options = [dict(padding="max_length" if i % 3 else True, padding_side="right" if i % 2 else "left", truncation=bool(i % 3), max_length=9 if i % 3 else None)
                for i in range(64)]  # fmt: skip
     expected = [dict(tok(b, **o)) for b, o in zip(batches, options)]
     with ThreadPoolExecutor(8) as pool:

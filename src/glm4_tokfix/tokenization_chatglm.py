@@ -405,6 +405,225 @@ class GLM4FixMixin:
             encoded_inputs["position_ids"] = positions
         return encoded_inputs
 
+    # ------------------------------------------------------------ fast path
+    #: When True (the default), plain-text calls skip transformers' per-token Python path: tiktoken
+    #: splits the added tokens and encodes in one call per text, and the padded rows are built in one
+    #: pass. The output is identical to the generic path (set False to use that one; tests compare both).
+    glm4_fast_path = True
+
+    def _encode_plus(self, text: Any = None, text_pair: Any = None, **kwargs: Any):
+        # transformers 5: every __call__/encode goes through here (a batch too); 4.x: single texts only.
+        if text_pair is None and self._glm4_fast_applies(kwargs):
+            if isinstance(text, str):
+                return self._glm4_fast_encode([text], batched=False, **kwargs)
+            if (
+                isinstance(text, (list, tuple))
+                and text
+                and not kwargs.get("is_split_into_words")
+                and all(isinstance(t, str) for t in text)
+            ):
+                return self._glm4_fast_encode(list(text), batched=True, **kwargs)
+        return super()._encode_plus(text=text, text_pair=text_pair, **kwargs)
+
+    def _batch_encode_plus(self, batch_text_or_text_pairs: Any, **kwargs: Any):
+        # transformers 4.x batch path (5.x has no _batch_encode_plus and never calls this).
+        texts = batch_text_or_text_pairs
+        if (
+            isinstance(texts, (list, tuple))
+            and texts
+            and all(isinstance(t, str) for t in texts)
+            and not kwargs.get("is_split_into_words")
+            and self._glm4_fast_applies(kwargs)
+        ):
+            return self._glm4_fast_encode(list(texts), batched=True, **kwargs)
+        return super()._batch_encode_plus(batch_text_or_text_pairs, **kwargs)
+
+    _GLM4_FAST_KWARGS = frozenset(
+        {
+            "add_special_tokens", "padding_strategy", "truncation_strategy", "max_length", "stride",
+            "is_split_into_words", "pad_to_multiple_of", "padding_side", "return_tensors",
+            "return_token_type_ids", "return_attention_mask", "return_overflowing_tokens",
+            "return_special_tokens_mask", "return_offsets_mapping", "return_length", "verbose",
+            "split_special_tokens",
+        }
+    )  # fmt: skip
+
+    def _glm4_fast_applies(self, kwargs: Dict[str, Any]) -> bool:
+        """The fast path covers plain texts with every option of __call__ except overflow/offsets/pairs."""
+        if not self.glm4_fast_path or type(self)._tokenize is not _ChatGLM4Vocab._tokenize:
+            return False
+        if not self._GLM4_FAST_KWARGS.issuperset(kwargs):
+            return False
+        if kwargs.get("return_overflowing_tokens") or kwargs.get("return_offsets_mapping"):
+            return False
+        if TruncationStrategy(kwargs.get("truncation_strategy", "do_not_truncate")) == TruncationStrategy.ONLY_SECOND:
+            return False
+        if getattr(self, "do_lower_case", False):
+            return False
+        if kwargs.get("return_token_type_ids") and not kwargs.get("add_special_tokens", True):
+            return False  # transformers 4.x refuses this combination; let it say so
+        return kwargs.get("split_special_tokens", self.split_special_tokens) or self._glm4_special_encoding() is not None
+
+    def _glm4_special_encoding(self) -> Optional[tiktoken.Encoding]:
+        """A tiktoken encoding that splits out this tokenizer's added tokens exactly as transformers does.
+
+        Built once per set of added tokens. None when an added token strips
+        whitespace, is single-word, or overlaps another one (then transformers'
+        own splitting is used).
+        """
+        added = self._added_tokens_decoder
+        signature = tuple(sorted((i, t.content) for i, t in added.items()))
+        cached = getattr(self, "_glm4_special_cache", None)
+        if cached is not None and cached[0] == signature:
+            return cached[1]
+        encoding: Optional[tiktoken.Encoding] = None
+        contents = [content for _, content in signature]
+        plain = all(not (t.lstrip or t.rstrip or t.single_word) for t in added.values())
+        overlapping = any(
+            a != b and (a in b or any(a.endswith(b[:k]) for k in range(1, min(len(a), len(b)))))
+            for a in contents
+            for b in contents
+        )
+        if plain and not overlapping and len(set(contents)) == len(contents):
+            try:
+                encoding = tiktoken.Encoding(
+                    name="glm4-with-added-tokens",
+                    pat_str=self.tokenizer._pat_str,
+                    mergeable_ranks=self.mergeable_ranks,
+                    special_tokens={content: i for i, content in signature},
+                )
+            except Exception:  # tiktoken refuses some vocabularies (e.g. ids clashing): use the generic path
+                encoding = None
+        self._glm4_special_cache = (signature, encoding)
+        return encoding
+
+    def _glm4_fast_encode(
+        self,
+        texts: List[str],
+        batched: bool,
+        add_special_tokens: bool = True,
+        padding_strategy: Union[PaddingStrategy, str] = PaddingStrategy.DO_NOT_PAD,
+        truncation_strategy: Union[TruncationStrategy, str] = TruncationStrategy.DO_NOT_TRUNCATE,
+        max_length: Optional[int] = None,
+        pad_to_multiple_of: Optional[int] = None,
+        padding_side: Optional[str] = None,
+        return_tensors: Any = None,
+        return_token_type_ids: Optional[bool] = None,
+        return_attention_mask: Optional[bool] = None,
+        return_special_tokens_mask: bool = False,
+        return_length: bool = False,
+        verbose: bool = True,
+        split_special_tokens: Optional[bool] = None,
+        **_ignored: Any,  # stride, is_split_into_words=False, return_overflowing_tokens=False, ...
+    ):
+        from transformers.tokenization_utils_base import BatchEncoding
+
+        padding_strategy = PaddingStrategy(padding_strategy)
+        truncate = TruncationStrategy(truncation_strategy) != TruncationStrategy.DO_NOT_TRUNCATE and bool(max_length)
+        if split_special_tokens is None:
+            split_special_tokens = self.split_special_tokens
+        encode = (
+            self.tokenizer.encode_ordinary
+            if split_special_tokens
+            else (lambda t, _enc=self._glm4_special_encoding(): _enc.encode(t, allowed_special="all"))
+        )
+        prefix = self.get_prefix_tokens() if add_special_tokens else None
+        n_prefix = len(prefix) if prefix else 0
+        left_cut = self.truncation_side == "left"
+        if truncate and self.truncation_side not in ("left", "right"):
+            raise ValueError(f"truncation_side must be 'left' or 'right', got {self.truncation_side!r}")
+
+        rows: List[List[int]] = []
+        for text in texts:
+            ids = encode(text)
+            if prefix is not None and ids[:n_prefix] == prefix:
+                del ids[:n_prefix]
+            if truncate and len(ids) + n_prefix > max_length:
+                remove = len(ids) + n_prefix - max_length
+                if remove > len(ids):
+                    raise ValueError(
+                        f"max_length is too small: it must leave room for the {n_prefix} special tokens "
+                        f"[gMASK]<sop> (asked to remove {remove} tokens from a text of {len(ids)})"
+                    )
+                ids = ids[remove:] if left_cut else ids[: len(ids) - remove]
+            row = prefix + ids if prefix is not None else ids
+            self._eventual_warn_about_too_long_sequence(row, max_length, verbose)
+            rows.append(row)
+
+        if return_token_type_ids is None:
+            return_token_type_ids = "token_type_ids" in self.model_input_names
+        want_mask = "attention_mask" in self.model_input_names if return_attention_mask is None else return_attention_mask
+        data: Dict[str, Any] = {"input_ids": rows}
+        if return_token_type_ids:
+            data["token_type_ids"] = [[0] * len(r) for r in rows]
+        if return_special_tokens_mask:
+            data["special_tokens_mask"] = [[1] * n_prefix + [0] * (len(r) - n_prefix) for r in rows]
+        lengths = [len(r) for r in rows]
+        if return_length and batched:
+            data["length"] = lengths
+
+        # transformers pads a batch always (pad() after the rows) and a single text when it pads or masks;
+        # pad() returns an empty single encoding untouched (only an empty attention_mask is added).
+        if not batched and not rows[0] and (padding_strategy != PaddingStrategy.DO_NOT_PAD or want_mask):
+            if want_mask:
+                data["attention_mask"] = [[]]
+        elif batched or padding_strategy != PaddingStrategy.DO_NOT_PAD or want_mask:
+            side = padding_side if padding_side is not None else self.padding_side
+            if side not in ("left", "right"):
+                raise ValueError(f"padding_side must be 'left' or 'right', got {side!r}")
+            if pad_to_multiple_of is not None and (
+                isinstance(pad_to_multiple_of, bool)
+                or not isinstance(pad_to_multiple_of, int)
+                or pad_to_multiple_of <= 0
+            ):
+                raise ValueError(f"pad_to_multiple_of must be a positive integer, got {pad_to_multiple_of!r}")
+            target: Optional[int] = None
+            if padding_strategy == PaddingStrategy.LONGEST:
+                target = max(lengths)
+            elif padding_strategy == PaddingStrategy.MAX_LENGTH:
+                if max_length is None:
+                    raise ValueError("padding='max_length' needs max_length (or a finite model_max_length)")
+                target = max_length
+            if target is not None and pad_to_multiple_of is not None and target % pad_to_multiple_of:
+                target = (target // pad_to_multiple_of + 1) * pad_to_multiple_of
+            pad_id = self.pad_token_id
+            if target is not None and pad_id is None and any(n < target for n in lengths):
+                raise ValueError("cannot pad: the tokenizer has no pad_token (GLM-4 uses <|endoftext|>)")
+            left = side == "left"
+            masks, positions = [], []
+            for i, n in enumerate(lengths):
+                d = target - n if target is not None and target > n else 0
+                if d:
+                    if left:
+                        rows[i] = [pad_id] * d + rows[i]
+                        masks.append([0] * d + [1] * n)
+                        positions.append([0] * d + list(range(n)))
+                    else:
+                        rows[i] = rows[i] + [pad_id] * d
+                        masks.append([1] * n + [0] * d)
+                        positions.append(list(range(n)) + [0] * d)
+                    if return_token_type_ids:
+                        fill = [self.pad_token_type_id] * d
+                        row = data["token_type_ids"][i]
+                        data["token_type_ids"][i] = fill + row if left else row + fill
+                    if return_special_tokens_mask:
+                        row = data["special_tokens_mask"][i]
+                        data["special_tokens_mask"][i] = [1] * d + row if left else row + [1] * d
+                else:
+                    masks.append([1] * n)
+                    positions.append(list(range(n)))
+            if want_mask:
+                data["attention_mask"] = masks
+            if "position_ids" in self.model_input_names:
+                data["position_ids"] = positions
+        if return_length and not batched:
+            data["length"] = [len(rows[0])]
+
+        if not batched:
+            data = {key: value[0] for key, value in data.items()}
+            return BatchEncoding(data, tensor_type=return_tensors, prepend_batch_axis=True)
+        return BatchEncoding(data, tensor_type=return_tensors)
+
     # -------------------------------------------------------------- decoding
     def convert_tokens_to_string(self, tokens: List[Union[str, bytes]]) -> str:
         """Join tokens: runs of byte tokens are UTF-8 decoded together, str tokens kept as they are."""
