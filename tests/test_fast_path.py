@@ -85,6 +85,12 @@ def test_single_fast_equals_slow(tok, slow, text, options):
     assert tok.encode(text) == slow.encode(text)
 
 
+@given(text=prompt_texts(), add=st.booleans(), split=st.sampled_from([None, False, True]))
+def test_encode_fast_equals_slow(tok, slow, text, add, split):
+    kwargs = {} if split is None else {"split_special_tokens": split}
+    assert tok.encode(text, add_special_tokens=add, **kwargs) == slow.encode(text, add_special_tokens=add, **kwargs)
+
+
 def test_fast_path_is_taken(tok, monkeypatch):
     """Guard against the fast path silently switching off (the equality tests would still pass)."""
     calls = []
@@ -97,7 +103,7 @@ def test_fast_path_is_taken(tok, monkeypatch):
     monkeypatch.setattr(type(tok), "_glm4_fast_encode", spy)
     tok(["a", "[gMASK]<sop>b"], padding=True, return_tensors="np")
     tok("single")
-    tok.encode("x")
+    tok.encode("x", max_length=4, truncation=True)
     assert calls == [True, False, False]
 
 

@@ -395,13 +395,16 @@ class GLM4FixMixin:
         else:
             encoded_inputs.pop("attention_mask", None)
         if "position_ids" in self.model_input_names:
-            positions, count = [], 0
-            for bit in full_mask:
-                if bit:
-                    positions.append(count)
-                    count += 1
-                else:
-                    positions.append(0)
+            if 0 not in mask:  # the common case: every given token is real
+                positions = padded(range(n), 0)
+            else:
+                positions, count = [], 0
+                for bit in full_mask:
+                    if bit:
+                        positions.append(count)
+                        count += 1
+                    else:
+                        positions.append(0)
             encoded_inputs["position_ids"] = positions
         return encoded_inputs
 
@@ -424,6 +427,48 @@ class GLM4FixMixin:
             ):
                 return self._glm4_fast_encode(list(text), batched=True, **kwargs)
         return super()._encode_plus(text=text, text_pair=text_pair, **kwargs)
+
+    def encode(
+        self,
+        text: Any,
+        text_pair: Any = None,
+        add_special_tokens: bool = True,
+        padding: Any = False,
+        truncation: Any = None,
+        max_length: Optional[int] = None,
+        **kwargs: Any,
+    ) -> List[int]:
+        """``tokenizer.encode``; a plain text without padding or truncation goes straight to tiktoken."""
+        if (
+            isinstance(text, str)
+            and text_pair is None
+            and padding in (False, None, "do_not_pad")
+            and not truncation
+            and max_length is None
+            and kwargs.keys() <= {"split_special_tokens", "verbose", "return_tensors", "stride"}
+            and kwargs.get("return_tensors") is None
+            and self._glm4_fast_applies({"split_special_tokens": kwargs.get("split_special_tokens")})
+        ):
+            split = kwargs.get("split_special_tokens")
+            if split if split is not None else self.split_special_tokens:
+                ids = self.tokenizer.encode_ordinary(text)
+            else:
+                ids = self._glm4_special_encoding().encode(text, allowed_special="all")
+            if add_special_tokens:
+                prefix = self.get_prefix_tokens()
+                if ids[: len(prefix)] != prefix:
+                    ids = prefix + ids
+            self._eventual_warn_about_too_long_sequence(ids, None, kwargs.get("verbose", True))
+            return ids
+        return super().encode(
+            text,
+            text_pair=text_pair,
+            add_special_tokens=add_special_tokens,
+            padding=padding,
+            truncation=truncation,
+            max_length=max_length,
+            **kwargs,
+        )
 
     def _batch_encode_plus(self, batch_text_or_text_pairs: Any, **kwargs: Any):
         # transformers 4.x batch path (5.x has no _batch_encode_plus and never calls this).
@@ -462,7 +507,10 @@ class GLM4FixMixin:
             return False
         if kwargs.get("return_token_type_ids") and not kwargs.get("add_special_tokens", True):
             return False  # transformers 4.x refuses this combination; let it say so
-        return kwargs.get("split_special_tokens", self.split_special_tokens) or self._glm4_special_encoding() is not None
+        split = kwargs.get("split_special_tokens")
+        if split is None:
+            split = self.split_special_tokens
+        return bool(split) or self._glm4_special_encoding() is not None
 
     def _glm4_special_encoding(self) -> Optional[tiktoken.Encoding]:
         """A tiktoken encoding that splits out this tokenizer's added tokens exactly as transformers does.
@@ -472,10 +520,14 @@ class GLM4FixMixin:
         own splitting is used).
         """
         added = self._added_tokens_decoder
-        signature = tuple(sorted((i, t.content) for i, t in added.items()))
         cached = getattr(self, "_glm4_special_cache", None)
-        if cached is not None and cached[0] == signature:
-            return cached[1]
+        key = (id(added), len(added))  # add_tokens() grows the dict; a new dict gets a new id
+        if cached is not None and cached[0] == key:
+            return cached[2]
+        signature = tuple(sorted((i, t.content) for i, t in added.items()))
+        if cached is not None and cached[1] == signature:
+            self._glm4_special_cache = (key, signature, cached[2])
+            return cached[2]
         encoding: Optional[tiktoken.Encoding] = None
         contents = [content for _, content in signature]
         plain = all(not (t.lstrip or t.rstrip or t.single_word) for t in added.values())
@@ -494,7 +546,7 @@ class GLM4FixMixin:
                 )
             except Exception:  # tiktoken refuses some vocabularies (e.g. ids clashing): use the generic path
                 encoding = None
-        self._glm4_special_cache = (signature, encoding)
+        self._glm4_special_cache = (key, signature, encoding)
         return encoding
 
     def _glm4_fast_encode(
