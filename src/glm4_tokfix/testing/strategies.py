@@ -11,7 +11,8 @@ encode them, so no GLM-4 tokenizer round-trips them.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List
+import importlib.util
+from typing import Any, Dict, List, Sequence, Tuple
 
 from hypothesis import strategies as st
 
@@ -66,11 +67,24 @@ def batches(min_size: int = 1, max_size: int = 6) -> st.SearchStrategy[List[str]
 
 
 @st.composite
-def encode_options(draw: st.DrawFn, tensors: bool = True) -> Dict[str, Any]:
+def encode_options(
+    draw: st.DrawFn,
+    tensors: bool = True,
+    outputs: bool = False,
+    tensor_types: Sequence[str] = ("np", "pt"),
+) -> Dict[str, Any]:
     """Keyword arguments for ``tokenizer(texts, **options)`` that always form a valid call.
 
     ``padding='max_length'`` always comes with ``truncation=True`` so rows have
-    one width; ``return_tensors`` is drawn only when rows are padded.
+    one width; ``return_tensors`` is drawn only when rows are padded, from
+    ``tensor_types`` (pass ``available_tensor_types()`` where torch may be
+    missing). With ``outputs=True`` it also draws ``return_attention_mask``,
+    ``return_special_tokens_mask`` and ``return_token_type_ids`` (the last
+    only with special tokens, as transformers 4.x requires)::
+
+        >>> encode_options(outputs=True).example()  # doctest: +SKIP
+        {'padding': 'longest', 'padding_side': 'right', 'add_special_tokens': True,
+         'return_tensors': 'np', 'return_special_tokens_mask': True}
     """
     options: Dict[str, Any] = {}
     padding = draw(st.sampled_from([True, "longest", "max_length", False]))
@@ -87,6 +101,36 @@ def encode_options(draw: st.DrawFn, tensors: bool = True) -> Dict[str, Any]:
         if multiple:  # transformers requires max_length to be a multiple when both are set
             max_length = -(-max_length // multiple) * multiple
         options["max_length"] = max_length
-    if tensors and padding is not False:
-        options["return_tensors"] = draw(st.sampled_from([None, None, "np", "pt"]))
+    if tensors and padding is not False and tensor_types:
+        options["return_tensors"] = draw(st.sampled_from([None, None, *tensor_types]))
+    if outputs:
+        for key in ("return_attention_mask", "return_special_tokens_mask", "return_token_type_ids"):
+            choices = [None, None, True, False]
+            if key == "return_token_type_ids" and not options["add_special_tokens"]:
+                choices = [None, None, False]  # transformers 4.x rejects token type ids without special tokens
+            value = draw(st.sampled_from(choices))
+            if value is not None:
+                options[key] = value
     return options
+
+
+def available_tensor_types() -> Tuple[str, ...]:
+    """The ``return_tensors`` values this environment can produce (``"np"``, and ``"pt"`` with torch)."""
+    found = []
+    for name, module in (("np", "numpy"), ("pt", "torch")):
+        if importlib.util.find_spec(module) is not None:
+            found.append(name)
+    return tuple(found)
+
+
+padding_sides = st.sampled_from(["left", "right"])
+
+
+def chat_batches(max_chats: int = 3, max_messages: int = 4) -> st.SearchStrategy[List[List[Dict[str, str]]]]:
+    """A batch of 1..max_chats conversations (what ``apply_chat_template`` takes batched)."""
+    return st.lists(chats(max_messages), min_size=1, max_size=max_chats)
+
+
+def text_pairs() -> st.SearchStrategy[Tuple[str, str]]:
+    """``(text, text_pair)`` for pair encoding; the first may carry the prefix, as a rendered prompt does."""
+    return st.tuples(prompt_texts(), texts())

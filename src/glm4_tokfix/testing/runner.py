@@ -1,0 +1,249 @@
+"""Run the property battery on one tokenizer: count violations over N examples, then shrink the first one.
+
+This is the engine of ``glm4-tokfix check``. For each property it makes two
+hypothesis runs with the same seed and ``database=None`` (nothing is written
+to disk):
+
+1. *explore*: ``max_examples=N``, generate phase only; every example runs and
+   every violation is counted (the first one is kept);
+2. *shrink* (only when something was violated): generate + shrink phases,
+   replaying the explore run from memory until the first failure and then
+   letting hypothesis minimise it. Shrinking stops calling the tokenizer after
+   ``max_shrink_calls`` new examples or ``shrink_seconds``, whichever comes
+   first; the smallest failure found so far is reported.
+
+    >>> from glm4_tokfix.testing.runner import run_properties
+    >>> report = run_properties(tok, examples=50, seed=1)
+    >>> report.ok, report.total_examples, [r.name for r in report.results if r.violations]
+    (True, 600, [])
+
+Exceptions raised by the tokenizer are violations (the assertion helpers
+turn them into AssertionError); an unexpected exception in a helper is
+counted as a violation too, with its type in the message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+from glm4_tokfix.testing.properties import Example, Property, select
+
+#: Default number of examples per property for ``glm4-tokfix check``.
+DEFAULT_EXAMPLES = 100
+#: Default cap on new tokenizer calls while shrinking one property's counterexample.
+DEFAULT_MAX_SHRINK_CALLS = 150
+#: Default wall-clock cap on shrinking one property's counterexample.
+DEFAULT_SHRINK_SECONDS = 5.0
+
+
+@dataclass
+class Counterexample:
+    """A violating example: the helper's arguments, the call reproducing it, the violation message."""
+
+    arguments: Example
+    call: str
+    message: str
+    shrunk: bool
+
+    def as_dict(self) -> Dict[str, Any]:
+        return {"arguments": self.arguments, "call": self.call, "message": self.message, "shrunk": self.shrunk}
+
+
+@dataclass
+class PropertyResult:
+    name: str
+    summary: str
+    examples: int = 0
+    violations: int = 0
+    counterexample: Optional[Counterexample] = None
+    seconds: float = 0.0
+    shrink_calls: int = 0
+
+    def as_dict(self) -> Dict[str, Any]:
+        return {
+            "name": self.name,
+            "summary": self.summary,
+            "examples": self.examples,
+            "violations": self.violations,
+            "counterexample": self.counterexample.as_dict() if self.counterexample else None,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+@dataclass
+class Report:
+    seed: int
+    examples_per_property: int
+    results: List[PropertyResult] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def total_examples(self) -> int:
+        return sum(r.examples for r in self.results)
+
+    @property
+    def total_violations(self) -> int:
+        return sum(r.violations for r in self.results)
+
+    @property
+    def ok(self) -> bool:
+        return self.total_violations == 0
+
+    def as_dict(self) -> Dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "seed": self.seed,
+            "examples_per_property": self.examples_per_property,
+            "properties": [r.as_dict() for r in self.results],
+            "total_examples": self.total_examples,
+            "total_violations": self.total_violations,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+class Progress:
+    """Progress callbacks; the default does nothing (``glm4_tokfix.check`` draws a bar on stderr)."""
+
+    def start(self, total: int) -> None: ...
+
+    def example(self, prop: Property) -> None: ...
+
+    def shrinking(self, prop: Property) -> None: ...
+
+    def done(self, prop: Property, result: PropertyResult) -> None: ...
+
+    def finish(self) -> None: ...
+
+
+class _Violation(Exception):
+    """Raised to hypothesis when an example violates the property (always from the same line)."""
+
+
+def _key(example: Example) -> bytes:
+    return hashlib.sha1(repr(example).encode("utf-8", "surrogatepass")).digest()
+
+
+def _violation_message(prop: Property, tokenizer: Any, example: Example) -> Optional[str]:
+    try:
+        prop.check(tokenizer, example)
+    except AssertionError as exc:
+        return str(exc) or "AssertionError (no message)"
+    except Exception as exc:  # noqa: BLE001 -- a helper tripping over odd tokenizer output is still a violation
+        return f"{type(exc).__name__} while checking: {exc}"
+    return None
+
+
+def _settings(examples: int, shrink: bool) -> Any:
+    from hypothesis import HealthCheck, Phase, Verbosity, settings
+
+    return settings(
+        settings.get_profile("default"),  # independent of any profile loaded in this process (CI, pytest)
+        max_examples=examples,
+        database=None,
+        deadline=None,
+        derandomize=False,
+        phases=(Phase.generate, Phase.shrink) if shrink else (Phase.generate,),
+        suppress_health_check=list(HealthCheck),
+        verbosity=Verbosity.quiet,
+        print_blob=False,
+        report_multiple_bugs=False,
+    )
+
+
+def run_property(
+    tokenizer: Any,
+    prop: Property,
+    examples: int = DEFAULT_EXAMPLES,
+    seed: int = 0,
+    progress: Optional[Progress] = None,
+    max_shrink_calls: int = DEFAULT_MAX_SHRINK_CALLS,
+    shrink_seconds: float = DEFAULT_SHRINK_SECONDS,
+) -> PropertyResult:
+    """Run one property for ``examples`` examples with ``seed``; see the module docstring."""
+    from hypothesis import given
+    from hypothesis import seed as with_seed
+
+    if examples <= 0:
+        raise ValueError(f"examples must be a positive integer, got {examples}")
+    progress = progress or Progress()
+    result = PropertyResult(prop.name, prop.summary)
+    verdicts: Dict[bytes, Optional[str]] = {}  # example key -> violation message (None: passed)
+    strategy = prop.strategy()
+    started = time.perf_counter()
+
+    @given(example=strategy)
+    def explore(example: Example) -> None:
+        result.examples += 1
+        message = _violation_message(prop, tokenizer, example)
+        verdicts[_key(example)] = message
+        if message is not None:
+            result.violations += 1
+            if result.counterexample is None:
+                result.counterexample = Counterexample(example, prop.call(example), message, shrunk=False)
+        progress.example(prop)
+
+    with_seed(seed)(_settings(examples, shrink=False)(explore))()
+
+    if result.violations:
+        progress.shrinking(prop)
+        budget_end = time.perf_counter() + shrink_seconds
+        last: Dict[str, Any] = {}
+
+        @given(example=strategy)
+        def shrink(example: Example) -> None:
+            key = _key(example)
+            if key in verdicts:
+                message = verdicts[key]
+            elif result.shrink_calls >= max_shrink_calls or time.perf_counter() > budget_end:
+                return  # budget spent: new examples count as passing, known ones keep their verdict
+            else:
+                result.shrink_calls += 1
+                message = _violation_message(prop, tokenizer, example)
+                verdicts[key] = message
+            if message is not None:
+                last["example"], last["message"] = example, message
+                raise _Violation(message)
+
+        try:
+            with_seed(seed)(_settings(examples, shrink=True)(shrink))()
+        except _Violation:
+            # hypothesis replays the minimal failing example last, so ``last`` holds it
+            result.counterexample = Counterexample(
+                last["example"], prop.call(last["example"]), last["message"], shrunk=True
+            )
+        except Exception:  # noqa: BLE001 -- e.g. hypothesis flagging a flaky tokenizer: keep the unshrunk one
+            pass
+    result.seconds = time.perf_counter() - started
+    progress.done(prop, result)
+    return result
+
+
+def run_properties(
+    tokenizer: Any,
+    properties: Optional[Sequence[Property]] = None,
+    examples: int = DEFAULT_EXAMPLES,
+    seed: int = 0,
+    progress: Optional[Progress] = None,
+    max_shrink_calls: int = DEFAULT_MAX_SHRINK_CALLS,
+    shrink_seconds: float = DEFAULT_SHRINK_SECONDS,
+    on_result: Optional[Callable[[PropertyResult], None]] = None,
+) -> Report:
+    """Run ``properties`` (default: the whole battery) on ``tokenizer``; a :class:`Report`."""
+    properties = tuple(properties) if properties is not None else select()
+    progress = progress or Progress()
+    report = Report(seed=seed, examples_per_property=examples)
+    started = time.perf_counter()
+    progress.start(len(properties) * examples)
+    try:
+        for prop in properties:
+            result = run_property(tokenizer, prop, examples, seed, progress, max_shrink_calls, shrink_seconds)
+            report.results.append(result)
+            if on_result is not None:
+                on_result(result)
+    finally:
+        progress.finish()
+    report.seconds = time.perf_counter() - started
+    return report
