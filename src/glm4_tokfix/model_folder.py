@@ -1,0 +1,546 @@
+"""Make a GLM-4 model folder load the fixed tokenizer, undo that, or export the module for upstream.
+
+``glm4-tokfix patch MODEL_DIR``
+    Writes the standalone fixed module into the folder as
+    ``tokenization_glm4_tokfix.py`` (upstream's ``tokenization_chatglm.py``
+    stays) and points ``auto_map.AutoTokenizer`` in ``tokenizer_config.json``
+    at its ``ChatGLM4Tokenizer``. The original ``tokenizer_config.json`` is kept
+    as ``tokenizer_config.json.glm4-tokfix-orig`` (the very same file: a hard
+    link when the file system allows, else an exact copy). Afterwards plain
+    ``AutoTokenizer.from_pretrained(MODEL_DIR, trust_remote_code=True)`` -- and
+    so vLLM, SGLang, LLaMA-Factory, TGI or any script -- loads the fixed
+    tokenizer, without glm4-tokfix installed. Running it again refreshes the
+    module (e.g. after upgrading glm4-tokfix) and changes nothing else.
+
+``glm4-tokfix unpatch MODEL_DIR``
+    Puts the original ``tokenizer_config.json`` back and removes the module:
+    the folder is byte for byte what it was. If ``tokenizer_config.json`` was
+    edited after patching, those edits are kept and only ``auto_map`` is
+    restored (said on stdout).
+
+``glm4-tokfix export OUT_DIR``
+    Writes exactly one file, ``OUT_DIR/tokenization_chatglm.py``: the standalone
+    module, ready to replace upstream's file in the model repository. An
+    existing different file there is replaced only with ``--force``.
+
+Every change is atomic: files are written under temporary names in the same
+folder and moved into place with ``os.replace``; if any step fails, the steps
+already taken are undone, so the folder is left exactly as it was. A folder
+that is missing, read-only or not a GLM-4 tokenizer folder is a one-line error
+on stderr and exit code 1, with nothing changed.
+
+This module imports nothing heavy: ``glm4-tokfix --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import importlib.resources
+import json
+import os
+import shutil
+import stat
+import sys
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Union
+
+__all__ = [
+    "BACKUP_FILE",
+    "CLASS_REF",
+    "CONFIG_FILE",
+    "EXPORT_FILE",
+    "MODULE_FILE",
+    "FolderInfo",
+    "export_module",
+    "fixed_module_bytes",
+    "inspect_folder",
+    "patch_folder",
+    "point_saved_folder_at_fix",
+    "register",
+    "unpatch_folder",
+]
+
+CONFIG_FILE = "tokenizer_config.json"
+VOCAB_FILE = "tokenizer.model"
+MODULE_NAME = "tokenization_glm4_tokfix"
+MODULE_FILE = MODULE_NAME + ".py"
+CLASS_NAME = "ChatGLM4Tokenizer"
+CLASS_REF = f"{MODULE_NAME}.{CLASS_NAME}"
+#: what ``auto_map.AutoTokenizer`` becomes: our slow class, no fast class
+AUTO_MAP_ENTRY = [CLASS_REF, None]
+BACKUP_FILE = CONFIG_FILE + ".glm4-tokfix-orig"
+EXPORT_FILE = "tokenization_chatglm.py"
+UPSTREAM_CLASS_REF = "tokenization_chatglm.ChatGLM4Tokenizer"
+REQUIRED_TOKENS = ("[gMASK]", "<sop>", "<|endoftext|>")
+# every version of our standalone module defines this; a file without it is not ours to overwrite
+_MODULE_MARKER = b"class GLM4FixMixin"
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+def fixed_module_bytes() -> bytes:
+    """The bytes of the standalone fixed module ``glm4_tokfix/tokenization_chatglm.py`` (not imported)."""
+    return importlib.resources.files("glm4_tokfix").joinpath("tokenization_chatglm.py").read_bytes()
+
+
+# ------------------------------------------------------------------ inspection
+@dataclass
+class FolderInfo:
+    """What ``inspect_folder`` found in a GLM-4 tokenizer folder."""
+
+    path: Path
+    config: Dict[str, Any]
+    config_bytes: bytes
+    auto_tokenizer: Any  # the auto_map.AutoTokenizer entry as found
+
+    @property
+    def patched(self) -> bool:
+        """True when ``auto_map.AutoTokenizer`` already points at our module."""
+        return _slow_ref(self.auto_tokenizer) == CLASS_REF
+
+
+def _slow_ref(entry: Any) -> Optional[str]:
+    if isinstance(entry, str):
+        return entry
+    if isinstance(entry, (list, tuple)) and entry and isinstance(entry[0], str):
+        return entry[0]
+    return None
+
+
+def _read_config(path: Path) -> tuple:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise OSError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        config = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path} is not valid JSON ({exc})") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"{path} is not a JSON object (got {type(config).__name__})")
+    return config, data
+
+
+def inspect_folder(folder: PathLike) -> FolderInfo:
+    """Check that ``folder`` holds a GLM-4 remote-code tokenizer and read its config.
+
+    A GLM-4 tokenizer folder has ``tokenizer.model`` and a
+    ``tokenizer_config.json`` whose ``added_tokens_decoder`` registers
+    ``[gMASK]``, ``<sop>`` and ``<|endoftext|>`` and whose
+    ``auto_map.AutoTokenizer`` names the remote-code class. Raises ``OSError``
+    (missing or unreadable) or ``ValueError`` (anything else), naming the problem.
+    """
+    path = Path(folder)
+    if not path.exists():
+        raise FileNotFoundError(errno.ENOENT, "no such folder", str(path))
+    if not path.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, "not a folder", str(path))
+    config_path = path / CONFIG_FILE
+    if not config_path.is_file():
+        raise ValueError(f"{path} is not a GLM-4 tokenizer folder: it has no {CONFIG_FILE}")
+    config, data = _read_config(config_path)
+    added = config.get("added_tokens_decoder")
+    contents = set()
+    if isinstance(added, dict):
+        contents = {v.get("content") if isinstance(v, dict) else v for v in added.values()}
+    missing = [t for t in REQUIRED_TOKENS if t not in contents]
+    if missing:
+        raise ValueError(
+            f"{path} is not a GLM-4 tokenizer folder: {CONFIG_FILE} does not register {', '.join(missing)} "
+            "in added_tokens_decoder"
+        )
+    if not (path / VOCAB_FILE).is_file():
+        raise ValueError(f"{path} is not a GLM-4 tokenizer folder: it has no {VOCAB_FILE}")
+    auto_map = config.get("auto_map")
+    entry = auto_map.get("AutoTokenizer") if isinstance(auto_map, dict) else None
+    if _slow_ref(entry) is None:
+        raise ValueError(
+            f"{path} is not a GLM-4 remote-code tokenizer folder: {CONFIG_FILE} has no auto_map.AutoTokenizer class"
+        )
+    return FolderInfo(path=path, config=config, config_bytes=data, auto_tokenizer=entry)
+
+
+# --------------------------------------------------------------- atomic writes
+def _temp_path(folder: Path, name: str) -> Path:
+    return folder / f".{name}.glm4-tokfix-{uuid.uuid4().hex[:12]}.tmp"
+
+
+def _default_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def _clone(source: Path, dest: Path) -> None:
+    """Make ``dest`` the same file as ``source`` (hard link; else an exact copy, symlinks as symlinks)."""
+    try:
+        os.link(source, dest, follow_symlinks=False)
+        return
+    except OSError:
+        pass
+    if os.path.islink(source):
+        os.symlink(os.readlink(source), dest)
+    else:
+        shutil.copy2(source, dest)
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def check_writable(folder: Path) -> None:
+    """Raise ``PermissionError`` unless a file can be created in ``folder``.
+
+    Tried for real (``os.access`` says yes to root even on a folder it may not
+    write, and no to nothing on a read-only mount it can still stat).
+    """
+    probe = _temp_path(folder, "write-probe")
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as exc:
+        raise PermissionError(exc.errno, f"folder is not writable ({exc.strerror})", str(folder)) from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+class _Transaction:
+    """Stage files under temporary names in one folder, then move them all into place; undo on failure."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._ops: List[tuple] = []  # (target name, staged temp path, or None to remove the target)
+        self._temps: List[Path] = []
+
+    def write(self, name: str, data: bytes, mode: Optional[int] = None) -> None:
+        tmp = _temp_path(self.folder, name)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        self._temps.append(tmp)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.chmod(tmp, _default_mode() if mode is None else mode)
+        self._ops.append((name, tmp))
+
+    def copy(self, name: str, source: str) -> None:
+        """Make ``name`` the same file as ``source`` (an entry of the folder)."""
+        tmp = _temp_path(self.folder, name)
+        _clone(self.folder / source, tmp)
+        self._temps.append(tmp)
+        self._ops.append((name, tmp))
+
+    def remove(self, name: str) -> None:
+        self._ops.append((name, None))
+
+    def commit(self) -> None:
+        done: List[tuple] = []
+        try:
+            for name, tmp in self._ops:
+                target = self.folder / name
+                saved = None
+                if os.path.lexists(target):
+                    saved = _temp_path(self.folder, name + ".undo")
+                    _clone(target, saved)
+                    self._temps.append(saved)
+                if tmp is None:
+                    if os.path.lexists(target):
+                        os.unlink(target)
+                else:
+                    os.replace(tmp, target)
+                done.append((target, saved))
+            _fsync_dir(self.folder)
+        except BaseException:
+            for target, saved in reversed(done):
+                try:
+                    if saved is not None:
+                        os.replace(saved, target)
+                    elif os.path.lexists(target):
+                        os.unlink(target)
+                except OSError:
+                    pass
+            raise
+        finally:
+            self.discard()
+
+    def discard(self) -> None:
+        for tmp in self._temps:
+            try:
+                if os.path.lexists(tmp):
+                    os.unlink(tmp)
+            except OSError:
+                pass
+        self._temps = []
+
+
+def _render_config(config: Dict[str, Any], like: bytes) -> bytes:
+    text = json.dumps(config, indent=2, ensure_ascii=False)
+    if like.endswith(b"\n") or not like:
+        text += "\n"
+    return text.encode("utf-8")
+
+
+def _rewrite_auto_tokenizer(data: bytes, config: Dict[str, Any], entry: Any) -> bytes:
+    """``data`` (the bytes of ``config``) with ``auto_map.AutoTokenizer`` set to ``entry``.
+
+    When only the class name changes, that one string is replaced in the text,
+    so the file keeps its formatting and a diff shows one line; otherwise (or
+    if the text replacement would not give exactly the wanted JSON) the config
+    is written out again with ``indent=2``.
+    """
+    wanted = _with_auto_map(config, entry)
+    old_ref = _slow_ref((config.get("auto_map") or {}).get("AutoTokenizer"))
+    new_ref = _slow_ref(entry)
+    text = data.decode("utf-8")
+    if old_ref is not None and new_ref is not None:
+        needle = json.dumps(old_ref, ensure_ascii=False)
+        if text.count(needle) == 1:
+            candidate = text.replace(needle, json.dumps(new_ref, ensure_ascii=False))
+            try:
+                if json.loads(candidate) == wanted:
+                    return candidate.encode("utf-8")
+            except ValueError:
+                pass
+    return _render_config(wanted, data)
+
+
+def _with_auto_map(config: Dict[str, Any], entry: Any) -> Dict[str, Any]:
+    """A copy of ``config`` whose ``auto_map.AutoTokenizer`` is ``entry`` (keys keep their order)."""
+    new = dict(config)
+    auto_map = dict(new.get("auto_map") or {})
+    auto_map["AutoTokenizer"] = entry
+    new["auto_map"] = auto_map
+    return new
+
+
+def _without_tokenizer_entry(config: Dict[str, Any]) -> Dict[str, Any]:
+    new = dict(config)
+    auto_map = dict(new.get("auto_map") or {})
+    auto_map.pop("AutoTokenizer", None)
+    new["auto_map"] = auto_map
+    return new
+
+
+def _is_our_module(path: Path) -> bool:
+    try:
+        return _MODULE_MARKER in path.read_bytes()
+    except OSError:
+        return False
+
+
+def _config_mode(path: Path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+# ---------------------------------------------------------------- operations
+def patch_folder(folder: PathLike) -> str:
+    """Make ``folder`` load the fixed tokenizer through plain ``AutoTokenizer``; returns a one-line summary.
+
+    >>> patch_folder("/models/glm-4-9b-chat")
+    'patched /models/glm-4-9b-chat: AutoTokenizer loads tokenization_glm4_tokfix.ChatGLM4Tokenizer ...'
+    """
+    info = inspect_folder(folder)
+    path = info.path
+    module_path = path / MODULE_FILE
+    if module_path.exists() and not _is_our_module(module_path):
+        raise ValueError(f"{module_path} exists and was not written by glm4-tokfix; move it away first")
+    check_writable(path)
+    module = fixed_module_bytes()
+    current = module_path.read_bytes() if module_path.is_file() else None
+    tx = _Transaction(path)
+    try:
+        if info.patched:
+            if current == module:
+                return f"{path} is already patched and its {MODULE_FILE} is up to date; nothing changed"
+            tx.write(MODULE_FILE, module)
+            tx.commit()
+            return f"{path} was already patched; refreshed {MODULE_FILE} to this glm4-tokfix version"
+        new_config = _rewrite_auto_tokenizer(info.config_bytes, info.config, AUTO_MAP_ENTRY)
+        if current != module:
+            tx.write(MODULE_FILE, module)
+        tx.copy(BACKUP_FILE, CONFIG_FILE)
+        tx.write(CONFIG_FILE, new_config, mode=_config_mode(path / CONFIG_FILE))
+        tx.commit()
+    finally:
+        tx.discard()
+    return (
+        f"patched {path}: AutoTokenizer now loads {CLASS_REF} from {MODULE_FILE} "
+        f"(original config kept as {BACKUP_FILE}; undo with: glm4-tokfix unpatch {path})"
+    )
+
+
+def unpatch_folder(folder: PathLike) -> str:
+    """Undo ``patch_folder``: the folder is byte for byte what it was; returns a one-line summary."""
+    info = inspect_folder(folder)
+    path = info.path
+    module_path = path / MODULE_FILE
+    backup_path = path / BACKUP_FILE
+    ours_module = module_path.exists() and _is_our_module(module_path)
+    tx = _Transaction(path)
+    try:
+        if not info.patched:
+            leftovers = [p.name for p in (backup_path,) if os.path.lexists(p)]
+            leftovers += [module_path.name] if ours_module else []
+            if not leftovers:
+                return f"{path} is not patched; nothing changed"
+            check_writable(path)
+            for name in leftovers:
+                tx.remove(name)
+            tx.commit()
+            return f"{path} is not patched; removed leftover {', '.join(leftovers)}"
+        if not os.path.lexists(backup_path):
+            raise ValueError(
+                f"cannot unpatch {path}: its original config {BACKUP_FILE} is missing "
+                f"(set auto_map.AutoTokenizer in {CONFIG_FILE} back by hand, e.g. to {UPSTREAM_CLASS_REF})"
+            )
+        backup, _ = _read_config(backup_path)
+        check_writable(path)
+        untouched = _without_tokenizer_entry(info.config) == _without_tokenizer_entry(backup)
+        if untouched:
+            tx.copy(CONFIG_FILE, BACKUP_FILE)
+        else:
+            original_entry = (backup.get("auto_map") or {}).get("AutoTokenizer")
+            new_config = _rewrite_auto_tokenizer(info.config_bytes, info.config, original_entry)
+            tx.write(CONFIG_FILE, new_config, mode=_config_mode(path / CONFIG_FILE))
+        tx.remove(BACKUP_FILE)
+        if ours_module:
+            tx.remove(MODULE_FILE)
+        tx.commit()
+    finally:
+        tx.discard()
+    if untouched:
+        return f"unpatched {path}: restored the original {CONFIG_FILE} and removed {MODULE_FILE}"
+    return (
+        f"unpatched {path}: {CONFIG_FILE} was edited after patching, so those edits are kept and only "
+        f"auto_map.AutoTokenizer was restored; removed {MODULE_FILE}"
+    )
+
+
+def export_module(out_dir: PathLike, force: bool = False) -> Path:
+    """Write the standalone module as ``out_dir/tokenization_chatglm.py`` (and nothing else); return its path.
+
+    ``out_dir`` is created when missing. An existing file with other bytes is
+    replaced only with ``force=True`` (``FileExistsError`` otherwise).
+    """
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, "not a folder", str(out))
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OSError(exc.errno, f"cannot create the folder ({exc.strerror})", str(out)) from None
+    target = out / EXPORT_FILE
+    module = fixed_module_bytes()
+    if target.is_file() and target.read_bytes() == module:
+        return target
+    if os.path.lexists(target) and not force:
+        raise FileExistsError(
+            errno.EEXIST, f"{EXPORT_FILE} already exists with other contents (pass --force to replace it)", str(target)
+        )
+    check_writable(out)
+    tx = _Transaction(out)
+    try:
+        tx.write(EXPORT_FILE, module)
+        tx.commit()
+    finally:
+        tx.discard()
+    return target
+
+
+def point_saved_folder_at_fix(folder: PathLike, config_name: str = CONFIG_FILE) -> List[str]:
+    """Make a folder just written by ``save_pretrained`` load the fixed class; return the files added.
+
+    Used by patched tokenizers' ``save_pretrained``: writes ``tokenization_glm4_tokfix.py`` and sets
+    ``auto_map.AutoTokenizer`` and ``tokenizer_class`` in the saved config (no backup: the config is new).
+    """
+    path = Path(folder)
+    config_path = path / config_name
+    config, data = _read_config(config_path)
+    config = _with_auto_map(config, AUTO_MAP_ENTRY)
+    config["tokenizer_class"] = CLASS_NAME
+    text = json.dumps(config, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    tx = _Transaction(path)
+    try:
+        tx.write(MODULE_FILE, fixed_module_bytes())
+        tx.write(config_name, text.encode("utf-8"), mode=_config_mode(config_path))
+        tx.commit()
+    finally:
+        tx.discard()
+    return [str(path / MODULE_FILE)]
+
+
+# ----------------------------------------------------------------------- CLI
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+        text = f"{exc.filename}: {exc.strerror}"
+    else:
+        text = str(exc) or type(exc).__name__
+    return " ".join(text.split())
+
+
+def _run(command: str, action: Any) -> int:
+    try:
+        message = action()
+    except (OSError, ValueError) as exc:
+        print(f"glm4-tokfix {command}: error: {_one_line(exc)}", file=sys.stderr)
+        return 1
+    print(message)
+    return 0
+
+
+def _cmd_patch(args: argparse.Namespace) -> int:
+    return _run("patch", lambda: patch_folder(args.model_dir))
+
+
+def _cmd_unpatch(args: argparse.Namespace) -> int:
+    return _run("unpatch", lambda: unpatch_folder(args.model_dir))
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    return _run("export", lambda: f"wrote {export_module(args.out_dir, force=args.force)}")
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``patch``, ``unpatch`` and ``export`` subcommands to the ``glm4-tokfix`` parser."""
+    p = subparsers.add_parser(
+        "patch",
+        help="make a GLM-4 model folder load the fixed tokenizer with plain AutoTokenizer",
+        description="Write the fixed tokenizer module into MODEL_DIR as " + MODULE_FILE + " and point "
+        "auto_map.AutoTokenizer in " + CONFIG_FILE + " at it (original kept as " + BACKUP_FILE + "). "
+        "vLLM, SGLang, LLaMA-Factory, TGI and plain AutoTokenizer.from_pretrained(MODEL_DIR, "
+        "trust_remote_code=True) then load the fixed tokenizer. Safe to run again (refreshes the module).",
+    )
+    p.add_argument("model_dir", metavar="MODEL_DIR", help="a GLM-4 model or tokenizer folder")
+    p.set_defaults(func=_cmd_patch)
+
+    u = subparsers.add_parser(
+        "unpatch",
+        help="undo 'patch': restore the folder byte for byte",
+        description="Restore the original " + CONFIG_FILE + " and remove " + MODULE_FILE + ".",
+    )
+    u.add_argument("model_dir", metavar="MODEL_DIR", help="a folder patched by 'glm4-tokfix patch'")
+    u.set_defaults(func=_cmd_unpatch)
+
+    e = subparsers.add_parser(
+        "export",
+        help="write the standalone fixed tokenization_chatglm.py (for the upstream model repo)",
+        description="Write exactly one file, OUT_DIR/" + EXPORT_FILE + ": the fixed ChatGLM4Tokenizer module. "
+        "It needs only transformers, tiktoken and regex and replaces upstream's file in the model repo.",
+    )
+    e.add_argument("out_dir", metavar="OUT_DIR", help="folder to write into (created if missing)")
+    e.add_argument("--force", action="store_true", help="replace an existing different " + EXPORT_FILE)
+    e.set_defaults(func=_cmd_export)
