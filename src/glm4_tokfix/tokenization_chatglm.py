@@ -44,6 +44,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextvars
+import functools
 import os
 import shutil
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
@@ -574,18 +575,19 @@ class GLM4FixMixin:
         truncate = TruncationStrategy(truncation_strategy) != TruncationStrategy.DO_NOT_TRUNCATE and bool(max_length)
         if split_special_tokens is None:
             split_special_tokens = self.split_special_tokens
-        encode = (
-            self.tokenizer.encode_ordinary
-            if split_special_tokens
-            else (lambda t, _enc=self._glm4_special_encoding(): _enc.encode(t, allowed_special="all"))
-        )
+        if split_special_tokens:
+            encode = self.tokenizer.encode_ordinary
+        else:
+            special = self._glm4_special_encoding()
+            # tiktoken's Rust core directly: the Python wrapper only re-checks arguments we already know
+            encode = functools.partial(special._core_bpe.encode, allowed_special=special.special_tokens_set)
         prefix = self.get_prefix_tokens() if add_special_tokens else None
         n_prefix = len(prefix) if prefix else 0
         left_cut = self.truncation_side == "left"
         if truncate and self.truncation_side not in ("left", "right"):
             raise ValueError(f"truncation_side must be 'left' or 'right', got {self.truncation_side!r}")
 
-        rows: List[List[int]] = []
+        bodies: List[List[int]] = []  # each text's ids without the prefix, truncated
         for text in texts:
             ids = encode(text)
             if prefix is not None and ids[:n_prefix] == prefix:
@@ -598,38 +600,34 @@ class GLM4FixMixin:
                         f"[gMASK]<sop> (asked to remove {remove} tokens from a text of {len(ids)})"
                     )
                 ids = ids[remove:] if left_cut else ids[: len(ids) - remove]
-            row = prefix + ids if prefix is not None else ids
-            self._eventual_warn_about_too_long_sequence(row, max_length, verbose)
-            rows.append(row)
+            bodies.append(ids)
+        lengths = [len(b) + n_prefix for b in bodies]
+        for n in lengths:  # transformers' "longer than model_max_length" warning looks at the length only
+            self._eventual_warn_about_too_long_sequence(range(n), max_length, verbose)
 
         if return_token_type_ids is None:
             return_token_type_ids = "token_type_ids" in self.model_input_names
         want_mask = "attention_mask" in self.model_input_names if return_attention_mask is None else return_attention_mask
-        data: Dict[str, Any] = {"input_ids": rows}
-        if return_token_type_ids:
-            data["token_type_ids"] = [[0] * len(r) for r in rows]
-        if return_special_tokens_mask:
-            data["special_tokens_mask"] = [[1] * n_prefix + [0] * (len(r) - n_prefix) for r in rows]
-        lengths = [len(r) for r in rows]
-        if return_length and batched:
-            data["length"] = lengths
-
         # transformers pads a batch always (pad() after the rows) and a single text when it pads or masks;
         # pad() returns an empty single encoding untouched (only an empty attention_mask is added).
-        if not batched and not rows[0] and (padding_strategy != PaddingStrategy.DO_NOT_PAD or want_mask):
-            if want_mask:
-                data["attention_mask"] = [[]]
-        elif batched or padding_strategy != PaddingStrategy.DO_NOT_PAD or want_mask:
+        pad_phase = batched or padding_strategy != PaddingStrategy.DO_NOT_PAD or want_mask
+        empty_single = pad_phase and not batched and not lengths[0]
+        if empty_single:
+            pad_phase = False
+
+        target: Optional[int] = None
+        left = True
+        if pad_phase:
             side = padding_side if padding_side is not None else self.padding_side
             if side not in ("left", "right"):
                 raise ValueError(f"padding_side must be 'left' or 'right', got {side!r}")
+            left = side == "left"
             if pad_to_multiple_of is not None and (
                 isinstance(pad_to_multiple_of, bool)
                 or not isinstance(pad_to_multiple_of, int)
                 or pad_to_multiple_of <= 0
             ):
                 raise ValueError(f"pad_to_multiple_of must be a positive integer, got {pad_to_multiple_of!r}")
-            target: Optional[int] = None
             if padding_strategy == PaddingStrategy.LONGEST:
                 target = max(lengths)
             elif padding_strategy == PaddingStrategy.MAX_LENGTH:
@@ -638,36 +636,58 @@ class GLM4FixMixin:
                 target = max_length
             if target is not None and pad_to_multiple_of is not None and target % pad_to_multiple_of:
                 target = (target // pad_to_multiple_of + 1) * pad_to_multiple_of
-            pad_id = self.pad_token_id
-            if target is not None and pad_id is None and any(n < target for n in lengths):
-                raise ValueError("cannot pad: the tokenizer has no pad_token (GLM-4 uses <|endoftext|>)")
-            left = side == "left"
-            masks, positions = [], []
-            for i, n in enumerate(lengths):
-                d = target - n if target is not None and target > n else 0
+        pad_id = self.pad_token_id
+        if target is not None and pad_id is None and any(n < target for n in lengths):
+            raise ValueError("cannot pad: the tokenizer has no pad_token (GLM-4 uses <|endoftext|>)")
+
+        # Every row is cut from these shared runs: about one copy per row and field, no per-token Python work.
+        # zeros_ones[W-d : W+n] is d zeros then n ones; zeros_counting[W-d : W+n] is d zeros then 0..n-1;
+        # ones_zeros[W-n : W+d] is n ones then d zeros (W = width >= n, d).
+        width = max(max(lengths), target or 0)
+        zeros, ones, counting = [0] * width, [1] * width, list(range(width))
+        zeros_ones, zeros_counting, ones_zeros = zeros + ones, zeros + counting, ones + zeros
+        pads = [pad_id] * width if target is not None else []
+        type_pads = [self.pad_token_type_id] * width if return_token_type_ids and target is not None else []
+        head = prefix if prefix is not None else []
+        rows, masks, positions, type_ids, special = [], [], [], [], []
+        for body, n in zip(bodies, lengths):
+            d = target - n if target is not None and target > n else 0
+            if left:
+                rows.append(pads[:d] + head + body if d else head + body)
+            else:
+                row = head + body
                 if d:
-                    if left:
-                        rows[i] = [pad_id] * d + rows[i]
-                        masks.append([0] * d + [1] * n)
-                        positions.append([0] * d + list(range(n)))
-                    else:
-                        rows[i] = rows[i] + [pad_id] * d
-                        masks.append([1] * n + [0] * d)
-                        positions.append(list(range(n)) + [0] * d)
-                    if return_token_type_ids:
-                        fill = [self.pad_token_type_id] * d
-                        row = data["token_type_ids"][i]
-                        data["token_type_ids"][i] = fill + row if left else row + fill
-                    if return_special_tokens_mask:
-                        row = data["special_tokens_mask"][i]
-                        data["special_tokens_mask"][i] = [1] * d + row if left else row + [1] * d
+                    row += pads[:d]
+                rows.append(row)
+            if pad_phase:
+                if left:
+                    masks.append(zeros_ones[width - d : width + n])
+                    positions.append(zeros_counting[width - d : width + n])
                 else:
-                    masks.append([1] * n)
-                    positions.append(list(range(n)))
+                    masks.append(ones_zeros[width - n : width + d])
+                    positions.append(counting[:n] + zeros[:d] if d else counting[:n])
+            if return_token_type_ids:
+                type_ids.append(type_pads[:d] + zeros[:n] if left else zeros[:n] + type_pads[:d])
+            if return_special_tokens_mask:
+                body_zeros = zeros[: n - n_prefix]
+                special.append(
+                    ones[: d + n_prefix] + body_zeros if left else ones[:n_prefix] + body_zeros + ones[:d]
+                )
+
+        data: Dict[str, Any] = {"input_ids": rows}
+        if return_token_type_ids:
+            data["token_type_ids"] = type_ids
+        if return_special_tokens_mask:
+            data["special_tokens_mask"] = special
+        if return_length and batched:
+            data["length"] = lengths
+        if pad_phase:
             if want_mask:
                 data["attention_mask"] = masks
             if "position_ids" in self.model_input_names:
                 data["position_ids"] = positions
+        elif empty_single and want_mask:
+            data["attention_mask"] = [[]]
         if return_length and not batched:
             data["length"] = [len(rows[0])]
 
