@@ -11,7 +11,9 @@ import transformers until a tokenizer is asked for.
   a standalone module you can copy into a model folder).
 * ``GLM4FixMixin`` -- the fix as methods to lay over another GLM-4 tokenizer class.
 * ``TINY_GLM4_DIR`` -- the embedded tiny GLM-4 tokenizer folder (the default for the CLI and tests).
-* ``patch``, ``from_pretrained``, ``enable``, ``disable`` -- swap the fix in where GLM-4 is loaded.
+* ``patch``, ``is_patched``, ``from_pretrained``, ``enable``, ``disable``, ``is_enabled`` -- swap the
+  fix in where GLM-4 is loaded (``glm4_tokfix.patching``).
+* ``glm4_tokfix.testing`` -- hypothesis strategies and assertion helpers for your own CI.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ _LAZY = {
     "enable": ".patching",
     "disable": ".patching",
     "is_patched": ".patching",
+    "is_enabled": ".patching",
 }
 
 __all__ = ["TINY_GLM4_DIR", "__version__", *_LAZY]

@@ -159,6 +159,13 @@ def _as_id_list(ids: Any, what: str) -> List[int]:
     return out
 
 
+def _max_length_too_small(n_special: int, remove: int, n_text: int) -> ValueError:
+    return ValueError(
+        f"max_length is too small: it must leave room for the {n_special} special tokens [gMASK]<sop> "
+        f"(asked to remove {remove} tokens from a text of {n_text})"
+    )
+
+
 class GLM4FixMixin:
     """The GLM-4 batch-encoding fix, as methods to lay over a tokenizer class.
 
@@ -309,11 +316,7 @@ class GLM4FixMixin:
         if num_tokens_to_remove <= 0 or not single:
             return super().truncate_sequences(ids, pair_ids, num_tokens_to_remove, truncation_strategy, stride)
         if num_tokens_to_remove > len(ids):
-            raise ValueError(
-                f"max_length is too small: it must leave room for the {self.num_special_tokens_to_add()} "
-                f"special tokens [gMASK]<sop> (asked to remove {num_tokens_to_remove} tokens from a text "
-                f"of {len(ids)})"
-            )
+            raise _max_length_too_small(self.num_special_tokens_to_add(), num_tokens_to_remove, len(ids))
         if self.truncation_side not in ("left", "right"):
             raise ValueError(f"truncation_side must be 'left' or 'right', got {self.truncation_side!r}")
         window = min(len(ids), stride + num_tokens_to_remove)
@@ -322,6 +325,17 @@ class GLM4FixMixin:
         return ids[: len(ids) - num_tokens_to_remove], None, ids[len(ids) - window :]
 
     # -------------------------------------------------------------- padding
+    def _glm4_padding_side(self, padding_side: Optional[str], pad_to_multiple_of: Optional[int]) -> str:
+        """The side to pad on (call time first, then the tokenizer's); ValueError on bad arguments."""
+        side = padding_side if padding_side is not None else self.padding_side
+        if side not in ("left", "right"):
+            raise ValueError(f"padding_side must be 'left' or 'right', got {side!r}")
+        if pad_to_multiple_of is not None and (
+            isinstance(pad_to_multiple_of, bool) or not isinstance(pad_to_multiple_of, int) or pad_to_multiple_of <= 0
+        ):
+            raise ValueError(f"pad_to_multiple_of must be a positive integer, got {pad_to_multiple_of!r}")
+        return side
+
     def _pad(
         self,
         encoded_inputs: Dict[str, Any],
@@ -348,13 +362,7 @@ class GLM4FixMixin:
         ids = encoded_inputs[main]
         n = len(ids)
         strategy = PaddingStrategy(padding_strategy)
-        side = padding_side if padding_side is not None else self.padding_side
-        if side not in ("left", "right"):
-            raise ValueError(f"padding_side must be 'left' or 'right', got {side!r}")
-        if pad_to_multiple_of is not None and (
-            isinstance(pad_to_multiple_of, bool) or not isinstance(pad_to_multiple_of, int) or pad_to_multiple_of <= 0
-        ):
-            raise ValueError(f"pad_to_multiple_of must be a positive integer, got {pad_to_multiple_of!r}")
+        side = self._glm4_padding_side(padding_side, pad_to_multiple_of)
         if return_attention_mask is None:
             return_attention_mask = "attention_mask" in self.model_input_names
 
@@ -595,10 +603,7 @@ class GLM4FixMixin:
             if truncate and len(ids) + n_prefix > max_length:
                 remove = len(ids) + n_prefix - max_length
                 if remove > len(ids):
-                    raise ValueError(
-                        f"max_length is too small: it must leave room for the {n_prefix} special tokens "
-                        f"[gMASK]<sop> (asked to remove {remove} tokens from a text of {len(ids)})"
-                    )
+                    raise _max_length_too_small(n_prefix, remove, len(ids))
                 ids = ids[remove:] if left_cut else ids[: len(ids) - remove]
             bodies.append(ids)
         lengths = [len(b) + n_prefix for b in bodies]
@@ -618,16 +623,7 @@ class GLM4FixMixin:
         target: Optional[int] = None
         left = True
         if pad_phase:
-            side = padding_side if padding_side is not None else self.padding_side
-            if side not in ("left", "right"):
-                raise ValueError(f"padding_side must be 'left' or 'right', got {side!r}")
-            left = side == "left"
-            if pad_to_multiple_of is not None and (
-                isinstance(pad_to_multiple_of, bool)
-                or not isinstance(pad_to_multiple_of, int)
-                or pad_to_multiple_of <= 0
-            ):
-                raise ValueError(f"pad_to_multiple_of must be a positive integer, got {pad_to_multiple_of!r}")
+            left = self._glm4_padding_side(padding_side, pad_to_multiple_of) == "left"
             if padding_strategy == PaddingStrategy.LONGEST:
                 target = max(lengths)
             elif padding_strategy == PaddingStrategy.MAX_LENGTH:
