@@ -203,3 +203,29 @@ def test_real_vocabulary(capsys, tmp_path):
     code, report, _ = check_json(capsys, *argv, *[x for name in wanted for x in ("--property", name)])
     assert code == 1
     assert [p["name"] for p in report["properties"] if p["violations"]] == wanted
+
+
+def test_check_without_hypothesis_says_what_to_install():
+    """The tokenizer needs no hypothesis; `check` does, and says so in one line (exit 2, no traceback)."""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent(
+        """
+        import importlib.abc, sys
+
+        class Block(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name == "hypothesis" or name.startswith("hypothesis."):
+                    raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+        sys.meta_path.insert(0, Block())
+        from glm4_tokfix.cli import main
+        sys.exit(main(["check", "-n", "2"]))
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    assert "pip install 'glm4-tokfix[check]'" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -209,7 +209,12 @@ def run(args: argparse.Namespace) -> int:
     if args.examples <= 0:
         return _usage_error(f"--examples must be a positive integer, got {args.examples}")
 
-    from glm4_tokfix.testing import properties as props
+    try:
+        from glm4_tokfix.testing import properties as props
+    except ModuleNotFoundError as exc:
+        if exc.name != "hypothesis" and not (exc.name or "").startswith("hypothesis."):
+            raise
+        return _usage_error("needs hypothesis, which is not installed: pip install 'glm4-tokfix[check]'")
 
     try:
         selected = props.select(args.properties)
