@@ -595,7 +595,7 @@ class GLM4FixMixin:
         if truncate and self.truncation_side not in ("left", "right"):
             raise ValueError(f"truncation_side must be 'left' or 'right', got {self.truncation_side!r}")
 
-        bodies: List[List[int]] = []  # each text's ids without the prefix, truncated
+        bodies: List[Optional[List[int]]] = []  # each text's ids without the prefix, truncated
         for text in texts:
             ids = encode(text)
             if prefix is not None and ids[:n_prefix] == prefix:
@@ -645,11 +645,13 @@ class GLM4FixMixin:
         pads = [pad_id] * width if target is not None else []
         type_pads = [self.pad_token_type_id] * width if return_token_type_ids and target is not None else []
         head = prefix if prefix is not None else []
+        pads_head = pads + head  # pads_head[width - d : width + len(head)] is d pads then the prefix
         rows, masks, positions, type_ids, special = [], [], [], [], []
-        for body, n in zip(bodies, lengths):
+        for i, n in enumerate(lengths):
+            body, bodies[i] = bodies[i], None  # let each body go as soon as its row is built
             d = target - n if target is not None and target > n else 0
             if left:
-                rows.append(pads[:d] + head + body if d else head + body)
+                rows.append(pads_head[width - d : width + n_prefix] + body if d else head + body)
             else:
                 row = head + body
                 if d:
