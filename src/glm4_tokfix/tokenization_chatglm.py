@@ -47,7 +47,7 @@ import contextvars
 import functools
 import os
 import shutil
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import regex
 import tiktoken
@@ -458,11 +458,7 @@ class GLM4FixMixin:
             and kwargs.get("return_tensors") is None
             and self._glm4_fast_applies({"split_special_tokens": kwargs.get("split_special_tokens")})
         ):
-            split = kwargs.get("split_special_tokens")
-            if split if split is not None else self.split_special_tokens:
-                ids = self.tokenizer.encode_ordinary(text)
-            else:
-                ids = self._glm4_special_encoding().encode(text, allowed_special="all")
+            ids = self._glm4_text_encoder(kwargs.get("split_special_tokens"))(text)
             if add_special_tokens:
                 prefix = self.get_prefix_tokens()
                 if ids[: len(prefix)] != prefix:
@@ -558,6 +554,16 @@ class GLM4FixMixin:
         self._glm4_special_cache = (key, signature, encoding)
         return encoding
 
+    def _glm4_text_encoder(self, split_special_tokens: Optional[bool]) -> Callable[[str], List[int]]:
+        """text -> ids without special tokens added: literals of added tokens become their ids unless split."""
+        if split_special_tokens is None:
+            split_special_tokens = self.split_special_tokens
+        if split_special_tokens:
+            return self.tokenizer.encode_ordinary
+        special = self._glm4_special_encoding()
+        # tiktoken's Rust core directly: the Python wrapper only re-checks arguments we already know
+        return functools.partial(special._core_bpe.encode, allowed_special=special.special_tokens_set)
+
     def _glm4_fast_encode(
         self,
         texts: List[str],
@@ -581,14 +587,7 @@ class GLM4FixMixin:
 
         padding_strategy = PaddingStrategy(padding_strategy)
         truncate = TruncationStrategy(truncation_strategy) != TruncationStrategy.DO_NOT_TRUNCATE and bool(max_length)
-        if split_special_tokens is None:
-            split_special_tokens = self.split_special_tokens
-        if split_special_tokens:
-            encode = self.tokenizer.encode_ordinary
-        else:
-            special = self._glm4_special_encoding()
-            # tiktoken's Rust core directly: the Python wrapper only re-checks arguments we already know
-            encode = functools.partial(special._core_bpe.encode, allowed_special=special.special_tokens_set)
+        encode = self._glm4_text_encoder(split_special_tokens)
         prefix = self.get_prefix_tokens() if add_special_tokens else None
         n_prefix = len(prefix) if prefix else 0
         left_cut = self.truncation_side == "left"
