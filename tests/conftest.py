@@ -76,3 +76,21 @@ def tok(vocab_dir, request):
     if vocab_dir not in cache:
         cache[vocab_dir] = glm4_tokfix.ChatGLM4Tokenizer.from_pretrained(vocab_dir)
     return cache[vocab_dir]
+
+
+@pytest.fixture(scope="session")
+def standin(tmp_path_factory):
+    """revision -> our stand-in of that upstream revision on the tiny vocabulary, loaded as remote code."""
+    from transformers import AutoTokenizer
+
+    from standins import make_model_folder
+
+    cache = {}
+
+    def load(revision):
+        if revision not in cache:
+            folder = make_model_folder(tmp_path_factory.mktemp(revision), revision, TINY_DIR)
+            cache[revision] = AutoTokenizer.from_pretrained(str(folder), trust_remote_code=True)
+        return cache[revision]
+
+    return load

@@ -58,24 +58,6 @@ CASES = [
 ]  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def standin(tmp_path_factory):
-    """revision -> the stand-in tokenizer of that upstream revision on the tiny vocabulary, as remote code."""
-    from transformers import AutoTokenizer
-
-    from standins import make_model_folder
-
-    cache = {}
-
-    def load(revision):
-        if revision not in cache:
-            folder = make_model_folder(tmp_path_factory.mktemp(revision), revision, TINY_DIR)
-            cache[revision] = AutoTokenizer.from_pretrained(str(folder), trust_remote_code=True)
-        return cache[revision]
-
-    return load
-
-
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
 @pytest.mark.parametrize("revision", ["fixed-class", "fixed", "current", "mid2024"])
 def test_helper_fires_on_upstream_and_not_on_the_fix(standin, tiny_tok, case, revision):

@@ -6,7 +6,6 @@ import json
 
 import pytest
 
-from conftest import TINY_DIR
 from glm4_tokfix.testing.properties import PROPERTIES, by_name, select
 from glm4_tokfix.testing.runner import run_properties, run_property
 from strategies import SPECIAL_LITERALS
@@ -14,23 +13,6 @@ from strategies import SPECIAL_LITERALS
 ALL = {p.name for p in PROPERTIES}
 # what upstream's current revision gets right: batches padded on its one (left) side, and encode()
 CURRENT_HOLDS = {"batch_matches_single_left", "encode_consistent"}
-
-
-@pytest.fixture(scope="module")
-def standin(tmp_path_factory):
-    from transformers import AutoTokenizer
-
-    from standins import make_model_folder
-
-    cache = {}
-
-    def load(revision):
-        if revision not in cache:
-            folder = make_model_folder(tmp_path_factory.mktemp(revision), revision, TINY_DIR)
-            cache[revision] = AutoTokenizer.from_pretrained(str(folder), trust_remote_code=True)
-        return cache[revision]
-
-    return load
 
 
 def violated(report):

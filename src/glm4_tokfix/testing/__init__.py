@@ -39,6 +39,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from glm4_tokfix.testing import assertions as _assertions
 from glm4_tokfix.testing.assertions import (
     PREFIX_TEXT,
     assert_batch_matches_single,
@@ -61,20 +62,7 @@ _LAZY = {
     "load_tokenizer": ("glm4_tokfix.testing.loading", "load_tokenizer"),
 }
 
-__all__ = [
-    "PREFIX_TEXT",
-    "assert_batch_matches_single",
-    "assert_chat_template_consistent",
-    "assert_decode_rejects_unknown_ids",
-    "assert_decode_round_trip",
-    "assert_encode_consistent",
-    "assert_pad_idempotent",
-    "assert_pair_encoding",
-    "assert_prefix_idempotent",
-    "assert_special_tokens_mask",
-    "assert_truncation_exact",
-    *_LAZY,
-]
+__all__ = [*_assertions.__all__, *_LAZY]
 
 
 def __getattr__(name: str) -> Any:
