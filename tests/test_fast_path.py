@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+import os
+import threading
 
 import pytest
 import transformers
@@ -136,3 +138,131 @@ def test_split_special_tokens_in_batches(tok, slow, texts):
         single = slow(text, split_special_tokens=True)
         assert [t for t, m in zip(batch["input_ids"][i], batch["attention_mask"][i]) if m] == single["input_ids"]
         assert single["input_ids"][2:] == tok.tokenizer.encode_ordinary(text)
+
+
+# ------------------------------------------------------------- lone surrogates
+_surrogate_texts = st.lists(
+    st.one_of(
+        st.sampled_from(["\ud800", "\udfff", "\ud83d\ude00", "\ud83d", "<|user|>", "[gMASK]<sop>", "a", " 1"]),
+        st.text(st.characters(categories=("Cs", "Ll", "Lo", "Zs")), max_size=4),
+    ),
+    max_size=8,
+).map("".join)
+
+
+@given(text=_surrogate_texts, split=st.sampled_from([None, False, True]))
+def test_lone_surrogates_encode_as_on_the_generic_path(tok, slow, text, split):
+    """tiktoken's own encode_ordinary (the generic path) turns lone surrogates into U+FFFD; so do we."""
+    kwargs = {} if split is None else {"split_special_tokens": split}
+    assert tok.encode(text, **kwargs) == slow.encode(text, **kwargs)
+    same(tok(text, **kwargs), slow(text, **kwargs))
+    if not (TRANSFORMERS_4 and split):  # see test_batch_fast_equals_slow
+        same(tok([text, "x"], padding=True, **kwargs), slow([text, "x"], padding=True, **kwargs))
+
+
+# ------------------------------------------------------------- threads
+@pytest.fixture(scope="module")
+def threaded(tok):
+    """The fast path splitting every batch of 2+ texts across 3 threads."""
+    twin = copy.deepcopy(tok)
+    twin.glm4_encode_threads = 3
+    twin.glm4_parallel_min_chars = 0
+    return twin
+
+
+@given(texts=batches(min_size=2, max_size=9), options=full_options())
+def test_threaded_batches_equal_the_generic_path(threaded, slow, texts, options):
+    assume(not (TRANSFORMERS_4 and options.get("split_special_tokens")))
+    fast_result, slow_result = outcome(lambda: threaded(texts, **options)), outcome(lambda: slow(texts, **options))
+    assert fast_result[0] == slow_result[0], (fast_result, slow_result)
+    if fast_result[0] == "ok":
+        same(fast_result[1], slow_result[1])
+    else:
+        assert fast_result[1] == slow_result[1]
+
+
+def _record_threads(tokenizer, monkeypatch):
+    """Wrap the text encoder so each call notes the thread it ran in."""
+    names = []
+    original = type(tokenizer)._glm4_text_encoder
+
+    def recording(self, split_special_tokens):
+        encode = original(self, split_special_tokens)
+
+        def noted(text):
+            names.append(threading.current_thread().name)
+            return encode(text)
+
+        return noted
+
+    monkeypatch.setattr(type(tokenizer), "_glm4_text_encoder", recording)
+    return names
+
+
+def test_a_large_batch_is_encoded_in_worker_threads(tok, monkeypatch):
+    texts = [f"row {i}: " + "hello world 你好 " * 50 + "<|user|>" * (i % 3) for i in range(40)]
+    serial = copy.deepcopy(tok)
+    serial.glm4_encode_threads = 1
+    expected = serial(texts, padding=True, return_special_tokens_mask=True)
+    parallel = copy.deepcopy(tok)
+    parallel.glm4_encode_threads = 2
+    parallel.glm4_parallel_min_chars = 2000
+    names = _record_threads(parallel, monkeypatch)
+    same(parallel(texts, padding=True, return_special_tokens_mask=True), expected)
+    assert parallel._glm4_thread_count(texts) == 2
+    assert len(names) == len(texts)
+    # the calling thread encodes the first text before any worker starts (tiktoken's regex favours the
+    # first thread that uses it); the workers do the rest (one of them may take both shares)
+    assert names[0] == threading.current_thread().name
+    assert {name.startswith("glm4-tokfix") for name in names[1:]} == {True}
+    names.clear()
+    same(parallel(texts[:1] * 2, padding=True), serial(texts[:1] * 2, padding=True))  # 2 x 757 chars < 2000
+    assert set(names) == {threading.current_thread().name}
+
+
+def test_thread_count(tok, monkeypatch):
+    twin = copy.deepcopy(tok)
+    big = ["x" * 40_000, "y" * 40_000, "z"]
+    monkeypatch.delenv("TOKENIZERS_PARALLELISM", raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
+    assert twin._glm4_thread_count(big) == 3  # auto: at most 8, at most one per text
+    assert twin._glm4_thread_count(big * 4) == 8
+    assert twin._glm4_thread_count(["x" * 100, "y" * 100]) == 1  # below glm4_parallel_min_chars
+    assert twin._glm4_thread_count(["x" * 100_000]) == 1  # one text
+    for off in ("false", "0", "OFF", "no"):
+        monkeypatch.setenv("TOKENIZERS_PARALLELISM", off)
+        assert twin._glm4_thread_count(big) == 1
+    twin.glm4_encode_threads = 2  # an explicit count wins over the environment
+    assert twin._glm4_thread_count(big) == 2
+    twin.glm4_encode_threads = 1
+    assert twin._glm4_thread_count(big) == 1
+    for bad in (0, -1, 2.0, True, "2"):
+        twin.glm4_encode_threads = bad
+        with pytest.raises(ValueError, match="glm4_encode_threads must be None or an int >= 1"):
+            twin(big, padding=True)
+    twin.glm4_encode_threads = 2
+    for bad in (-1, None, 1.5, "0"):
+        twin.glm4_parallel_min_chars = bad
+        with pytest.raises(ValueError, match="glm4_parallel_min_chars must be an int >= 0"):
+            twin(big, padding=True)
+
+
+def test_an_error_in_a_worker_thread_reaches_the_caller(tok, monkeypatch):
+    twin = copy.deepcopy(tok)
+    twin.glm4_encode_threads = 2
+    twin.glm4_parallel_min_chars = 0
+    original = type(twin)._glm4_text_encoder
+
+    def failing(self, split_special_tokens):
+        encode = original(self, split_special_tokens)
+
+        def encode_or_fail(text):
+            if text == "boom":
+                raise ValueError("cannot encode 'boom'")
+            return encode(text)
+
+        return encode_or_fail
+
+    monkeypatch.setattr(type(twin), "_glm4_text_encoder", failing)
+    with pytest.raises(ValueError, match="cannot encode 'boom'"):
+        twin(["fine", "also fine", "boom", "fine again"], padding=True)

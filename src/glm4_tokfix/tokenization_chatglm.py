@@ -47,6 +47,7 @@ import contextvars
 import functools
 import os
 import shutil
+import weakref
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import regex
@@ -159,6 +160,52 @@ def _as_id_list(ids: Any, what: str) -> List[int]:
     return out
 
 
+# One text -> ids function per tiktoken Encoding (and mode), built on first use. Kept out of the
+# tokenizer's __dict__ because tiktoken's core objects cannot be pickled or deep-copied.
+_TEXT_ENCODERS: "weakref.WeakKeyDictionary[tiktoken.Encoding, Dict[bool, Callable[[str], List[int]]]]" = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _text_encoder(encoding: tiktoken.Encoding, special: bool) -> Callable[[str], List[int]]:
+    """``encoding``'s text -> ids, through tiktoken's Rust core (its Python wrapper re-checks arguments).
+
+    ``special=True``: literals of ``encoding``'s special tokens become their ids. A text holding no
+    first character of any of them cannot hold one and takes the cheaper ``encode_ordinary``.
+    ``special=False``: every text is ordinary text. Either way lone surrogates become U+FFFD first, as
+    in tiktoken's own ``encode_ordinary`` (which transformers' generic path calls).
+    """
+    per_mode = _TEXT_ENCODERS.get(encoding)
+    if per_mode is None:
+        per_mode = _TEXT_ENCODERS.setdefault(encoding, {})
+    encoder = per_mode.get(special)
+    if encoder is None:
+        core = encoding._core_bpe
+        allowed = encoding.special_tokens_set if special else frozenset()
+        starts = tuple(sorted({token[0] for token in allowed}))
+        encoder = per_mode[special] = functools.partial(
+            _encode_text, core.encode_ordinary, core.encode, starts, allowed
+        )
+    return encoder
+
+
+def _encode_text(
+    ordinary: Callable[[str], List[int]],
+    with_special: Callable[[str, Any], List[int]],
+    starts: Tuple[str, ...],
+    allowed: Any,
+    text: str,
+) -> List[int]:
+    try:
+        for start in starts:
+            if start in text:
+                return with_special(text, allowed)
+        return ordinary(text)
+    except UnicodeEncodeError:  # lone surrogates: the UTF-16 round trip turns each into U+FFFD
+        text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+        return _encode_text(ordinary, with_special, starts, allowed, text)
+
+
 def _max_length_too_small(n_special: int, remove: int, n_text: int) -> ValueError:
     return ValueError(
         f"max_length is too small: it must leave room for the {n_special} special tokens [gMASK]<sop> "
@@ -188,7 +235,11 @@ class GLM4FixMixin:
 
     def get_prefix_tokens(self) -> List[int]:
         """The ids of ``[gMASK]<sop>``, the prefix every GLM-4 prompt starts with."""
-        return [self._glm4_token_id(t) for t in PREFIX_TOKENS]
+        added = self._added_tokens_encoder
+        try:
+            return [added[PREFIX_TOKENS[0]], added[PREFIX_TOKENS[1]]]
+        except KeyError:
+            return [self._glm4_token_id(t) for t in PREFIX_TOKENS]  # raises the ValueError naming the token
 
     def get_command(self, token: str) -> int:
         """The id of a GLM-4 added token such as ``"<|user|>"`` (ValueError if unknown)."""
@@ -422,6 +473,16 @@ class GLM4FixMixin:
     #: splits the added tokens and encodes in one call per text, and the padded rows are built in one
     #: pass. The output is identical to the generic path (set False to use that one; tests compare both).
     glm4_fast_path = True
+    #: transformers lowercases text before splitting when a tokenizer sets this (GLM-4 never does; the fast
+    #: path then steps aside). Declared here so reading it skips transformers 5's slow ``__getattr__``.
+    do_lower_case = False
+    #: Threads that encode one large batch on the fast path (tiktoken's core releases the GIL while it
+    #: merges, as in its own ``encode_batch``). None (the default) uses up to 8 of the CPUs this process
+    #: may run on, or 1 when the environment sets ``TOKENIZERS_PARALLELISM`` to false/0/off/no -- the
+    #: switch transformers' fast tokenizers read. 1 encodes serially. Rows are identical either way.
+    glm4_encode_threads: Optional[int] = None
+    #: A batch is split across threads only from this many characters on (a thread costs ~0.1 ms).
+    glm4_parallel_min_chars = 65_536
 
     def _encode_plus(self, text: Any = None, text_pair: Any = None, **kwargs: Any):
         # transformers 5: every __call__/encode goes through here (a batch too); 4.x: single texts only.
@@ -448,22 +509,25 @@ class GLM4FixMixin:
         **kwargs: Any,
     ) -> List[int]:
         """``tokenizer.encode``; a plain text without padding or truncation goes straight to tiktoken."""
-        if (
-            isinstance(text, str)
+        encode_text = (
+            self._glm4_text_encoder(kwargs.get("split_special_tokens"))
+            if isinstance(text, str)
             and text_pair is None
             and padding in (False, None, "do_not_pad")
             and not truncation
             and max_length is None
-            and kwargs.keys() <= {"split_special_tokens", "verbose", "return_tensors", "stride"}
+            and kwargs.keys() <= self._GLM4_ENCODE_FAST_KWARGS
             and kwargs.get("return_tensors") is None
-            and self._glm4_fast_applies({"split_special_tokens": kwargs.get("split_special_tokens")})
-        ):
-            ids = self._glm4_text_encoder(kwargs.get("split_special_tokens"))(text)
+            else None
+        )
+        if encode_text is not None:
+            ids = encode_text(text)
             if add_special_tokens:
                 prefix = self.get_prefix_tokens()
                 if ids[: len(prefix)] != prefix:
-                    ids = prefix + ids
-            self._eventual_warn_about_too_long_sequence(ids, None, kwargs.get("verbose", True))
+                    ids[:0] = prefix  # in place: tiktoken's fresh list is ours
+            if len(ids) > self.model_max_length:
+                self._eventual_warn_about_too_long_sequence(ids, None, kwargs.get("verbose", True))
             return ids
         return super().encode(
             text,
@@ -474,6 +538,8 @@ class GLM4FixMixin:
             max_length=max_length,
             **kwargs,
         )
+
+    _GLM4_ENCODE_FAST_KWARGS = frozenset({"split_special_tokens", "verbose", "return_tensors", "stride"})
 
     def _batch_encode_plus(self, batch_text_or_text_pairs: Any, **kwargs: Any):
         # transformers 4.x batch path (5.x has no _batch_encode_plus and never calls this).
@@ -508,14 +574,9 @@ class GLM4FixMixin:
             return False
         if TruncationStrategy(kwargs.get("truncation_strategy", "do_not_truncate")) == TruncationStrategy.ONLY_SECOND:
             return False
-        if getattr(self, "do_lower_case", False):
-            return False
         if kwargs.get("return_token_type_ids") and not kwargs.get("add_special_tokens", True):
             return False  # transformers 4.x refuses this combination; let it say so
-        split = kwargs.get("split_special_tokens")
-        if split is None:
-            split = self.split_special_tokens
-        return bool(split) or self._glm4_special_encoding() is not None
+        return self._glm4_text_encoder(kwargs.get("split_special_tokens")) is not None
 
     def _glm4_special_encoding(self) -> Optional[tiktoken.Encoding]:
         """A tiktoken encoding that splits out this tokenizer's added tokens exactly as transformers does.
@@ -554,15 +615,62 @@ class GLM4FixMixin:
         self._glm4_special_cache = (key, signature, encoding)
         return encoding
 
-    def _glm4_text_encoder(self, split_special_tokens: Optional[bool]) -> Callable[[str], List[int]]:
-        """text -> ids without special tokens added: literals of added tokens become their ids unless split."""
+    def _glm4_text_encoder(self, split_special_tokens: Optional[bool]) -> Optional[Callable[[str], List[int]]]:
+        """text -> ids without special tokens added: literals of added tokens become their ids unless split.
+
+        None when the fast path does not apply to this tokenizer (switched off, a custom ``_tokenize``,
+        ``do_lower_case``, or added tokens tiktoken cannot split like transformers does).
+        """
+        if not self.glm4_fast_path or self.do_lower_case or type(self)._tokenize is not _ChatGLM4Vocab._tokenize:
+            return None
         if split_special_tokens is None:
             split_special_tokens = self.split_special_tokens
         if split_special_tokens:
-            return self.tokenizer.encode_ordinary
+            return _text_encoder(self.tokenizer, special=False)
         special = self._glm4_special_encoding()
-        # tiktoken's Rust core directly: the Python wrapper only re-checks arguments we already know
-        return functools.partial(special._core_bpe.encode, allowed_special=special.special_tokens_set)
+        return None if special is None else _text_encoder(special, special=True)
+
+    def _glm4_thread_count(self, texts: List[str]) -> int:
+        """How many threads encode this batch (1: serially, in the calling thread)."""
+        threads = self.glm4_encode_threads
+        if threads is None:
+            if os.environ.get("TOKENIZERS_PARALLELISM", "").strip().lower() in ("0", "false", "off", "no"):
+                return 1
+            try:
+                threads = min(8, len(os.sched_getaffinity(0)))
+            except AttributeError:  # not on Linux
+                threads = min(8, os.cpu_count() or 1)
+        elif isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise ValueError(f"glm4_encode_threads must be None or an int >= 1, got {threads!r}")
+        if threads < 2 or len(texts) < 2:
+            return 1
+        min_chars = self.glm4_parallel_min_chars
+        if isinstance(min_chars, bool) or not isinstance(min_chars, int) or min_chars < 0:
+            raise ValueError(f"glm4_parallel_min_chars must be an int >= 0, got {min_chars!r}")
+        if sum(map(len, texts)) < min_chars:
+            return 1
+        return min(threads, len(texts))
+
+    def _glm4_encode_texts(self, texts: List[str], encode: Callable[[str], List[int]]) -> List[List[int]]:
+        """``[encode(t) for t in texts]``, split across threads for a large batch (see glm4_encode_threads)."""
+        threads = self._glm4_thread_count(texts)
+        if threads == 1:
+            return [encode(text) for text in texts]
+        encoded: List[Any] = [None] * len(texts)
+        # The calling thread encodes the first text itself, before any worker: tiktoken's regex gives its
+        # fast cache to the first thread that uses it, and later single-text calls come from this thread.
+        encoded[0] = encode(texts[0])
+
+        def work(k: int) -> None:  # every threads-th text from 1 + k on: the shares stay balanced
+            encoded[1 + k :: threads] = [encode(text) for text in texts[1 + k :: threads]]
+
+        from concurrent.futures import ThreadPoolExecutor
+
+        # Then the calling thread only waits: measured here, that beats it taking a share itself.
+        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="glm4-tokfix") as pool:
+            for _ in pool.map(work, range(threads)):  # re-raises a worker's exception
+                pass
+        return encoded
 
     def _glm4_fast_encode(
         self,
@@ -595,8 +703,7 @@ class GLM4FixMixin:
             raise ValueError(f"truncation_side must be 'left' or 'right', got {self.truncation_side!r}")
 
         bodies: List[Optional[List[int]]] = []  # each text's ids without the prefix, truncated
-        for text in texts:
-            ids = encode(text)
+        for ids in self._glm4_encode_texts(texts, encode):
             if prefix is not None and ids[:n_prefix] == prefix:
                 del ids[:n_prefix]
             if truncate and len(ids) + n_prefix > max_length:
@@ -649,13 +756,14 @@ class GLM4FixMixin:
         for i, n in enumerate(lengths):
             body, bodies[i] = bodies[i], None  # let each body go as soon as its row is built
             d = target - n if target is not None and target > n else 0
+            # in place: tiktoken's list becomes the row (the body is never referenced elsewhere)
             if left:
-                rows.append(pads_head[width - d : width + n_prefix] + body if d else head + body)
+                body[:0] = pads_head[width - d : width + n_prefix] if d else head
             else:
-                row = head + body
+                body[:0] = head
                 if d:
-                    row += pads[:d]
-                rows.append(row)
+                    body += pads[:d]
+            rows.append(body)
             if pad_phase:
                 if left:
                     masks.append(zeros_ones[width - d : width + n])
