@@ -10,12 +10,17 @@
 
 Texts: ``--texts`` deterministic mixed texts (English, Chinese, code, whitespace runs, and one in five
 a rendered chat holding special-token literals such as ``<|user|>``), about 250 tokens each on the real
-vocabulary. Each figure is the median of ``--repeat`` runs of:
+vocabulary. Each figure is the median of ``--repeat`` rounds; a round runs every variant once, in turn,
+so a slow spell of the machine hits them all alike, and each run starts after ``gc.collect()``:
 
 * ``tiktoken``: raw ``Encoding.encode_ordinary`` over the texts in a loop (no special tokens, no padding);
-* ``fixed``: ``tok(texts, padding=True)`` with glm4-tokfix's fast path (the default);
+* ``fixed``: ``tok(texts, padding=True)`` with glm4-tokfix's fast path (the default: a large batch is
+  encoded by up to 8 threads, one per CPU; the report says how many);
+* ``fixed-1-thread``: the same with ``glm4_encode_threads = 1`` (serial);
 * ``fixed-generic``: the same call with the fast path off (transformers' generic slow path + our fix);
 * ``upstream``: ``upstream_tok(texts, padding=True)`` on the remote code.
+
+and, for single texts, ``[tok.encode(t) for t in texts]`` on ``fixed`` and ``upstream``.
 
 It prints medians, tokens/s and the ratios the project tracks. It asserts nothing about speed.
 """
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import gc
 import json
 import os
 import platform
@@ -74,13 +80,17 @@ def make_texts(n: int, seed: int) -> list[str]:
     return texts
 
 
-def median_time(fn, repeat: int) -> float:
-    times = []
+def median_times(fns: dict, repeat: int) -> dict:
+    """name -> median seconds of fns[name](), over ``repeat`` rounds that each run every fn once."""
+    times: dict = {name: [] for name in fns}
     for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for name, fn in fns.items():
+            gc.collect()  # every run starts from the same garbage-collector state (collection stays on)
+            start = time.perf_counter()
+            result = fn()
+            times[name].append(time.perf_counter() - start)
+            del result
+    return {name: statistics.median(ts) for name, ts in times.items()}
 
 
 def main() -> int:
@@ -100,6 +110,8 @@ def main() -> int:
 
     vocab = args.vocab or (REAL if (REAL / "tokenizer.model").is_file() else Path(glm4_tokfix.TINY_GLM4_DIR))
     fixed = glm4_tokfix.ChatGLM4Tokenizer.from_pretrained(vocab)
+    serial = copy.deepcopy(fixed)
+    serial.glm4_encode_threads = 1
     generic = copy.deepcopy(fixed)
     generic.glm4_fast_path = False
     texts = make_texts(args.texts, args.seed)
@@ -108,6 +120,7 @@ def main() -> int:
     runs = {
         "tiktoken": lambda: [fixed.tokenizer.encode_ordinary(t) for t in texts],
         "fixed": lambda: fixed(texts, padding=True),
+        "fixed-1-thread": lambda: serial(texts, padding=True),
         "fixed-generic": lambda: generic(texts, padding=True),
     }
     singles = {"fixed": lambda: [fixed.encode(t) for t in texts]}
@@ -121,12 +134,16 @@ def main() -> int:
 
     for fn in runs.values():  # warm-up: lazy tiktoken encodings, caches
         fn()
-    seconds = {name: median_time(fn, args.repeat) for name, fn in runs.items()}
-    single_seconds = {name: median_time(fn, args.repeat) for name, fn in singles.items()}
+    seconds = median_times(runs, args.repeat)
+    single_seconds = median_times(singles, args.repeat)
 
-    ratios = {"fixed / tiktoken": seconds["fixed"] / seconds["tiktoken"]}
+    ratios = {
+        "fixed / tiktoken": seconds["fixed"] / seconds["tiktoken"],
+        "fixed-1-thread / tiktoken": seconds["fixed-1-thread"] / seconds["tiktoken"],
+    }
     if upstream is not None:
         ratios["upstream / fixed (speed-up)"] = seconds["upstream"] / seconds["fixed"]
+        ratios["upstream / fixed-1-thread"] = seconds["upstream"] / seconds["fixed-1-thread"]
         ratios["fixed-generic / upstream"] = seconds["fixed-generic"] / seconds["upstream"]
         ratios["single encode: upstream / fixed"] = single_seconds["upstream"] / single_seconds["fixed"]
     ratios["fixed-generic / fixed (speed-up)"] = seconds["fixed-generic"] / seconds["fixed"]
@@ -141,6 +158,7 @@ def main() -> int:
         "vocab": str(vocab),
         "remote_code": str(args.remote_code) if args.remote_code else None,
         "texts": len(texts),
+        "fixed_threads": fixed._glm4_thread_count(texts),
         "tokens": n_tokens,
         "repeat": args.repeat,
         "seconds": seconds,
@@ -152,12 +170,13 @@ def main() -> int:
         print(json.dumps(report, indent=2))
         return 0
     print(f"{report['machine']}; transformers {transformers.__version__}, tiktoken {tiktoken.__version__}")
-    print(f"{len(texts)} texts, {n_tokens} tokens (vocab {vocab}); median of {args.repeat} runs")
-    print(f"{'run':<16}{'median s':>10}{'tokens/s':>14}")
+    print(f"{len(texts)} texts, {n_tokens} tokens (vocab {vocab}); median of {args.repeat} rounds")
+    print(f"fixed encodes this batch with {report['fixed_threads']} thread(s)")
+    print(f"{'run':<18}{'median s':>10}{'tokens/s':>14}")
     for name, s in seconds.items():
-        print(f"{name:<16}{s:>10.3f}{n_tokens / s:>14,.0f}")
+        print(f"{name:<18}{s:>10.3f}{n_tokens / s:>14,.0f}")
     for name, s in single_seconds.items():
-        print(f"{'encode() ' + name:<16}{s:>10.3f}{n_tokens / s:>14,.0f}")
+        print(f"{'encode() ' + name:<18}{s:>10.3f}{n_tokens / s:>14,.0f}")
     print("ratios:")
     for name, value in ratios.items():
         print(f"  {name:<34}{value:>7.2f}x")
