@@ -21,6 +21,11 @@ import tiktoken
 from transformers import PreTrainedTokenizer
 from transformers.utils import PaddingStrategy
 
+SPECIAL = (
+    "<|endoftext|>", "[MASK]", "[gMASK]", "[sMASK]", "<sop>", "<eop>", "<|system|>", "<|user|>",
+    "<|assistant|>", "<|observation|>", "<|begin_of_image|>", "<|end_of_image|>", "<|begin_of_video|>",
+    "<|end_of_video|>",
+)  # fmt: skip
 PAT_STR = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
     r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
@@ -41,7 +46,12 @@ class ChatGLM4Tokenizer(PreTrainedTokenizer):
                     token, rank = line.split()
                     ranks[base64.b64decode(token)] = int(rank)
         self.mergeable_ranks = ranks
-        self.tokenizer = tiktoken.Encoding(name="standin", pat_str=PAT_STR, mergeable_ranks=ranks, special_tokens={})
+        # as upstream: the 14 tokens are tiktoken special tokens too (ids right after the ranks), and
+        # _tokenize encodes with disallowed_special=() -- the same Rust path and cost as upstream's
+        self.special_tokens = {token: len(ranks) + i for i, token in enumerate(SPECIAL)}
+        self.tokenizer = tiktoken.Encoding(
+            name="standin", pat_str=PAT_STR, mergeable_ranks=ranks, special_tokens=self.special_tokens
+        )
         self.decoder = {rank: token for token, rank in ranks.items()}
         self.n_words = len(self.decoder)
         super().__init__(clean_up_tokenization_spaces=clean_up_tokenization_spaces, **kwargs)
@@ -72,9 +82,14 @@ class ChatGLM4Tokenizer(PreTrainedTokenizer):
         return text
 
     def _tokenize(self, text, **kwargs):
-        return [self.decoder[i] for i in self.tokenizer.encode(text)]
+        tokens = []
+        for i in self.tokenizer.encode(text, disallowed_special=()):
+            tokens.append(self.decoder[i])
+        return tokens
 
     def _convert_token_to_id(self, token):
+        if token in self.special_tokens:
+            return self.special_tokens[token]
         return self.mergeable_ranks[token]
 
     def _convert_id_to_token(self, index):
