@@ -250,6 +250,10 @@ class GLM4FixMixin:
         return len(ids) >= n and list(ids[:n]) == list(prefix)
 
     def _convert_token_to_id(self, token: Union[str, bytes]) -> int:
+        if type(token) is bytes:  # the common case first: a BPE token straight from _tokenize
+            rank = self.mergeable_ranks.get(token)
+            if rank is not None:
+                return rank
         if isinstance(token, str):
             if token in self._added_tokens_encoder:
                 return self._added_tokens_encoder[token]
