@@ -181,21 +181,26 @@ def test_threaded_batches_equal_the_generic_path(threaded, slow, texts, options)
         assert fast_result[1] == slow_result[1]
 
 
+def _wrap_text_encoder(tokenizer, monkeypatch, around):
+    """Send every text the fast path encodes through ``around(encode, text)`` (for the whole class)."""
+    original = type(tokenizer)._glm4_text_encoder
+
+    def wrapped(self, split_special_tokens):
+        encode = original(self, split_special_tokens)
+        return None if encode is None else (lambda text: around(encode, text))
+
+    monkeypatch.setattr(type(tokenizer), "_glm4_text_encoder", wrapped)
+
+
 def _record_threads(tokenizer, monkeypatch):
     """Wrap the text encoder so each call notes the thread it ran in."""
     names = []
-    original = type(tokenizer)._glm4_text_encoder
 
-    def recording(self, split_special_tokens):
-        encode = original(self, split_special_tokens)
+    def noted(encode, text):
+        names.append(threading.current_thread().name)
+        return encode(text)
 
-        def noted(text):
-            names.append(threading.current_thread().name)
-            return encode(text)
-
-        return noted
-
-    monkeypatch.setattr(type(tokenizer), "_glm4_text_encoder", recording)
+    _wrap_text_encoder(tokenizer, monkeypatch, noted)
     return names
 
 
@@ -251,18 +256,12 @@ def test_an_error_in_a_worker_thread_reaches_the_caller(tok, monkeypatch):
     twin = copy.deepcopy(tok)
     twin.glm4_encode_threads = 2
     twin.glm4_parallel_min_chars = 0
-    original = type(twin)._glm4_text_encoder
 
-    def failing(self, split_special_tokens):
-        encode = original(self, split_special_tokens)
+    def encode_or_fail(encode, text):
+        if text == "boom":
+            raise ValueError("cannot encode 'boom'")
+        return encode(text)
 
-        def encode_or_fail(text):
-            if text == "boom":
-                raise ValueError("cannot encode 'boom'")
-            return encode(text)
-
-        return encode_or_fail
-
-    monkeypatch.setattr(type(twin), "_glm4_text_encoder", failing)
+    _wrap_text_encoder(twin, monkeypatch, encode_or_fail)
     with pytest.raises(ValueError, match="cannot encode 'boom'"):
         twin(["fine", "also fine", "boom", "fine again"], padding=True)

@@ -225,21 +225,17 @@ class GLM4FixMixin:
     # ----------------------------------------------------------------- ids
     def _glm4_token_id(self, token: str) -> int:
         """The id of one of the 14 GLM-4 added tokens; ValueError if it is not registered."""
-        added = self._added_tokens_encoder
-        if token not in added:
+        try:  # one lookup: this runs for every encode() call
+            return self._added_tokens_encoder[token]
+        except KeyError:
             raise ValueError(
                 f"token {token!r} is not registered on this tokenizer; a GLM-4 tokenizer needs the 14 "
                 f"added tokens of its tokenizer_config.json ({', '.join(GLM4_SPECIAL_TOKENS[:5])}, ...)"
-            )
-        return added[token]
+            ) from None
 
     def get_prefix_tokens(self) -> List[int]:
         """The ids of ``[gMASK]<sop>``, the prefix every GLM-4 prompt starts with."""
-        added = self._added_tokens_encoder
-        try:
-            return [added[PREFIX_TOKENS[0]], added[PREFIX_TOKENS[1]]]
-        except KeyError:
-            return [self._glm4_token_id(t) for t in PREFIX_TOKENS]  # raises the ValueError naming the token
+        return [self._glm4_token_id(t) for t in PREFIX_TOKENS]
 
     def get_command(self, token: str) -> int:
         """The id of a GLM-4 added token such as ``"<|user|>"`` (ValueError if unknown)."""
@@ -570,17 +566,16 @@ class GLM4FixMixin:
 
     def _glm4_fast_applies(self, kwargs: Dict[str, Any]) -> bool:
         """The fast path covers plain texts with every option of __call__ except overflow/offsets/pairs."""
-        if not self.glm4_fast_path or type(self)._tokenize is not _ChatGLM4Vocab._tokenize:
-            return False
+        if self._glm4_text_encoder(kwargs.get("split_special_tokens")) is None:
+            return False  # switched off, a custom _tokenize, do_lower_case, or added tokens tiktoken can't split
         if not self._GLM4_FAST_KWARGS.issuperset(kwargs):
             return False
         if kwargs.get("return_overflowing_tokens") or kwargs.get("return_offsets_mapping"):
             return False
         if TruncationStrategy(kwargs.get("truncation_strategy", "do_not_truncate")) == TruncationStrategy.ONLY_SECOND:
             return False
-        if kwargs.get("return_token_type_ids") and not kwargs.get("add_special_tokens", True):
-            return False  # transformers 4.x refuses this combination; let it say so
-        return self._glm4_text_encoder(kwargs.get("split_special_tokens")) is not None
+        # transformers 4.x refuses this combination; let it say so
+        return not (kwargs.get("return_token_type_ids") and not kwargs.get("add_special_tokens", True))
 
     def _glm4_special_encoding(self) -> Optional[tiktoken.Encoding]:
         """A tiktoken encoding that splits out this tokenizer's added tokens exactly as transformers does.
