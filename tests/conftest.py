@@ -94,3 +94,26 @@ def standin(tmp_path_factory):
         return cache[revision]
 
     return load
+
+
+@pytest.fixture(scope="session")
+def fast_folder(tmp_path_factory):
+    """(vocab, style) -> a transformers-native GLM-4 tokenizer folder built at test time (cached per session).
+
+    ``vocab`` is ``"tiny"`` or ``"real"`` (skips when the real vocabulary is absent); ``style`` is ``"chat-hf"``
+    or ``"0414"`` (see tests/fast_folders.py).
+    """
+    from fast_folders import make_fast_folder
+
+    cache = {}
+
+    def build(vocab: str, style: str) -> Path:
+        if vocab == "real" and not HAVE_REAL:
+            pytest.skip(REAL_SKIP_REASON)
+        key = (vocab, style)
+        if key not in cache:
+            source = REAL_DIR if vocab == "real" else TINY_DIR
+            cache[key] = make_fast_folder(tmp_path_factory.mktemp(f"fast-{vocab}-{style}"), source, style)
+        return cache[key]
+
+    return build
