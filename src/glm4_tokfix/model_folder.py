@@ -72,6 +72,14 @@ CLASS_REF = f"{MODULE_NAME}.{CLASS_NAME}"
 #: what ``auto_map.AutoTokenizer`` becomes: our slow class, no fast class
 AUTO_MAP_ENTRY = [CLASS_REF, None]
 BACKUP_FILE = CONFIG_FILE + ".glm4-tokfix-orig"
+#: a fixed tokenizer.json folder holds the fast module and, beside it, the module it imports (``from .X``) under
+#: the names they have in the package, so the relative import works in both places
+FAST_JSON_FILE = "tokenizer.json"
+FAST_RULES_FILE = "tokenization_chatglm.py"
+FAST_MODULE_FILE = "tokenization_chatglm_fast.py"
+FAST_CLASS_NAME = "ChatGLM4TokenizerFast"
+FAST_CLASS_REF = "tokenization_chatglm_fast." + FAST_CLASS_NAME
+FAST_SLOW_CLASS_REF = "tokenization_chatglm.ChatGLM4Tokenizer"
 EXPORT_FILE = "tokenization_chatglm.py"
 UPSTREAM_CLASS_REF = "tokenization_chatglm.ChatGLM4Tokenizer"
 REQUIRED_TOKENS = ("[gMASK]", "<sop>", "<|endoftext|>")
@@ -84,6 +92,12 @@ PathLike = Union[str, "os.PathLike[str]"]
 def fixed_module_bytes() -> bytes:
     """The bytes of the standalone fixed module ``glm4_tokfix/tokenization_chatglm.py`` (not imported)."""
     return importlib.resources.files("glm4_tokfix").joinpath("tokenization_chatglm.py").read_bytes()
+
+
+def fast_module_files() -> Dict[str, bytes]:
+    """The files a fixed ``tokenizer.json`` folder holds: the fast module and the module it imports relatively."""
+    package = importlib.resources.files("glm4_tokfix")
+    return {name: package.joinpath(name).read_bytes() for name in (FAST_RULES_FILE, FAST_MODULE_FILE)}
 
 
 # ------------------------------------------------------------------ inspection
@@ -461,26 +475,40 @@ def export_module(out_dir: PathLike, force: bool = False) -> Path:
     return target
 
 
-def point_saved_folder_at_fix(folder: PathLike, config_name: str = CONFIG_FILE) -> List[str]:
+def fast_auto_map_entry(folder: PathLike) -> List[Optional[str]]:
+    """``auto_map.AutoTokenizer`` for a fixed ``tokenizer.json`` folder: our slow class too when it has a vocabulary."""
+    slow = FAST_SLOW_CLASS_REF if (Path(folder) / VOCAB_FILE).is_file() else None
+    return [slow, FAST_CLASS_REF]
+
+
+def point_saved_folder_at_fix(folder: PathLike, config_name: str = CONFIG_FILE, fast: bool = False) -> List[str]:
     """Make a folder just written by ``save_pretrained`` load the fixed class; return the files added.
 
-    Used by patched tokenizers' ``save_pretrained``: writes ``tokenization_glm4_tokfix.py`` and sets
-    ``auto_map.AutoTokenizer`` and ``tokenizer_class`` in the saved config (no backup: the config is new).
+    Used by patched tokenizers' ``save_pretrained``: writes the fixed module(s) -- ``tokenization_glm4_tokfix.py``
+    for a slow tokenizer; ``tokenization_chatglm.py`` and ``tokenization_chatglm_fast.py`` for a fast one -- and
+    sets ``auto_map.AutoTokenizer`` and ``tokenizer_class`` in the saved config (no backup: the config is new).
     """
     path = Path(folder)
     config_path = path / config_name
     config, data = _read_config(config_path)
-    config = _with_auto_map(config, AUTO_MAP_ENTRY)
-    config["tokenizer_class"] = CLASS_NAME
+    if fast:
+        config = _with_auto_map(config, fast_auto_map_entry(path))
+        config["tokenizer_class"] = FAST_CLASS_NAME
+        modules = fast_module_files()
+    else:
+        config = _with_auto_map(config, AUTO_MAP_ENTRY)
+        config["tokenizer_class"] = CLASS_NAME
+        modules = {MODULE_FILE: fixed_module_bytes()}
     text = json.dumps(config, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
     tx = _Transaction(path)
     try:
-        tx.write(MODULE_FILE, fixed_module_bytes())
+        for name, data in modules.items():
+            tx.write(name, data)
         tx.write(config_name, text.encode("utf-8"), mode=_config_mode(config_path))
         tx.commit()
     finally:
         tx.discard()
-    return [str(path / MODULE_FILE)]
+    return [str(path / name) for name in modules]
 
 
 # ----------------------------------------------------------------------- CLI

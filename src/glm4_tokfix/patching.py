@@ -67,25 +67,44 @@ def _describe(obj: Any) -> str:
 def glm4_problem(tokenizer: Any) -> Optional[str]:
     """Why ``tokenizer`` is not a GLM-4 tokenizer ``patch`` can fix, or ``None`` if it is one.
 
-    A GLM-4 tokenizer (every upstream revision, and ours) is a transformers
-    slow tokenizer (``PreTrainedTokenizer``) with ``mergeable_ranks`` (bytes ->
-    id) and ``decoder`` (id -> bytes) dicts, and ``[gMASK]``, ``<sop>`` and
-    ``<|endoftext|>`` registered as added tokens::
+    Two kinds are GLM-4 tokenizers:
+
+    * a transformers slow tokenizer (``PreTrainedTokenizer``: glm-4-9b-chat's remote code, every upstream
+      revision, and ours) with ``mergeable_ranks`` (bytes -> id) and ``decoder`` (id -> bytes) dicts;
+    * a transformers fast tokenizer (``PreTrainedTokenizerFast``; on transformers 5 ``TokenizersBackend``) over a
+      ``tokenizer.json`` (glm-4-9b-chat-hf, GLM-4-0414, GLM-4.5, ...) whose post-processor either adds nothing
+      or starts its template with ``[gMASK] <sop>``;
+
+    each with ``[gMASK]``, ``<sop>`` and ``<|endoftext|>`` registered as added tokens::
 
         >>> glm4_problem("not a tokenizer")
-        'it is not a transformers slow tokenizer (PreTrainedTokenizer)'
+        'it is not a transformers tokenizer (PreTrainedTokenizer or PreTrainedTokenizerFast)'
     """
-    from transformers import PreTrainedTokenizer
+    from transformers import PreTrainedTokenizer, PreTrainedTokenizerFast
 
-    if not isinstance(tokenizer, PreTrainedTokenizer):
-        return "it is not a transformers slow tokenizer (PreTrainedTokenizer)"
-    missing = [name for name in ("mergeable_ranks", "decoder") if not isinstance(getattr(tokenizer, name, None), dict)]
-    if missing:
-        return f"it has no {' / '.join(missing)} dict (GLM-4 tokenizers keep their BPE ranks there)"
-    added = getattr(tokenizer, "_added_tokens_encoder", None) or {}
+    if isinstance(tokenizer, PreTrainedTokenizerFast):
+        added = tokenizer.get_added_vocab()
+    elif isinstance(tokenizer, PreTrainedTokenizer):
+        missing = [n for n in ("mergeable_ranks", "decoder") if not isinstance(getattr(tokenizer, n, None), dict)]
+        if missing:
+            return f"it has no {' / '.join(missing)} dict (GLM-4 tokenizers keep their BPE ranks there)"
+        added = getattr(tokenizer, "_added_tokens_encoder", None) or {}
+    else:
+        return "it is not a transformers tokenizer (PreTrainedTokenizer or PreTrainedTokenizerFast)"
     absent = [token for token in REQUIRED_TOKENS if token not in added]
     if absent:
         return f"{', '.join(absent)} {'is' if len(absent) == 1 else 'are'} not registered as added tokens"
+    if isinstance(tokenizer, PreTrainedTokenizerFast):
+        from glm4_tokfix.tokenization_chatglm_fast import PREFIX_TEXT, prefix_rule
+
+        backend = tokenizer.backend_tokenizer
+        prefix = [added[t] for t in ("[gMASK]", "<sop>")]
+        if backend.encode(PREFIX_TEXT, add_special_tokens=False).ids != prefix:
+            return "its tokenizer does not encode the text '[gMASK]<sop>' as those two added tokens"
+        try:
+            prefix_rule(backend, prefix)
+        except TypeError as exc:
+            return str(exc)
     return None
 
 
@@ -102,7 +121,11 @@ def is_patched(tokenizer: Any) -> bool:
         >>> is_patched(None)
         False
     """
-    return any(klass.__name__ == "GLM4FixMixin" for klass in type(tokenizer).__mro__)
+    return any(klass.__name__ in _FIX_MIXINS for klass in type(tokenizer).__mro__)
+
+
+#: the names of the fix's mixins: the slow tokenizer's and the fast tokenizer's
+_FIX_MIXINS = ("GLM4FixMixin", "GLM4FastFixMixin")
 
 
 # ------------------------------------------------------------------ patching
@@ -137,10 +160,13 @@ class _PatchedTokenizer:
             legacy_format=legacy_format,
             filename_prefix=filename_prefix,
         )
+        from transformers import PreTrainedTokenizerFast
+
         from glm4_tokfix import model_folder
 
         config_name = (filename_prefix + "-" if filename_prefix else "") + model_folder.CONFIG_FILE
-        written = model_folder.point_saved_folder_at_fix(os.fspath(save_directory), config_name)
+        fast = isinstance(self, PreTrainedTokenizerFast)
+        written = model_folder.point_saved_folder_at_fix(os.fspath(save_directory), config_name, fast=fast)
         return tuple(files) + tuple(written)
 
 
@@ -158,7 +184,12 @@ def patched_class(base: type) -> type:
     with _LOCK:
         cls = _PATCHED_CLASSES.get(base)
         if cls is None:
-            from glm4_tokfix.tokenization_chatglm import GLM4FixMixin
+            from transformers import PreTrainedTokenizerFast
+
+            if issubclass(base, PreTrainedTokenizerFast):
+                from glm4_tokfix.tokenization_chatglm_fast import GLM4FastFixMixin as mixin
+            else:
+                from glm4_tokfix.tokenization_chatglm import GLM4FixMixin as mixin
 
             namespace = {
                 "__module__": __name__,
@@ -166,7 +197,7 @@ def patched_class(base: type) -> type:
                 "__doc__": f"{base.__name__} with the glm4-tokfix fix laid over it (see glm4_tokfix.patch).",
                 "_glm4_tokfix_base": base,
             }
-            cls = type(base.__name__, (_PatchedTokenizer, GLM4FixMixin, base), namespace)
+            cls = type(base.__name__, (_PatchedTokenizer, mixin, base), namespace)
             _PATCHED_CLASSES[base] = cls
         return cls
 
