@@ -42,7 +42,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from transformers import PreTrainedTokenizerFast
 
-from .tokenization_chatglm import PREFIX_TOKENS, GLM4FixMixin
+from .tokenization_chatglm import PREFIX_TOKENS, GLM4FixMixin, _as_id_list
 
 __all__ = ["ChatGLM4TokenizerFast", "GLM4FastBackend", "GLM4FastFixMixin", "PrefixRule", "prefix_rule"]
 
@@ -467,6 +467,16 @@ class GLM4FastFixMixin:
         if pieces is None:
             return super().create_token_type_ids_from_sequences(token_ids_0, token_ids_1)  # type: ignore[misc]
         return self._glm4_apply_pieces(pieces, token_ids_0, token_ids_1, "types")
+
+    # -- decoding
+    def _decode(self, token_ids: Any, skip_special_tokens: bool = False, **kwargs: Any) -> str:
+        """The Rust tokenizer's decoding, with an id outside the vocabulary a ``ValueError`` (not ``''``)."""
+        ids = _as_id_list(token_ids, "token_ids")
+        size = self._tokenizer.get_vocab_size(with_added_tokens=True)
+        for index in ids:
+            if not 0 <= index < size:
+                raise ValueError(f"token id {index} is outside the vocabulary (0..{size - 1})")
+        return super()._decode(ids, skip_special_tokens=skip_special_tokens, **kwargs)  # type: ignore[misc]
 
     # -- padding: the slow tokenizer's exact rules
     _glm4_padding_side = GLM4FixMixin._glm4_padding_side

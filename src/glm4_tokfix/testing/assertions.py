@@ -136,6 +136,20 @@ def _prefix_ids(tokenizer: Any) -> List[int]:
     return ids
 
 
+def _adds_prefix(tokenizer: Any) -> bool:
+    """Whether ``tokenizer`` puts ``[gMASK]<sop>`` in front of a text that lacks it (its prefix policy).
+
+    glm-4-9b-chat's tokenizers (slow, and fast ones converted like glm-4-9b-chat-hf) do; GLM-4-0414 / GLM-4.5 fast
+    tokenizers add nothing (their chat template writes the prefix). Read from what the tokenizer does with ``""``.
+    """
+    __tracebackhide__ = True
+    return _encode_ids(tokenizer, "", "tokenizer('')") == _prefix_ids(tokenizer)
+
+
+def _is_fast(tokenizer: Any) -> bool:
+    return bool(getattr(tokenizer, "is_fast", False))
+
+
 def _token_id(tokenizer: Any, token: str) -> int:
     __tracebackhide__ = True
     value = _invoke(f"tokenizer.convert_tokens_to_ids({token!r})", None, tokenizer.convert_tokens_to_ids, token)
@@ -314,6 +328,10 @@ def assert_prefix_idempotent(tokenizer: Any, text: str, **encode_kwargs: Any) ->
       prefix put in front only when ``text`` does not start with it (a text
       starting with two copies keeps both: user content is never removed).
 
+    A tokenizer that adds no prefix at all (GLM-4-0414 / GLM-4.5 fast
+    tokenizers) must keep that policy: ``tokenizer(text)`` is then
+    ``tokenizer(text, add_special_tokens=False)``.
+
     ``encode_kwargs`` (e.g. ``truncation=True, max_length=16``) go to every call
     of the first check; the second runs without truncation.
 
@@ -327,10 +345,11 @@ def assert_prefix_idempotent(tokenizer: Any, text: str, **encode_kwargs: Any) ->
     opts = dict(encode_kwargs)
     base = _strip_prefixes(text)
     prefix = _prefix_ids(tokenizer)
+    adds = _adds_prefix(tokenizer)
     without = _invoke("tokenizer(base, **options)", opts, tokenizer, base, **opts)
     with_prefix = _invoke("tokenizer(PREFIX + base, **options)", opts, tokenizer, PREFIX_TEXT + base, **opts)
     context = {"text": fmt.short(text), "base": fmt.short(base), "options": fmt.options(opts)}
-    for key in ("input_ids", "attention_mask"):
+    for key in ("input_ids", "attention_mask") if adds else ():  # a tokenizer adding no prefix: 2nd check only
         if not _has(without, key) and not _has(with_prefix, key):
             continue
         a = _flat(with_prefix, key, "tokenizer(PREFIX + base)")
@@ -352,9 +371,11 @@ def assert_prefix_idempotent(tokenizer: Any, text: str, **encode_kwargs: Any) ->
     plain = _encode_ids(
         tokenizer, text, "tokenizer(text, add_special_tokens=False, **options)", add_special_tokens=False, **plain_opts
     )
-    expected = plain if text.startswith(PREFIX_TEXT) else prefix + plain
+    expected = plain if text.startswith(PREFIX_TEXT) or not adds else prefix + plain
     if full != expected:
         note = "already starts with" if text.startswith(PREFIX_TEXT) else "does not start with"
+        if not adds:
+            note += " the prefix, and the tokenizer adds none: it should not add any, so it"
         raise AssertionError(
             fmt.sequences(
                 f"tokenizer(text) is not tokenizer(text, add_special_tokens=False) with one [gMASK]<sop> "
@@ -522,7 +543,9 @@ def assert_chat_template_consistent(
 
 
 def _special_pattern(tokenizer: Any) -> Optional["re.Pattern[str]"]:
-    literals = sorted({t for t in tokenizer.all_special_tokens if t}, key=len, reverse=True)
+    added = getattr(tokenizer, "added_tokens_decoder", {}) or {}
+    names = set(tokenizer.all_special_tokens) | {t.content for t in added.values() if getattr(t, "special", False)}
+    literals = sorted({t for t in names if t}, key=len, reverse=True)
     if not literals:
         return None
     return re.compile("|".join(re.escape(t) for t in literals))
@@ -584,8 +607,8 @@ def assert_truncation_exact(
         raise ValueError(f"max_length must be an int >= 2 (room for [gMASK]<sop>), got {max_length!r}")
     if truncation_side not in (None, "left", "right"):
         raise ValueError(f"truncation_side must be 'left', 'right' or None, got {truncation_side!r}")
-    prefix = _prefix_ids(tokenizer)
-    base = text[len(PREFIX_TEXT) :] if text.startswith(PREFIX_TEXT) else text
+    prefix = _prefix_ids(tokenizer) if _adds_prefix(tokenizer) else []  # a tokenizer adding none cuts the text
+    base = text[len(PREFIX_TEXT) :] if text.startswith(PREFIX_TEXT) and prefix else text
     body = _encode_ids(tokenizer, base, "tokenizer(base, add_special_tokens=False)", add_special_tokens=False)
     side = truncation_side or tokenizer.truncation_side
     keep = max_length - len(prefix)
@@ -614,25 +637,27 @@ def assert_truncation_exact(
 
 
 def assert_pair_encoding(tokenizer: Any, text: str, text_pair: str) -> None:
-    """``tokenizer(text, text_pair)`` is ``[gMASK]<sop> A B <|endoftext|>``.
+    """``tokenizer(text, text_pair)`` is the GLM-4 pair format, with one ``[gMASK]<sop>``.
 
-    ``A`` is the first text's tokens without one leading ``[gMASK]<sop>``, ``B``
-    the second text's tokens as they are.
+    A slow (glm-4-9b-chat) tokenizer gives ``[gMASK]<sop> A B <|endoftext|>``; a fast one keeps the pair format
+    of transformers' GLM-4 conversion, ``[gMASK]<sop> A B`` (or ``A B`` when it adds no prefix). ``A`` is the
+    first text's tokens without one leading ``[gMASK]<sop>``, ``B`` the second text's tokens as they are.
 
         >>> assert_pair_encoding(tok, "question", "answer")
     """
     __tracebackhide__ = True
-    prefix = _prefix_ids(tokenizer)
-    suffix = _token_id(tokenizer, _PAIR_SUFFIX)
-    base = text[len(PREFIX_TEXT) :] if text.startswith(PREFIX_TEXT) else text
+    prefix = _prefix_ids(tokenizer) if _adds_prefix(tokenizer) else []
+    suffix = [] if _is_fast(tokenizer) else [_token_id(tokenizer, _PAIR_SUFFIX)]
+    base = text[len(PREFIX_TEXT) :] if text.startswith(PREFIX_TEXT) and prefix else text
     a = _encode_ids(tokenizer, base, "tokenizer(text, add_special_tokens=False)", add_special_tokens=False)
     b = _encode_ids(tokenizer, text_pair, "tokenizer(text_pair, add_special_tokens=False)", add_special_tokens=False)
-    expected = prefix + a + b + [suffix]
+    expected = prefix + a + b + suffix
     got = _ids(_invoke("tokenizer(text, text_pair)", None, tokenizer, text, text_pair), "tokenizer(text, text_pair)")
     if got != expected:
+        layout = ("[gMASK]<sop> + " if prefix else "") + "text + text_pair" + (" + <|endoftext|>" if suffix else "")
         raise AssertionError(
             fmt.sequences(
-                "tokenizer(text, text_pair) is not [gMASK]<sop> + text + text_pair + <|endoftext|>",
+                f"tokenizer(text, text_pair) is not {layout}",
                 ("pair", "expected"),
                 got,
                 expected,
@@ -646,19 +671,26 @@ def assert_special_tokens_mask(tokenizer: Any, text: str, text_pair: Optional[st
 
     The mask is as long as ``input_ids`` and is 1 on the leading
     ``[gMASK]<sop>`` (and the pair's closing ``<|endoftext|>``), 0 elsewhere:
-    special-token literals inside the text are content.
+    special-token literals inside the text are content. On a fast tokenizer the
+    mask is the Rust tokenizer's: a prefix the text itself starts with is text
+    (0) there, and only a prefix the tokenizer added is 1 (fast GLM-4 pairs
+    have no closing token).
 
         >>> assert_special_tokens_mask(tok, "<|user|>\\nhi")
     """
     __tracebackhide__ = True
-    prefix = _prefix_ids(tokenizer)
+    fast = _is_fast(tokenizer)
+    prefix = _prefix_ids(tokenizer) if _adds_prefix(tokenizer) else []
+    if fast and text.startswith(PREFIX_TEXT):
+        prefix = []
     args = (text,) if text_pair is None else (text, text_pair)
     opts = {"return_special_tokens_mask": True}
     enc = _invoke("tokenizer(text, return_special_tokens_mask=True)", opts, tokenizer, *args, **opts)
     ids = _flat(enc, "input_ids", "tokenizer(text)")
     mask = _flat(enc, "special_tokens_mask", "tokenizer(text, return_special_tokens_mask=True)")
     n = len(prefix)
-    expected = [1] * n + [0] * max(0, len(ids) - n - (text_pair is not None)) + ([1] if text_pair is not None else [])
+    suffix = [1] if text_pair is not None and not fast else []
+    expected = [1] * n + [0] * max(0, len(ids) - n - len(suffix)) + suffix
     if mask != expected:
         raise AssertionError(
             fmt.sequences(
