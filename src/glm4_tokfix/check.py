@@ -40,6 +40,9 @@ exit status: 0 no violation, 1 violations found, 2 usage error
 """
 
 
+_TOKENIZER_FILES = ("tokenizer.model", "tokenizer.json", "tokenizer_config.json")
+
+
 def _positive_int(value: str) -> int:
     try:
         number = int(value)
@@ -64,13 +67,14 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         "model_dir",
         nargs="?",
         metavar="MODEL_DIR",
-        help="model folder holding tokenizer.model and tokenizer_config.json "
-        "(default: the embedded tiny GLM-4 tokenizer)",
+        help="model folder: glm-4-9b-chat style (tokenizer.model + tokenizer_config.json) or transformers-native "
+        "(tokenizer.json) (default: the embedded tiny GLM-4 tokenizer)",
     )
     parser.add_argument(
         "--unpatched",
         action="store_true",
-        help="load the folder's own remote code (tokenization_chatglm.py) without the fix, to diagnose it",
+        help="load the folder as it is, without the fix, to diagnose it: its own remote code "
+        "(tokenization_chatglm.py), or transformers' built-in class for a tokenizer.json folder",
     )
     parser.add_argument(
         "--examples",
@@ -202,9 +206,10 @@ def run(args: argparse.Namespace) -> int:
             return _usage_error(f"no such folder: {model_dir}")
         if not os.path.isdir(model_dir):
             return _usage_error(f"not a folder: {model_dir} (MODEL_DIR is a model folder holding tokenizer.model)")
-        if not any(os.path.isfile(os.path.join(model_dir, f)) for f in ("tokenizer.model", "tokenizer_config.json")):
+        if not any(os.path.isfile(os.path.join(model_dir, f)) for f in _TOKENIZER_FILES):
             return _usage_error(
-                f"not a GLM-4 tokenizer folder: {model_dir} has no tokenizer.model or tokenizer_config.json"
+                f"not a GLM-4 tokenizer folder: {model_dir} has no tokenizer.model, tokenizer.json or "
+                "tokenizer_config.json"
             )
     if args.examples <= 0:
         return _usage_error(f"--examples must be a positive integer, got {args.examples}")
@@ -244,6 +249,12 @@ def run(args: argparse.Namespace) -> int:
         hf_logging.set_verbosity(verbosity)
         return _usage_error(f"cannot load a GLM-4 tokenizer from {where}: {type(exc).__name__}: {exc}")
     load_seconds = time.perf_counter() - started
+    from glm4_tokfix.testing.loading import prefix_policy
+
+    try:
+        policy = prefix_policy(tokenizer)
+    except Exception as exc:  # noqa: BLE001 -- the properties will report what is wrong
+        policy = f"unknown ({type(exc).__name__}: {exc})"
 
     for stream in (sys.stdout, sys.stderr):  # texts hold CJK and emoji: never die on a narrow console encoding
         if hasattr(stream, "reconfigure"):
@@ -269,6 +280,7 @@ def run(args: argparse.Namespace) -> int:
             "loaded": how,
             "unpatched": bool(args.unpatched),
             "class": type(tokenizer).__name__,
+            "prefix_policy": policy,
             "transformers": transformers.__version__,
             "glm4_tokfix": glm4_tokfix.__version__,
             "load_seconds": round(load_seconds, 3),
@@ -281,6 +293,7 @@ def run(args: argparse.Namespace) -> int:
         header = [
             f"glm4-tokfix check: {target}",
             f"loaded: {how} ({type(tokenizer).__name__}, {load_seconds:.1f} s)",
+            f"prefix policy: {policy}",
             f"transformers {transformers.__version__}, glm4-tokfix {glm4_tokfix.__version__}, "
             f"{args.examples} examples per property, seed {seed}",
         ]

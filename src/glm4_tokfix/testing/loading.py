@@ -9,6 +9,9 @@ Used by the pytest plugin (``--glm4-tokenizer``, ``--glm4-unpatched``) and by
     >>> how
     "the folder's own remote code (tokenization_chatglm.py), unpatched"
 
+A folder holding ``tokenizer.json`` and no remote code (glm-4-9b-chat-hf, GLM-4-0414, GLM-4.5) is loaded as
+transformers' built-in fast tokenizer and patched (``unpatched``: as it is).
+
 With the fix, a folder whose ``tokenizer_config.json`` maps ``AutoTokenizer``
 to a remote-code module that is present is loaded through
 ``glm4_tokfix.from_pretrained`` (its own class with the fix laid over it); a
@@ -74,6 +77,8 @@ def load_tokenizer(name_or_path: Optional[str] = None, unpatched: bool = False) 
     path = os.fspath(name_or_path)
     is_folder = os.path.isdir(path)
     module = remote_code_module(path) if is_folder else None
+    if is_folder and module is None and os.path.isfile(os.path.join(path, "tokenizer.json")):
+        return _load_fast_folder(path, unpatched)
     owner = "the folder" if is_folder else "the repository"
     vocabulary_only = "glm4_tokfix.ChatGLM4Tokenizer on the folder's vocabulary"
     if unpatched:
@@ -96,3 +101,27 @@ def load_tokenizer(name_or_path: Optional[str] = None, unpatched: bool = False) 
         return glm4_tokfix.ChatGLM4Tokenizer.from_pretrained(path), f"{vocabulary_only} (no glm4_tokfix.patching)"
     tokenizer = patching.from_pretrained(path)
     return tokenizer, f"{owner}'s remote code with the glm4-tokfix fix (glm4_tokfix.from_pretrained)"
+
+
+def _load_fast_folder(path: str, unpatched: bool) -> Tuple[Any, str]:
+    """A transformers-native GLM-4 folder (``tokenizer.json``, no remote code): built-in fast class, fixed or not."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if unpatched:
+        return tokenizer, "transformers' built-in fast tokenizer (tokenizer.json), unpatched"
+    patching = _patching()
+    if patching is None:
+        raise ValueError(f"loading {path!r} with the fix needs glm4_tokfix.patching, which is not installed")
+    return patching.patch(tokenizer), "transformers' fast tokenizer (tokenizer.json) with the glm4-tokfix fix"
+
+
+def prefix_policy(tokenizer: Any) -> str:
+    """One line saying whether ``tokenizer`` adds ``[gMASK]<sop>`` to a text lacking it (read from ``tokenizer("")``)."""
+    prefix = tokenizer.convert_tokens_to_ids(["[gMASK]", "<sop>"])
+    empty = list(tokenizer("")["input_ids"])
+    if empty == prefix:
+        return "adds [gMASK]<sop> to texts that lack it"
+    if not empty:
+        return "adds no prefix (the chat template writes [gMASK]<sop>)"
+    return f"adds {empty} to an empty text"
