@@ -84,7 +84,7 @@ EXPORT_FILE = "tokenization_chatglm.py"
 UPSTREAM_CLASS_REF = "tokenization_chatglm.ChatGLM4Tokenizer"
 REQUIRED_TOKENS = ("[gMASK]", "<sop>", "<|endoftext|>")
 # every version of our standalone module defines this; a file without it is not ours to overwrite
-_MODULE_MARKER = b"class GLM4FixMixin"
+_MODULE_MARKERS = (b"class GLM4FixMixin", b"class GLM4FastFixMixin")
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -109,11 +109,32 @@ class FolderInfo:
     config: Dict[str, Any]
     config_bytes: bytes
     auto_tokenizer: Any  # the auto_map.AutoTokenizer entry as found
+    #: "remote" (glm-4-9b-chat: tokenizer.model + remote code) or "fast" (tokenizer.json, transformers-native)
+    kind: str = "remote"
 
     @property
     def patched(self) -> bool:
         """True when ``auto_map.AutoTokenizer`` already points at our module."""
+        if self.kind == "fast":
+            return _fast_ref(self.auto_tokenizer) == FAST_CLASS_REF
         return _slow_ref(self.auto_tokenizer) == CLASS_REF
+
+    def modules(self) -> Dict[str, bytes]:
+        """The fixed module files this kind of folder gets, by name."""
+        return fast_module_files() if self.kind == "fast" else {MODULE_FILE: fixed_module_bytes()}
+
+    def auto_map_entry(self) -> List[Optional[str]]:
+        """What ``auto_map.AutoTokenizer`` becomes when patched."""
+        return fast_auto_map_entry(self.path) if self.kind == "fast" else list(AUTO_MAP_ENTRY)
+
+    def class_ref(self) -> str:
+        return FAST_CLASS_REF if self.kind == "fast" else CLASS_REF
+
+
+def _fast_ref(entry: Any) -> Optional[str]:
+    if isinstance(entry, (list, tuple)) and len(entry) > 1 and isinstance(entry[1], str):
+        return entry[1]
+    return None
 
 
 def _slow_ref(entry: Any) -> Optional[str]:
@@ -139,13 +160,18 @@ def _read_config(path: Path) -> tuple:
 
 
 def inspect_folder(folder: PathLike) -> FolderInfo:
-    """Check that ``folder`` holds a GLM-4 remote-code tokenizer and read its config.
+    """Check that ``folder`` holds a GLM-4 tokenizer and read its config.
 
-    A GLM-4 tokenizer folder has ``tokenizer.model`` and a
-    ``tokenizer_config.json`` whose ``added_tokens_decoder`` registers
-    ``[gMASK]``, ``<sop>`` and ``<|endoftext|>`` and whose
-    ``auto_map.AutoTokenizer`` names the remote-code class. Raises ``OSError``
-    (missing or unreadable) or ``ValueError`` (anything else), naming the problem.
+    Its ``tokenizer_config.json`` registers ``[gMASK]``, ``<sop>`` and
+    ``<|endoftext|>`` in ``added_tokens_decoder``, and it is one of two kinds:
+
+    * ``"remote"`` (glm-4-9b-chat): ``tokenizer.model``, and
+      ``auto_map.AutoTokenizer`` names the remote-code class;
+    * ``"fast"`` (glm-4-9b-chat-hf, GLM-4-0414, GLM-4.5): ``tokenizer.json`` and
+      no remote code of its own (or ours, once patched).
+
+    Raises ``OSError`` (missing or unreadable) or ``ValueError`` (anything
+    else), naming the problem.
     """
     path = Path(folder)
     if not path.exists():
@@ -166,15 +192,25 @@ def inspect_folder(folder: PathLike) -> FolderInfo:
             f"{path} is not a GLM-4 tokenizer folder: {CONFIG_FILE} does not register {', '.join(missing)} "
             "in added_tokens_decoder"
         )
-    if not (path / VOCAB_FILE).is_file():
-        raise ValueError(f"{path} is not a GLM-4 tokenizer folder: it has no {VOCAB_FILE}")
     auto_map = config.get("auto_map")
     entry = auto_map.get("AutoTokenizer") if isinstance(auto_map, dict) else None
-    if _slow_ref(entry) is None:
-        raise ValueError(
-            f"{path} is not a GLM-4 remote-code tokenizer folder: {CONFIG_FILE} has no auto_map.AutoTokenizer class"
-        )
-    return FolderInfo(path=path, config=config, config_bytes=data, auto_tokenizer=entry)
+    has_json = (path / FAST_JSON_FILE).is_file()
+    if has_json and _fast_ref(entry) == FAST_CLASS_REF:  # a tokenizer.json folder patched by us
+        return FolderInfo(path=path, config=config, config_bytes=data, auto_tokenizer=entry, kind="fast")
+    if (path / VOCAB_FILE).is_file() and _slow_ref(entry) is not None:
+        return FolderInfo(path=path, config=config, config_bytes=data, auto_tokenizer=entry, kind="remote")
+    if has_json:
+        if entry is not None:
+            raise ValueError(
+                f"{path} maps AutoTokenizer to remote code of its own ({entry!r}); glm4-tokfix patches "
+                f"tokenizer.json folders that load transformers' built-in fast tokenizer"
+            )
+        return FolderInfo(path=path, config=config, config_bytes=data, auto_tokenizer=entry, kind="fast")
+    if not (path / VOCAB_FILE).is_file():
+        raise ValueError(f"{path} is not a GLM-4 tokenizer folder: it has no {VOCAB_FILE} or {FAST_JSON_FILE}")
+    raise ValueError(
+        f"{path} is not a GLM-4 remote-code tokenizer folder: {CONFIG_FILE} has no auto_map.AutoTokenizer class"
+    )
 
 
 # --------------------------------------------------------------- atomic writes
@@ -351,9 +387,10 @@ def _without_tokenizer_entry(config: Dict[str, Any]) -> Dict[str, Any]:
 
 def _is_our_module(path: Path) -> bool:
     try:
-        return _MODULE_MARKER in path.read_bytes()
+        data = path.read_bytes()
     except OSError:
         return False
+    return any(marker in data for marker in _MODULE_MARKERS)
 
 
 def _config_mode(path: Path) -> int:
@@ -366,49 +403,68 @@ def patch_folder(folder: PathLike) -> str:
 
     >>> patch_folder("/models/glm-4-9b-chat")
     'patched /models/glm-4-9b-chat: AutoTokenizer loads tokenization_glm4_tokfix.ChatGLM4Tokenizer ...'
+
+    A ``tokenizer.json`` folder gets ``tokenization_chatglm_fast.py`` and ``tokenization_chatglm.py`` (the fast
+    module imports its rules from the other), and ``auto_map.AutoTokenizer`` points at ``ChatGLM4TokenizerFast``.
     """
     info = inspect_folder(folder)
     path = info.path
-    module_path = path / MODULE_FILE
-    if module_path.exists() and not _is_our_module(module_path):
-        raise ValueError(f"{module_path} exists and was not written by glm4-tokfix; move it away first")
+    modules = info.modules()
+    for name in modules:
+        if (path / name).exists() and not _is_our_module(path / name):
+            raise ValueError(f"{path / name} exists and was not written by glm4-tokfix; move it away first")
     check_writable(path)
-    module = fixed_module_bytes()
-    current = module_path.read_bytes() if module_path.is_file() else None
+    changed = {name: data for name, data in modules.items() if _read_or_none(path / name) != data}
     tx = _Transaction(path)
     try:
         if info.patched:
-            if current == module:
-                return f"{path} is already patched and its {MODULE_FILE} is up to date; nothing changed"
-            tx.write(MODULE_FILE, module)
+            if not changed:
+                return f"{path} is already patched and its {_names(modules)} up to date; nothing changed"
+            for name, data in changed.items():
+                tx.write(name, data)
             tx.commit()
-            return f"{path} was already patched; refreshed {MODULE_FILE} to this glm4-tokfix version"
-        new_config = _rewrite_auto_tokenizer(info.config_bytes, info.config, AUTO_MAP_ENTRY)
-        if current != module:
-            tx.write(MODULE_FILE, module)
+            return f"{path} was already patched; refreshed {_names(changed)} to this glm4-tokfix version"
+        new_config = _rewrite_auto_tokenizer(info.config_bytes, info.config, info.auto_map_entry())
+        for name, data in changed.items():
+            tx.write(name, data)
         tx.copy(BACKUP_FILE, CONFIG_FILE)
         tx.write(CONFIG_FILE, new_config, mode=_config_mode(path / CONFIG_FILE))
         tx.commit()
     finally:
         tx.discard()
-    return (
-        f"patched {path}: AutoTokenizer now loads {CLASS_REF} from {MODULE_FILE} "
+    summary = (
+        f"patched {path}: AutoTokenizer now loads {info.class_ref()} from {_names(modules, verb=False)} "
         f"(original config kept as {BACKUP_FILE}; undo with: glm4-tokfix unpatch {path})"
     )
+    if info.kind == "fast":
+        summary += (
+            ". Load it with AutoTokenizer.from_pretrained(path, trust_remote_code=True) (vLLM/SGLang: "
+            "--trust-remote-code); without trust_remote_code transformers loads its built-in class, unfixed"
+        )
+    return summary
+
+
+def _read_or_none(path: Path) -> Optional[bytes]:
+    return path.read_bytes() if path.is_file() else None
+
+
+def _names(files: Dict[str, Any], verb: bool = True) -> str:
+    names = " and ".join(sorted(files))
+    if not verb:
+        return names
+    return names + (" is" if len(files) == 1 else " are")
 
 
 def unpatch_folder(folder: PathLike) -> str:
     """Undo ``patch_folder``: the folder is byte for byte what it was; returns a one-line summary."""
     info = inspect_folder(folder)
     path = info.path
-    module_path = path / MODULE_FILE
     backup_path = path / BACKUP_FILE
-    ours_module = module_path.exists() and _is_our_module(module_path)
+    ours = [name for name in info.modules() if (path / name).exists() and _is_our_module(path / name)]
     tx = _Transaction(path)
     try:
         if not info.patched:
-            leftovers = [p.name for p in (backup_path,) if os.path.lexists(p)]
-            leftovers += [module_path.name] if ours_module else []
+            leftovers = [p.name for p in (backup_path,) if os.path.lexists(p)] + ours
             if not leftovers:
                 return f"{path} is not patched; nothing changed"
             check_writable(path)
@@ -417,9 +473,10 @@ def unpatch_folder(folder: PathLike) -> str:
             tx.commit()
             return f"{path} is not patched; removed leftover {', '.join(leftovers)}"
         if not os.path.lexists(backup_path):
+            hint = f"e.g. to {UPSTREAM_CLASS_REF}" if info.kind == "remote" else "or remove auto_map.AutoTokenizer"
             raise ValueError(
                 f"cannot unpatch {path}: its original config {BACKUP_FILE} is missing "
-                f"(set auto_map.AutoTokenizer in {CONFIG_FILE} back by hand, e.g. to {UPSTREAM_CLASS_REF})"
+                f"(set auto_map.AutoTokenizer in {CONFIG_FILE} back by hand, {hint})"
             )
         backup, _ = _read_config(backup_path)
         check_writable(path)
@@ -427,20 +484,29 @@ def unpatch_folder(folder: PathLike) -> str:
         if untouched:
             tx.copy(CONFIG_FILE, BACKUP_FILE)
         else:
-            original_entry = (backup.get("auto_map") or {}).get("AutoTokenizer")
-            new_config = _rewrite_auto_tokenizer(info.config_bytes, info.config, original_entry)
+            original_auto_map = backup.get("auto_map")
+            if isinstance(original_auto_map, dict) and "AutoTokenizer" in original_auto_map:
+                new_config = _rewrite_auto_tokenizer(
+                    info.config_bytes, info.config, original_auto_map["AutoTokenizer"]
+                )
+            else:  # the original had no AutoTokenizer entry (a tokenizer.json folder): take ours out again
+                restored = _without_tokenizer_entry(info.config)
+                if not restored["auto_map"] and "auto_map" not in backup:
+                    del restored["auto_map"]
+                new_config = _render_config(restored, info.config_bytes)
             tx.write(CONFIG_FILE, new_config, mode=_config_mode(path / CONFIG_FILE))
         tx.remove(BACKUP_FILE)
-        if ours_module:
-            tx.remove(MODULE_FILE)
+        for name in ours:
+            tx.remove(name)
         tx.commit()
     finally:
         tx.discard()
+    removed = " and ".join(ours) or "nothing else"
     if untouched:
-        return f"unpatched {path}: restored the original {CONFIG_FILE} and removed {MODULE_FILE}"
+        return f"unpatched {path}: restored the original {CONFIG_FILE} and removed {removed}"
     return (
         f"unpatched {path}: {CONFIG_FILE} was edited after patching, so those edits are kept and only "
-        f"auto_map.AutoTokenizer was restored; removed {MODULE_FILE}"
+        f"auto_map.AutoTokenizer was restored; removed {removed}"
     )
 
 
