@@ -3,6 +3,8 @@
 * ``check``   -- run the property battery on a tokenizer (``glm4_tokfix.check``)
 * ``patch`` / ``unpatch`` / ``export`` -- make a model folder load the fixed tokenizer,
   undo it, or write the standalone module for upstream (``glm4_tokfix.model_folder``)
+* ``convert`` -- a fixed fast-tokenizer (``tokenizer.json``) folder from a glm-4-9b-chat one
+  (``glm4_tokfix.convert``)
 
 Exit codes: 0 success, 1 a check found violations or a folder operation failed,
 2 usage errors. Errors are one line on stderr, without a traceback.
@@ -16,7 +18,7 @@ import sys
 from typing import Optional, Sequence
 
 # subcommand modules; each defines register(subparsers) adding its parsers with set_defaults(func=...)
-_SUBCOMMAND_MODULES = ("glm4_tokfix.check", "glm4_tokfix.model_folder")
+_SUBCOMMAND_MODULES = ("glm4_tokfix.check", "glm4_tokfix.model_folder", "glm4_tokfix.convert")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog="glm4-tokfix",
-        description="Exact batch encoding for GLM-4 tokenizers: check, patch, unpatch, export.",
+        description="Exact batch encoding for GLM-4 tokenizers: check, patch, unpatch, export, convert.",
     )
     parser.add_argument("--version", action="version", version=f"glm4-tokfix {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -24,12 +24,16 @@ folders are); ``glm4-tokfix convert`` (``glm4_tokfix.model_folder``) adds the fi
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
+import shutil
+import sys
+import uuid
 from pathlib import Path
 from typing import Any, Dict, List, Tuple, Union
 
-__all__ = ["STYLES", "build_backend", "read_added_tokens", "write_fast_folder"]
+__all__ = ["STYLES", "build_backend", "convert_folder", "read_added_tokens", "register", "write_fast_folder"]
 
 #: post-processor styles: name -> does the post-processor add ``[gMASK]<sop>``
 STYLES = {"chat-hf": True, "0414": False}
@@ -146,3 +150,67 @@ def write_fast_folder(src: PathLike, out: PathLike, style: str = "chat-hf") -> P
         json.dump(new_config, handle, indent=2, ensure_ascii=False)
         handle.write("\n")
     return target
+
+
+def convert_folder(src: PathLike, out: PathLike, style: str = "chat-hf") -> Path:
+    """``glm4-tokfix convert``: a fixed fast-tokenizer folder at ``out`` from the glm-4-9b-chat folder ``src``.
+
+    ``out`` gets ``tokenizer.json`` (``build_backend``), ``tokenizer_config.json``, a copy of ``tokenizer.model``
+    and the fixed modules with ``auto_map`` pointing at them (``glm4-tokfix patch``), so
+    ``AutoTokenizer.from_pretrained(out, trust_remote_code=True)`` loads ``ChatGLM4TokenizerFast`` (and
+    ``use_fast=False`` the fixed ``ChatGLM4Tokenizer``), without glm4-tokfix installed. The folder is built
+    beside ``out`` and moved into place in one step; ``out`` must not exist or be an empty folder.
+    """
+    from glm4_tokfix.model_folder import VOCAB_FILE, patch_folder
+
+    source, _ = _read_folder(src)
+    target = Path(out)
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise FileExistsError(f"{target} already exists and is not an empty folder")
+    staging = target.parent / f".{target.name}.glm4-tokfix-{uuid.uuid4().hex[:12]}.tmp"
+    try:
+        write_fast_folder(source, staging, style)
+        shutil.copyfile(source / VOCAB_FILE, staging / VOCAB_FILE)
+        patch_folder(staging)
+        os.remove(staging / "tokenizer_config.json.glm4-tokfix-orig")  # a new folder: nothing to restore
+        if target.exists():
+            target.rmdir()
+        os.replace(staging, target)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+    return target
+
+
+def _cmd_convert(args: argparse.Namespace) -> int:
+    try:
+        target = convert_folder(args.src, args.out, args.style)
+    except (OSError, ValueError) as exc:
+        print(f"glm4-tokfix convert: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 1
+    print(
+        f"wrote {target}: tokenizer.json ({args.style} post-processor) with the glm4-tokfix fix; load it with "
+        f"AutoTokenizer.from_pretrained({str(target)!r}, trust_remote_code=True) -- without trust_remote_code "
+        "transformers loads its built-in fast class, unfixed"
+    )
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``convert`` subcommand to the ``glm4-tokfix`` parser."""
+    parser = subparsers.add_parser(
+        "convert",
+        help="make a fixed fast-tokenizer (tokenizer.json) folder from a glm-4-9b-chat folder",
+        description="Build tokenizer.json from SRC's tokenizer.model with transformers' tiktoken converter (ids "
+        "equal ChatGLM4Tokenizer's), write it to OUT with tokenizer_config.json, a copy of tokenizer.model and the "
+        "fixed modules, and point auto_map at ChatGLM4TokenizerFast.",
+    )
+    parser.add_argument("src", metavar="SRC", help="glm-4-9b-chat folder (tokenizer.model + tokenizer_config.json)")
+    parser.add_argument("out", metavar="OUT", help="folder to create (must not exist, or be empty)")
+    parser.add_argument(
+        "--style",
+        choices=sorted(STYLES),
+        default="chat-hf",
+        help="post-processor: chat-hf adds [gMASK]<sop> like glm-4-9b-chat (default); 0414 adds nothing",
+    )
+    parser.set_defaults(func=_cmd_convert)

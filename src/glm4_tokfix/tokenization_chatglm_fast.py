@@ -240,13 +240,16 @@ class GLM4FastBackend:
 
     def encode_batch(self, input: Any, is_pretokenized: bool = False, add_special_tokens: bool = True) -> List[Any]:
         backend = self._backend
+        truncation = backend.truncation
         rule = self.rule() if add_special_tokens and not backend.encode_special_tokens else None
         if rule is None:
+            if truncation is not None:
+                input = list(input)
+                _check_room(input, backend, add_special_tokens, truncation, is_pretokenized)
             return backend.encode_batch(input, is_pretokenized=is_pretokenized, add_special_tokens=add_special_tokens)
         items = list(input)
-        truncation = backend.truncation
         if truncation is not None:
-            _check_room(items, rule, truncation["max_length"], is_pretokenized)
+            _check_room(items, rule, True, truncation, is_pretokenized)
         literal = [
             i
             for i, item in enumerate(items)
@@ -333,15 +336,32 @@ class GLM4FastBackend:
         return encoding
 
 
-def _check_room(items: List[Any], rule: PrefixRule, max_length: int, is_pretokenized: bool) -> None:
-    """ValueError when ``max_length`` cannot hold the special tokens a row gets (the Rust tokenizer would silently
-    not truncate at all)."""
-    for item in items:
-        needed = rule.added(_is_pair(item, is_pretokenized))
+def _check_room(
+    items: List[Any], counter: Any, add_special_tokens: bool, truncation: Dict[str, Any], is_pretokenized: bool
+) -> None:
+    """ValueError when ``max_length`` cannot hold a row's special tokens (the Rust tokenizer would silently not
+    truncate at all) or ``stride`` does not fit in what is left (it would panic).
+
+    ``counter`` tells how many special tokens a row gets: a ``PrefixRule`` (``added``) or the Rust tokenizer
+    (``num_special_tokens_to_add``).
+    """
+    max_length, stride = truncation["max_length"], truncation["stride"]
+    for is_pair in sorted({_is_pair(item, is_pretokenized) for item in items}):
+        if not add_special_tokens:
+            needed = 0
+        elif isinstance(counter, PrefixRule):
+            needed = counter.added(is_pair)
+        else:
+            needed = counter.num_special_tokens_to_add(is_pair)
         if max_length < needed:
             raise ValueError(
                 f"max_length={max_length} is too small: it must leave room for the {needed} special tokens "
-                f"this tokenizer adds ([gMASK]<sop>{' and the pair template' if needed > 2 else ''})"
+                f"this tokenizer adds to a {'pair' if is_pair else 'text'}"
+            )
+        if stride and stride >= max_length - needed:
+            raise ValueError(
+                f"stride={stride} must be smaller than max_length={max_length} minus the {needed} special tokens "
+                f"(the length each overflowing window keeps)"
             )
 
 
