@@ -10,6 +10,8 @@ import transformers until a tokenizer is asked for.
 * ``ChatGLM4Tokenizer`` -- the fixed tokenizer (``glm4_tokfix.tokenization_chatglm``,
   a standalone module you can copy into a model folder).
 * ``GLM4FixMixin`` -- the fix as methods to lay over another GLM-4 tokenizer class.
+* ``ChatGLM4TokenizerFast`` / ``GLM4FastFixMixin`` -- the same fix for transformers-native (``tokenizer.json``)
+  GLM-4 tokenizers (``glm4_tokfix.tokenization_chatglm_fast``).
 * ``TINY_GLM4_DIR`` -- the embedded tiny GLM-4 tokenizer folder (the default for the CLI and tests).
 * ``patch``, ``is_patched``, ``from_pretrained``, ``enable``, ``disable``, ``is_enabled`` -- swap the
   fix in where GLM-4 is loaded (``glm4_tokfix.patching``).
@@ -31,6 +33,8 @@ TINY_GLM4_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data",
 _LAZY = {
     "ChatGLM4Tokenizer": ".tokenization_chatglm",
     "GLM4FixMixin": ".tokenization_chatglm",
+    "ChatGLM4TokenizerFast": ".tokenization_chatglm_fast",
+    "GLM4FastFixMixin": ".tokenization_chatglm_fast",
     "patch": ".patching",
     "from_pretrained": ".patching",
     "enable": ".patching",
