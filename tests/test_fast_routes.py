@@ -12,6 +12,7 @@ import subprocess
 import sys
 
 import pytest
+import transformers.convert_slow_tokenizer  # noqa: F401 -- imported before pytester snapshots sys.modules
 from conftest import REAL_DIR, TINY_DIR
 from hypothesis import given, settings
 from strategies import PREFIX, prompt_texts
@@ -169,3 +170,29 @@ def test_check_reports_the_double_prefix_of_an_unpatched_folder(fast_folder):
     policy = cli("check", fast_folder("tiny", "0414"), "-n", "5", "--seed", "1", "--json")
     assert policy.returncode == 0, policy.stderr
     assert json.loads(policy.stdout)["prefix_policy"].startswith("adds no prefix")
+
+
+# ------------------------------------------------------------------------------------- pytest plugin
+pytest_plugins = ["pytester"]
+
+
+@pytest.mark.parametrize("style", ["chat-hf", "0414"])
+def test_battery_passes_on_a_patched_fast_folder(pytester, fast_folder, style):
+    from glm4_tokfix.testing.properties import PROPERTIES
+
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--pyargs", "glm4_tokfix.testing.suite",
+        "--glm4-tokenizer", str(fast_folder("tiny", style)), "--hypothesis-profile", "glm4-quick",
+    )  # fmt: skip
+    result.assert_outcomes(passed=len(PROPERTIES))
+
+
+def test_battery_reports_the_unpatched_chat_hf_folder(pytester, fast_folder):
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "-v", "--pyargs", "glm4_tokfix.testing.suite",
+        "--glm4-tokenizer", str(fast_folder("tiny", "chat-hf")), "--glm4-unpatched",
+        "--hypothesis-profile", "glm4-quick", "--hypothesis-seed", "0",
+    )  # fmt: skip
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    assert "test_prefix_idempotent FAILED" in result.stdout.str()
+    assert "the prefix is added a second time" in result.stdout.str()
