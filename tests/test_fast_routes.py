@@ -101,6 +101,26 @@ def test_datasets_map_in_two_processes(fast_folder):
     assert mapped["input_ids"] == tok(rows)["input_ids"]
 
 
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_collator_pads_exactly(fast_folder, side):
+    torch = pytest.importorskip("torch")
+    from transformers import DataCollatorWithPadding
+
+    tok = glm4_tokfix.patch(load(fast_folder("tiny", "chat-hf")))
+    texts = TEXTS + ["x", PREFIX]
+    features = [tok(t) for t in texts]
+    old = tok.padding_side
+    tok.padding_side = side
+    try:
+        batch = DataCollatorWithPadding(tok, return_tensors="pt")(features)
+        expected = tok(texts, padding=True, return_tensors="pt")
+    finally:
+        tok.padding_side = old
+    assert set(batch) == set(expected)
+    for key in expected:
+        assert torch.equal(batch[key], expected[key]), key
+
+
 # --------------------------------------------------------------------------------- folder commands
 def test_patch_and_unpatch_a_tokenizer_json_folder(chat_hf_copy, tmp_path):
     before = snapshot(chat_hf_copy)

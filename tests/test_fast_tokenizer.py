@@ -8,7 +8,7 @@ real glm-4-9b-chat one, in the two post-processor styles found on the hub: ``cha
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 from strategies import PREFIX, batches, chats, prompt_texts, texts
 
@@ -198,12 +198,13 @@ def test_truncation_equals_the_slow_tokenizer(fast_tok, slow_for, vocab, text, m
 
 @given(
     items=batches(),
-    max_length=st.integers(5, 12),
+    max_length=st.integers(2, 12),
     stride=st.integers(0, 2),
     side=st.sampled_from(["left", "right"]),
 )
 def test_overflow_rows_do_not_depend_on_a_literal_prefix(fast_tok, items, max_length, stride, side):
     """A text with the prefix and the same text without it give the same rows (ids), overflow rows included."""
+    assume(stride == 0 or stride < max_length - 2)  # else a ValueError (test_stride_that_does_not_fit...)
     tok = fast_tok("tiny", "chat-hf")
     bare = [strip_prefixes(t) for t in items]
     options = dict(truncation=True, max_length=max_length, stride=stride, return_overflowing_tokens=True)
@@ -286,3 +287,26 @@ def test_unknown_ids_are_value_errors(fast_tok):
     with pytest.raises(ValueError, match="outside the vocabulary"):
         tok.decode([len(tok)])
     assert tok.decode(tok.encode("hi <|user|>", add_special_tokens=False)) == "hi <|user|>"
+
+
+@given(text=texts(), max_length=st.integers(3, 12))
+def test_a_template_with_more_than_the_prefix(fast_folder, text, max_length):
+    """A post-processor adding [gMASK]<sop> and a closing token: only the prefix becomes conditional."""
+    from tokenizers import processors
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(fast_folder("tiny", "0414")))
+    ids = dict(zip(["[gMASK]", "<sop>", "<eop>"], tok.convert_tokens_to_ids(["[gMASK]", "<sop>", "<eop>"])))
+    tok.backend_tokenizer.post_processor = processors.TemplateProcessing(
+        single="[gMASK]:0 <sop>:0 $A:0 <eop>:0", pair="[gMASK]:0 <sop>:0 $A:0 <eop>:0 $B:1", special_tokens=list(ids.items())
+    )
+    plain = tok(text)["input_ids"]
+    glm4_tokfix.patch(tok)
+    bare = strip_prefixes(text)
+    assert tok(PREFIX + bare)["input_ids"] == tok(bare)["input_ids"]
+    if bare == text:  # no literal prefix: exactly what the template gives unpatched
+        assert tok(text)["input_ids"] == plain
+    assert tok(PREFIX + bare)["input_ids"][-1] == ids["<eop>"]
+    cut = tok(PREFIX + bare, truncation=True, max_length=max_length, return_offsets_mapping=True)
+    assert cut["input_ids"] == tok(bare, truncation=True, max_length=max_length)["input_ids"]
+    assert len(cut["input_ids"]) == min(max_length, len(tok(bare)["input_ids"]))

@@ -327,9 +327,12 @@ class GLM4FastBackend:
             budget = truncation["max_length"] - rule.added(False)
             keep, _ = _keep_lengths(body, None, budget, truncation["strategy"])
             if keep < body:
-                encoding.truncate(body, 0, "left")  # now the body; its one overflow piece is the prefix
-                prefix = encoding.overflowing[0]
-                encoding.truncate(keep, truncation["stride"], truncation["direction"])  # replaces the overflow
+                # the text's own prefix tokens: offsets, words and mask as inside the text
+                prefix = backend.encode(
+                    [PREFIX_TEXT] if pretok else PREFIX_TEXT, is_pretokenized=pretok, add_special_tokens=False
+                )
+                encoding.truncate(body, 0, "left")  # now the body (its overflow pieces are replaced next)
+                encoding.truncate(keep, truncation["stride"], truncation["direction"])
                 encoding = Encoding.merge([prefix, encoding], growing_offsets=False)
         if rule.tail is not None:
             encoding = rule.tail.process(encoding, None, True)
