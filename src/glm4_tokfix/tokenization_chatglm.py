@@ -6,13 +6,21 @@ This file stands alone: it imports only the standard library, ``regex``,
 place of the upstream ``tokenization_chatglm.py`` and loaded with
 ``AutoTokenizer.from_pretrained(folder, trust_remote_code=True)``.
 
-It defines two things:
+It defines:
 
 ``GLM4FixMixin``
     The fix, as a set of methods that can be laid over any GLM-4 tokenizer
     class (ours below, or upstream's remote-code class) that has ``decoder``
     (id -> bytes), ``mergeable_ranks`` (bytes -> id), ``tokenizer`` (a
     ``tiktoken.Encoding``) and the 14 GLM-4 tokens registered as added tokens.
+    It is built from two parts that also stand on their own:
+
+    ``GLM4PaddingMixin``
+        The padding rules (``_pad``) and a batched ``pad()``, on transformers'
+        generic tokenizer attributes only: reusable over fast GLM-4 tokenizers.
+    ``GLM4BatchEncoder``
+        The fast path for plain texts: tiktoken encodes, rows (lists, or numpy
+        arrays and torch tensors) are built in one pass.
 
 ``ChatGLM4Tokenizer``
     A complete tokenizer: ``GLM4FixMixin`` over a clean reimplementation of the
@@ -56,7 +64,14 @@ from transformers import PreTrainedTokenizer
 from transformers.tokenization_utils_base import AddedToken, TruncationStrategy
 from transformers.utils import PaddingStrategy
 
-__all__ = ["ChatGLM4Tokenizer", "GLM4FixMixin", "GLM4_SPECIAL_TOKENS", "GLM4_PAT_STR"]
+__all__ = [
+    "ChatGLM4Tokenizer",
+    "GLM4BatchEncoder",
+    "GLM4FixMixin",
+    "GLM4PaddingMixin",
+    "GLM4_SPECIAL_TOKENS",
+    "GLM4_PAT_STR",
+]
 
 #: The split pattern GLM-4 uses before byte-pair merging (the cl100k pattern).
 GLM4_PAT_STR = (
@@ -213,169 +228,15 @@ def _max_length_too_small(n_special: int, remove: int, n_text: int) -> ValueErro
     )
 
 
-class GLM4FixMixin:
-    """The GLM-4 batch-encoding fix, as methods to lay over a tokenizer class.
+class GLM4PaddingMixin:
+    """GLM-4's padding rules: pads on the requested side, ``position_ids`` that count the real tokens.
 
-    Put it first in the bases (``class Fixed(GLM4FixMixin, UpstreamTokenizer)``).
-    It relies only on transformers' slow-tokenizer API plus the attributes every
-    GLM-4 tokenizer revision has: ``decoder`` (id -> bytes) and
-    ``mergeable_ranks`` (bytes -> id).
+    Uses only transformers' generic tokenizer attributes (``model_input_names``,
+    ``pad_token_id``, ``pad_token_type_id``, ``padding_side``), so it fits any
+    GLM-4 tokenizer class, slow or fast: put it before the tokenizer class in the
+    bases. ``_pad`` states the rules for one encoding.
     """
 
-    # ----------------------------------------------------------------- ids
-    def _glm4_token_id(self, token: str) -> int:
-        """The id of one of the 14 GLM-4 added tokens; ValueError if it is not registered."""
-        try:  # one lookup: this runs for every encode() call
-            return self._added_tokens_encoder[token]
-        except KeyError:
-            raise ValueError(
-                f"token {token!r} is not registered on this tokenizer; a GLM-4 tokenizer needs the 14 "
-                f"added tokens of its tokenizer_config.json ({', '.join(GLM4_SPECIAL_TOKENS[:5])}, ...)"
-            ) from None
-
-    def get_prefix_tokens(self) -> List[int]:
-        """The ids of ``[gMASK]<sop>``, the prefix every GLM-4 prompt starts with."""
-        return [self._glm4_token_id(t) for t in PREFIX_TOKENS]
-
-    def get_command(self, token: str) -> int:
-        """The id of a GLM-4 added token such as ``"<|user|>"`` (ValueError if unknown)."""
-        return self._glm4_token_id(token)
-
-    def _glm4_has_prefix(self, ids: Sequence[int], prefix: Sequence[int]) -> bool:
-        n = len(prefix)
-        return len(ids) >= n and list(ids[:n]) == list(prefix)
-
-    def _convert_token_to_id(self, token: Union[str, bytes]) -> int:
-        if type(token) is bytes:  # the common case first: a BPE token straight from _tokenize
-            rank = self.mergeable_ranks.get(token)
-            if rank is not None:
-                return rank
-        if isinstance(token, str):
-            if token in self._added_tokens_encoder:
-                return self._added_tokens_encoder[token]
-            key = token.encode("utf-8")
-        elif isinstance(token, (bytes, bytearray)):
-            key = bytes(token)
-        else:
-            raise TypeError(f"a token is str or bytes, got {type(token).__name__} ({token!r})")
-        rank = self.mergeable_ranks.get(key)
-        if rank is None:
-            raise ValueError(f"token {token!r} is not in the GLM-4 vocabulary")
-        return rank
-
-    def _convert_id_to_token(self, index: int) -> Union[str, bytes]:
-        token = self.decoder.get(index)
-        if token is None:
-            added = self._added_tokens_decoder.get(index)
-            if added is not None:
-                return added.content
-            raise ValueError(f"token id {index!r} is outside the vocabulary (0..{len(self) - 1})")
-        return token
-
-    # ------------------------------------------------------ special tokens
-    def build_inputs_with_special_tokens(
-        self, token_ids_0: List[int], token_ids_1: Optional[List[int]] = None
-    ) -> List[int]:
-        """Add ``[gMASK]<sop>`` in front, unless ``token_ids_0`` already starts with it.
-
-        Idempotent: applied to its own output it changes nothing. Pairs become
-        ``[gMASK]<sop> A B <|endoftext|>``. Empty lists are fine::
-
-            >>> tok.build_inputs_with_special_tokens([])  # [gMASK]<sop>
-            [151331, 151333]
-        """
-        prefix = self.get_prefix_tokens()
-        first = list(token_ids_0)
-        if _PREFIX_STRIPPED.get() or not self._glm4_has_prefix(first, prefix):
-            first = prefix + first
-        if token_ids_1 is None:
-            return first
-        return first + list(token_ids_1) + [self._glm4_token_id(PAIR_SUFFIX_TOKEN)]
-
-    def _glm4_adds_prefix(self, token_ids_0: Sequence[int]) -> bool:
-        return _PREFIX_STRIPPED.get() or not self._glm4_has_prefix(token_ids_0, self.get_prefix_tokens())
-
-    def get_special_tokens_mask(
-        self,
-        token_ids_0: List[int],
-        token_ids_1: Optional[List[int]] = None,
-        already_has_special_tokens: bool = False,
-    ) -> List[int]:
-        """1 where ``build_inputs_with_special_tokens`` puts a special token, 0 on the text."""
-        if already_has_special_tokens:
-            if token_ids_1 is not None:
-                raise ValueError("token_ids_1 must be None when already_has_special_tokens=True")
-            special = set(self.all_special_ids)
-            return [1 if i in special else 0 for i in token_ids_0]
-        if self._glm4_adds_prefix(token_ids_0):
-            mask = [1, 1] + [0] * len(token_ids_0)
-        else:
-            mask = [1, 1] + [0] * (len(token_ids_0) - 2)
-        if token_ids_1 is not None:
-            mask += [0] * len(token_ids_1) + [1]
-        return mask
-
-    def create_token_type_ids_from_sequences(
-        self, token_ids_0: List[int], token_ids_1: Optional[List[int]] = None
-    ) -> List[int]:
-        """GLM-4 has no segment embeddings: all zeros, as long as the built sequence."""
-        n = len(token_ids_0) + (2 if self._glm4_adds_prefix(token_ids_0) else 0)
-        if token_ids_1 is not None:
-            n += len(token_ids_1) + 1
-        return [0] * n
-
-    def num_special_tokens_to_add(self, pair: bool = False) -> int:
-        return 3 if pair else 2
-
-    def prepare_for_model(self, ids: List[int], pair_ids: Optional[List[int]] = None, *args: Any, **kwargs: Any):
-        """transformers' ``prepare_for_model`` with an idempotent prefix.
-
-        When special tokens are added and ``ids`` already starts with
-        ``[gMASK]<sop>``, that copy is taken off before truncation and put back
-        by ``build_inputs_with_special_tokens``, so length accounting and
-        ``truncation_side`` see the prefix exactly once.
-        """
-        add_special_tokens = kwargs.get("add_special_tokens", args[0] if args else True)
-        if not add_special_tokens:
-            return super().prepare_for_model(ids, pair_ids, *args, **kwargs)
-        prefix = self.get_prefix_tokens()
-        ids = list(ids)
-        if self._glm4_has_prefix(ids, prefix):
-            ids = ids[len(prefix) :]
-        token = _PREFIX_STRIPPED.set(True)
-        try:
-            return super().prepare_for_model(ids, pair_ids, *args, **kwargs)
-        finally:
-            _PREFIX_STRIPPED.reset(token)
-
-    def truncate_sequences(
-        self,
-        ids: List[int],
-        pair_ids: Optional[List[int]] = None,
-        num_tokens_to_remove: int = 0,
-        truncation_strategy: Union[str, TruncationStrategy] = "longest_first",
-        stride: int = 0,
-    ) -> Tuple[List[int], Optional[List[int]], List[int]]:
-        """Exact truncation of a single sequence; pairs as in transformers.
-
-        transformers 4.x silently skips truncation when every text token has to
-        go; here that cuts to the prefix alone, and a ``max_length`` too small
-        for the special tokens themselves is a ValueError.
-        """
-        strategy = TruncationStrategy(truncation_strategy)
-        single = pair_ids is None and strategy in (TruncationStrategy.ONLY_FIRST, TruncationStrategy.LONGEST_FIRST)
-        if num_tokens_to_remove <= 0 or not single:
-            return super().truncate_sequences(ids, pair_ids, num_tokens_to_remove, truncation_strategy, stride)
-        if num_tokens_to_remove > len(ids):
-            raise _max_length_too_small(self.num_special_tokens_to_add(), num_tokens_to_remove, len(ids))
-        if self.truncation_side not in ("left", "right"):
-            raise ValueError(f"truncation_side must be 'left' or 'right', got {self.truncation_side!r}")
-        window = min(len(ids), stride + num_tokens_to_remove)
-        if self.truncation_side == "left":
-            return ids[num_tokens_to_remove:], None, ids[:window]
-        return ids[: len(ids) - num_tokens_to_remove], None, ids[len(ids) - window :]
-
-    # -------------------------------------------------------------- padding
     def _glm4_padding_side(self, padding_side: Optional[str], pad_to_multiple_of: Optional[int]) -> str:
         """The side to pad on (call time first, then the tokenizer's); ValueError on bad arguments."""
         side = padding_side if padding_side is not None else self.padding_side
@@ -468,7 +329,16 @@ class GLM4FixMixin:
             encoded_inputs["position_ids"] = positions
         return encoded_inputs
 
-    # ------------------------------------------------------------ fast path
+
+class GLM4BatchEncoder:
+    """The fast path: plain texts encoded by tiktoken in one call each, rows built in one pass.
+
+    Same output as transformers' generic path through ``GLM4FixMixin`` (the
+    specification; ``tests/test_fast_path.py`` compares the two). Used through
+    ``GLM4FixMixin``, over ``ChatGLM4Tokenizer``'s vocabulary; on any other class
+    (a patched upstream tokenizer) it steps aside.
+    """
+
     #: When True (the default), plain-text calls skip transformers' per-token Python path: tiktoken
     #: splits the added tokens and encodes in one call per text, and the padded rows are built in one
     #: pass. The output is identical to the generic path (set False to use that one; tests compare both).
@@ -799,6 +669,171 @@ class GLM4FixMixin:
             data = {key: value[0] for key, value in data.items()}
             return BatchEncoding(data, tensor_type=return_tensors, prepend_batch_axis=True)
         return BatchEncoding(data, tensor_type=return_tensors)
+
+
+class GLM4FixMixin(GLM4BatchEncoder, GLM4PaddingMixin):
+    """The GLM-4 batch-encoding fix, as methods to lay over a tokenizer class.
+
+    Put it first in the bases (``class Fixed(GLM4FixMixin, UpstreamTokenizer)``).
+    It relies only on transformers' slow-tokenizer API plus the attributes every
+    GLM-4 tokenizer revision has: ``decoder`` (id -> bytes) and
+    ``mergeable_ranks`` (bytes -> id). Its methods are the specification of the
+    fix; it inherits the padding rules (``GLM4PaddingMixin``) and the fast path
+    that gives the same output faster (``GLM4BatchEncoder``).
+    """
+
+    # ----------------------------------------------------------------- ids
+    def _glm4_token_id(self, token: str) -> int:
+        """The id of one of the 14 GLM-4 added tokens; ValueError if it is not registered."""
+        try:  # one lookup: this runs for every encode() call
+            return self._added_tokens_encoder[token]
+        except KeyError:
+            raise ValueError(
+                f"token {token!r} is not registered on this tokenizer; a GLM-4 tokenizer needs the 14 "
+                f"added tokens of its tokenizer_config.json ({', '.join(GLM4_SPECIAL_TOKENS[:5])}, ...)"
+            ) from None
+
+    def get_prefix_tokens(self) -> List[int]:
+        """The ids of ``[gMASK]<sop>``, the prefix every GLM-4 prompt starts with."""
+        return [self._glm4_token_id(t) for t in PREFIX_TOKENS]
+
+    def get_command(self, token: str) -> int:
+        """The id of a GLM-4 added token such as ``"<|user|>"`` (ValueError if unknown)."""
+        return self._glm4_token_id(token)
+
+    def _glm4_has_prefix(self, ids: Sequence[int], prefix: Sequence[int]) -> bool:
+        n = len(prefix)
+        return len(ids) >= n and list(ids[:n]) == list(prefix)
+
+    def _convert_token_to_id(self, token: Union[str, bytes]) -> int:
+        if type(token) is bytes:  # the common case first: a BPE token straight from _tokenize
+            rank = self.mergeable_ranks.get(token)
+            if rank is not None:
+                return rank
+        if isinstance(token, str):
+            if token in self._added_tokens_encoder:
+                return self._added_tokens_encoder[token]
+            key = token.encode("utf-8")
+        elif isinstance(token, (bytes, bytearray)):
+            key = bytes(token)
+        else:
+            raise TypeError(f"a token is str or bytes, got {type(token).__name__} ({token!r})")
+        rank = self.mergeable_ranks.get(key)
+        if rank is None:
+            raise ValueError(f"token {token!r} is not in the GLM-4 vocabulary")
+        return rank
+
+    def _convert_id_to_token(self, index: int) -> Union[str, bytes]:
+        token = self.decoder.get(index)
+        if token is None:
+            added = self._added_tokens_decoder.get(index)
+            if added is not None:
+                return added.content
+            raise ValueError(f"token id {index!r} is outside the vocabulary (0..{len(self) - 1})")
+        return token
+
+    # ------------------------------------------------------ special tokens
+    def build_inputs_with_special_tokens(
+        self, token_ids_0: List[int], token_ids_1: Optional[List[int]] = None
+    ) -> List[int]:
+        """Add ``[gMASK]<sop>`` in front, unless ``token_ids_0`` already starts with it.
+
+        Idempotent: applied to its own output it changes nothing. Pairs become
+        ``[gMASK]<sop> A B <|endoftext|>``. Empty lists are fine::
+
+            >>> tok.build_inputs_with_special_tokens([])  # [gMASK]<sop>
+            [151331, 151333]
+        """
+        prefix = self.get_prefix_tokens()
+        first = list(token_ids_0)
+        if _PREFIX_STRIPPED.get() or not self._glm4_has_prefix(first, prefix):
+            first = prefix + first
+        if token_ids_1 is None:
+            return first
+        return first + list(token_ids_1) + [self._glm4_token_id(PAIR_SUFFIX_TOKEN)]
+
+    def _glm4_adds_prefix(self, token_ids_0: Sequence[int]) -> bool:
+        return _PREFIX_STRIPPED.get() or not self._glm4_has_prefix(token_ids_0, self.get_prefix_tokens())
+
+    def get_special_tokens_mask(
+        self,
+        token_ids_0: List[int],
+        token_ids_1: Optional[List[int]] = None,
+        already_has_special_tokens: bool = False,
+    ) -> List[int]:
+        """1 where ``build_inputs_with_special_tokens`` puts a special token, 0 on the text."""
+        if already_has_special_tokens:
+            if token_ids_1 is not None:
+                raise ValueError("token_ids_1 must be None when already_has_special_tokens=True")
+            special = set(self.all_special_ids)
+            return [1 if i in special else 0 for i in token_ids_0]
+        if self._glm4_adds_prefix(token_ids_0):
+            mask = [1, 1] + [0] * len(token_ids_0)
+        else:
+            mask = [1, 1] + [0] * (len(token_ids_0) - 2)
+        if token_ids_1 is not None:
+            mask += [0] * len(token_ids_1) + [1]
+        return mask
+
+    def create_token_type_ids_from_sequences(
+        self, token_ids_0: List[int], token_ids_1: Optional[List[int]] = None
+    ) -> List[int]:
+        """GLM-4 has no segment embeddings: all zeros, as long as the built sequence."""
+        n = len(token_ids_0) + (2 if self._glm4_adds_prefix(token_ids_0) else 0)
+        if token_ids_1 is not None:
+            n += len(token_ids_1) + 1
+        return [0] * n
+
+    def num_special_tokens_to_add(self, pair: bool = False) -> int:
+        return 3 if pair else 2
+
+    def prepare_for_model(self, ids: List[int], pair_ids: Optional[List[int]] = None, *args: Any, **kwargs: Any):
+        """transformers' ``prepare_for_model`` with an idempotent prefix.
+
+        When special tokens are added and ``ids`` already starts with
+        ``[gMASK]<sop>``, that copy is taken off before truncation and put back
+        by ``build_inputs_with_special_tokens``, so length accounting and
+        ``truncation_side`` see the prefix exactly once.
+        """
+        add_special_tokens = kwargs.get("add_special_tokens", args[0] if args else True)
+        if not add_special_tokens:
+            return super().prepare_for_model(ids, pair_ids, *args, **kwargs)
+        prefix = self.get_prefix_tokens()
+        ids = list(ids)
+        if self._glm4_has_prefix(ids, prefix):
+            ids = ids[len(prefix) :]
+        token = _PREFIX_STRIPPED.set(True)
+        try:
+            return super().prepare_for_model(ids, pair_ids, *args, **kwargs)
+        finally:
+            _PREFIX_STRIPPED.reset(token)
+
+    def truncate_sequences(
+        self,
+        ids: List[int],
+        pair_ids: Optional[List[int]] = None,
+        num_tokens_to_remove: int = 0,
+        truncation_strategy: Union[str, TruncationStrategy] = "longest_first",
+        stride: int = 0,
+    ) -> Tuple[List[int], Optional[List[int]], List[int]]:
+        """Exact truncation of a single sequence; pairs as in transformers.
+
+        transformers 4.x silently skips truncation when every text token has to
+        go; here that cuts to the prefix alone, and a ``max_length`` too small
+        for the special tokens themselves is a ValueError.
+        """
+        strategy = TruncationStrategy(truncation_strategy)
+        single = pair_ids is None and strategy in (TruncationStrategy.ONLY_FIRST, TruncationStrategy.LONGEST_FIRST)
+        if num_tokens_to_remove <= 0 or not single:
+            return super().truncate_sequences(ids, pair_ids, num_tokens_to_remove, truncation_strategy, stride)
+        if num_tokens_to_remove > len(ids):
+            raise _max_length_too_small(self.num_special_tokens_to_add(), num_tokens_to_remove, len(ids))
+        if self.truncation_side not in ("left", "right"):
+            raise ValueError(f"truncation_side must be 'left' or 'right', got {self.truncation_side!r}")
+        window = min(len(ids), stride + num_tokens_to_remove)
+        if self.truncation_side == "left":
+            return ids[num_tokens_to_remove:], None, ids[:window]
+        return ids[: len(ids) - num_tokens_to_remove], None, ids[len(ids) - window :]
 
     # -------------------------------------------------------------- decoding
     def convert_tokens_to_string(self, tokens: List[Union[str, bytes]]) -> str:
