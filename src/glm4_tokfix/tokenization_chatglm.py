@@ -56,13 +56,14 @@ import functools
 import os
 import shutil
 import weakref
+from itertools import chain
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import regex
 import tiktoken
 from transformers import PreTrainedTokenizer
-from transformers.tokenization_utils_base import AddedToken, TruncationStrategy
-from transformers.utils import PaddingStrategy
+from transformers.tokenization_utils_base import AddedToken, BatchEncoding, TruncationStrategy
+from transformers.utils import PaddingStrategy, TensorType
 
 __all__ = [
     "ChatGLM4Tokenizer",
@@ -226,6 +227,65 @@ def _max_length_too_small(n_special: int, remove: int, n_text: int) -> ValueErro
         f"max_length is too small: it must leave room for the {n_special} special tokens [gMASK]<sop> "
         f"(asked to remove {remove} tokens from a text of {n_text})"
     )
+
+
+def _padded_body_field(
+    values: List[Sequence[Any]], fill: Any, n_prefix: int, gaps: List[int], left: bool
+) -> List[List[Any]]:
+    """Per-token values of each row's body, with ``fill`` under the prefix and on the ``gaps[i]`` pads."""
+    return [
+        [fill] * (d + n_prefix) + list(v) if left else [fill] * n_prefix + list(v) + [fill] * d
+        for v, d in zip(values, gaps)
+    ]
+
+
+# ----------------------------------------------------------------- tensors
+# numpy and torch are imported only here, when return_tensors asks for them.
+def _tensor_kind(return_tensors: Any) -> Optional[str]:
+    """'pt' or 'np' when ``return_tensors`` asks for arrays we build directly, else None.
+
+    None too for a value transformers refuses or a framework it cannot import: its own conversion then
+    raises its own error.
+    """
+    if return_tensors is None:
+        return None
+    try:
+        kind = TensorType(return_tensors).value
+    except ValueError:
+        return None
+    if kind == "pt":
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            return None
+    return kind if kind in ("pt", "np") else None
+
+
+def _int_dtype(np: Any, kind: str) -> Any:
+    """The dtype transformers' conversion gives lists of Python ints: torch.int64, numpy's default int."""
+    return np.int64 if kind == "pt" else np.asarray(0).dtype
+
+
+def _real_region(np: Any, lengths: Sequence[int], width: int, left: bool) -> Tuple[Any, Any]:
+    """Where each row's ``lengths[i]`` real tokens sit in a (rows, width) batch padded on the ``left`` or right.
+
+    Returns a bool array (True on real tokens) and each column's index among its row's real tokens
+    (0..n-1 there; negative or >= n on pads).
+    """
+    n = np.asarray(lengths, dtype=np.int64).reshape(-1, 1)
+    index = np.arange(width, dtype=np.int64).reshape(1, -1)
+    if left:
+        index = index - (width - n)
+    return (index >= 0) & (index < n), index
+
+
+def _as_framework(arrays: Dict[str, Any], kind: str) -> Dict[str, Any]:
+    """numpy arrays as they are for 'np'; for 'pt', torch tensors over the same memory (no copy)."""
+    if kind != "pt":
+        return arrays
+    import torch
+
+    return {key: torch.from_numpy(value) for key, value in arrays.items()}
 
 
 class GLM4PaddingMixin:
@@ -559,31 +619,25 @@ class GLM4BatchEncoder:
         verbose: bool = True,
         split_special_tokens: Optional[bool] = None,
         **_ignored: Any,  # stride, is_split_into_words=False, return_overflowing_tokens=False, ...
-    ):
-        from transformers.tokenization_utils_base import BatchEncoding
-
+    ) -> BatchEncoding:
+        """``tok(texts, ...)`` for plain texts: what transformers' generic path returns, built directly."""
         padding_strategy = PaddingStrategy(padding_strategy)
         truncate = TruncationStrategy(truncation_strategy) != TruncationStrategy.DO_NOT_TRUNCATE and bool(max_length)
         encode = self._glm4_text_encoder(split_special_tokens)
         prefix = self.get_prefix_tokens() if add_special_tokens else None
-        n_prefix = len(prefix) if prefix else 0
-        left_cut = self.truncation_side == "left"
+        head = prefix if prefix is not None else []
         if truncate and self.truncation_side not in ("left", "right"):
             raise ValueError(f"truncation_side must be 'left' or 'right', got {self.truncation_side!r}")
 
-        bodies: List[Optional[List[int]]] = []  # each text's ids without the prefix, truncated
-        for ids in self._glm4_encode_texts(texts, encode):
-            if prefix is not None and ids[:n_prefix] == prefix:
-                del ids[:n_prefix]
-            if truncate and len(ids) + n_prefix > max_length:
-                remove = len(ids) + n_prefix - max_length
-                if remove > len(ids):
-                    raise _max_length_too_small(n_prefix, remove, len(ids))
-                ids = ids[remove:] if left_cut else ids[: len(ids) - remove]
-            bodies.append(ids)
-        lengths = [len(b) + n_prefix for b in bodies]
+        encoded = self._glm4_encode_texts(texts, encode)
+        bodies, kept = self._glm4_bodies(encoded, prefix, max_length if truncate else None)
+        del encoded
+        lengths = [len(b) + len(head) for b in bodies]
         for n in lengths:  # transformers' "longer than model_max_length" warning looks at the length only
             self._eventual_warn_about_too_long_sequence(range(n), max_length, verbose)
+        # Optional per-row fields: name -> (each row's values, cut like its ids with ``kept[i]``; the value
+        # under the prefix and on pads). Offsets would go here, e.g. {"offset_mapping": (offsets, (0, 0))}.
+        body_fields: Dict[str, Tuple[List[Sequence[Any]], Any]] = {}
 
         if return_token_type_ids is None:
             return_token_type_ids = "token_type_ids" in self.model_input_names
@@ -607,68 +661,175 @@ class GLM4BatchEncoder:
                 target = max_length
             if target is not None and pad_to_multiple_of is not None and target % pad_to_multiple_of:
                 target = (target // pad_to_multiple_of + 1) * pad_to_multiple_of
-        pad_id = self.pad_token_id
-        if target is not None and pad_id is None and any(n < target for n in lengths):
+        gaps = [target - n if target is not None and target > n else 0 for n in lengths]
+        if self.pad_token_id is None and any(gaps):
             raise ValueError("cannot pad: the tokenizer has no pad_token (GLM-4 uses <|endoftext|>)")
 
-        # Every row is cut from these shared runs: about one copy per row and field, no per-token Python work.
-        # zeros_ones[W-d : W+n] is d zeros then n ones; zeros_counting[W-d : W+n] is d zeros then 0..n-1;
-        # ones_zeros[W-n : W+d] is n ones then d zeros (W = width >= n, d).
         width = max(max(lengths), target or 0)
-        zeros, ones, counting = [0] * width, [1] * width, list(range(width))
-        zeros_ones, zeros_counting, ones_zeros = zeros + ones, zeros + counting, ones + zeros
-        pads = [pad_id] * width if target is not None else []
-        type_pads = [self.pad_token_type_id] * width if return_token_type_ids and target is not None else []
-        head = prefix if prefix is not None else []
-        pads_head = pads + head  # pads_head[width - d : width + len(head)] is d pads then the prefix
-        rows, masks, positions, type_ids, special = [], [], [], [], []
-        for i, n in enumerate(lengths):
-            body, bodies[i] = bodies[i], None  # let each body go as soon as its row is built
-            d = target - n if target is not None and target > n else 0
-            # in place: tiktoken's list becomes the row (the body is never referenced elsewhere)
-            if left:
-                body[:0] = pads_head[width - d : width + n_prefix] if d else head
-            else:
-                body[:0] = head
-                if d:
-                    body += pads[:d]
-            rows.append(body)
-            if pad_phase:
-                if left:
-                    masks.append(zeros_ones[width - d : width + n])
-                    positions.append(zeros_counting[width - d : width + n])
-                else:
-                    masks.append(ones_zeros[width - n : width + d])
-                    positions.append(counting[:n] + zeros[:d] if d else counting[:n])
-            if return_token_type_ids:
-                type_ids.append(type_pads[:d] + zeros[:n] if left else zeros[:n] + type_pads[:d])
-            if return_special_tokens_mask:
-                body_zeros = zeros[: n - n_prefix]
-                special.append(
-                    ones[: d + n_prefix] + body_zeros if left else ones[:n_prefix] + body_zeros + ones[:d]
-                )
+        fields = dict(
+            with_types=return_token_type_ids,
+            with_special=return_special_tokens_mask,
+            with_mask=pad_phase and want_mask,
+            with_positions=pad_phase and "position_ids" in self.model_input_names,
+            body_fields=body_fields,
+        )
+        kind = _tensor_kind(return_tensors) if batched else None
+        if kind is not None and all(n + d == width for n, d in zip(lengths, gaps)):
+            rows = self._glm4_row_arrays(kind, bodies, head, lengths, width, left, **fields)
+        else:  # lists; transformers' BatchEncoding turns them into tensors if asked (ragged rows: its error)
+            rows = self._glm4_row_lists(bodies, head, lengths, gaps, left, **fields)
 
-        data: Dict[str, Any] = {"input_ids": rows}
-        if return_token_type_ids:
-            data["token_type_ids"] = type_ids
-        if return_special_tokens_mask:
-            data["special_tokens_mask"] = special
+        data: Dict[str, Any] = {}
+        for key in ("input_ids", "token_type_ids", "special_tokens_mask", *body_fields):
+            if key in rows:
+                data[key] = rows.pop(key)
         if return_length and batched:
             data["length"] = lengths
-        if pad_phase:
-            if want_mask:
-                data["attention_mask"] = masks
-            if "position_ids" in self.model_input_names:
-                data["position_ids"] = positions
-        elif empty_single and want_mask:
+        data.update(rows)  # attention_mask, position_ids
+        if empty_single and want_mask:
             data["attention_mask"] = [[]]
-        if return_length and not batched:
-            data["length"] = [len(rows[0])]
+        if return_length and not batched:  # a single text's length counts its pads, as in transformers
+            data["length"] = [lengths[0] + gaps[0]]
 
         if not batched:
             data = {key: value[0] for key, value in data.items()}
             return BatchEncoding(data, tensor_type=return_tensors, prepend_batch_axis=True)
         return BatchEncoding(data, tensor_type=return_tensors)
+
+    def _glm4_bodies(
+        self, encoded: List[List[int]], prefix: Optional[List[int]], max_length: Optional[int]
+    ) -> Tuple[List[List[int]], List[slice]]:
+        """Each text's ids without a leading prefix, truncated to leave ``max_length`` with the prefix.
+
+        Returns the bodies (tiktoken's own lists, changed in place) and, per text, the slice of its ids
+        each body keeps. ``prefix`` None: no special tokens are added (nothing is taken off).
+        """
+        n_prefix = len(prefix) if prefix is not None else 0
+        left_cut = self.truncation_side == "left"
+        bodies, kept = [], []
+        for ids in encoded:
+            start = 0
+            if prefix is not None and ids[:n_prefix] == prefix:
+                del ids[:n_prefix]
+                start = n_prefix
+            remove = len(ids) + n_prefix - max_length if max_length is not None else 0
+            if remove > 0:
+                if remove > len(ids):
+                    raise _max_length_too_small(n_prefix, remove, len(ids))
+                if left_cut:
+                    del ids[:remove]
+                    start += remove
+                else:
+                    del ids[len(ids) - remove :]
+            bodies.append(ids)
+            kept.append(slice(start, start + len(ids)))
+        return bodies, kept
+
+    def _glm4_row_lists(
+        self,
+        bodies: List[List[int]],
+        head: List[int],
+        lengths: List[int],
+        gaps: List[int],
+        left: bool,
+        with_types: bool,
+        with_special: bool,
+        with_mask: bool,
+        with_positions: bool,
+        body_fields: Dict[str, Tuple[List[Sequence[Any]], Any]],
+    ) -> Dict[str, List[List[Any]]]:
+        """Rows as lists: ``head + body`` with ``gaps[i]`` pads on the ``left`` or right, and the fields asked for.
+
+        Every row is cut from shared runs: about one copy per row and field, no per-token Python work. Each
+        body becomes its row in place (tiktoken's fresh list is referenced nowhere else), and is let go of
+        in ``bodies`` once its row is built.
+        """
+        n_prefix = len(head)
+        gap = max(gaps)
+        # zeros_ones[W-d : W+n] is d zeros then n ones; zeros_counting[W-d : W+n] is d zeros then 0..n-1;
+        # ones_zeros[W-n : W+d] is n ones then d zeros (W = width >= n + d).
+        width = max(n + d for n, d in zip(lengths, gaps))
+        zeros, ones, counting = [0] * width, [1] * width, list(range(width))
+        zeros_ones, zeros_counting, ones_zeros = zeros + ones, zeros + counting, ones + zeros
+        pads = [self.pad_token_id] * gap
+        pads_head = pads + head  # pads_head[gap - d : gap + n_prefix] is d pads then the prefix
+        type_pads = [self.pad_token_type_id] * gap
+        ids_rows: List[List[int]] = []
+        masks, positions, type_ids, special = [], [], [], []
+        for i, (n, d) in enumerate(zip(lengths, gaps)):
+            body, bodies[i] = bodies[i], None
+            if left:
+                body[:0] = pads_head[gap - d :] if d else head
+            else:
+                body[:0] = head
+                if d:
+                    body += pads[:d]
+            ids_rows.append(body)
+            if with_types:
+                type_ids.append(type_pads[:d] + zeros[:n] if left else zeros[:n] + type_pads[:d])
+            if with_special:
+                body_zeros = zeros[: n - n_prefix]
+                special.append(ones[: d + n_prefix] + body_zeros if left else ones[:n_prefix] + body_zeros + ones[:d])
+            if with_mask:
+                masks.append(zeros_ones[width - d : width + n] if left else ones_zeros[width - n : width + d])
+            if with_positions:
+                if left:
+                    positions.append(zeros_counting[width - d : width + n])
+                else:
+                    positions.append(counting[:n] + zeros[:d] if d else counting[:n])
+
+        rows: Dict[str, List[List[Any]]] = {"input_ids": ids_rows}
+        if with_types:
+            rows["token_type_ids"] = type_ids
+        if with_special:
+            rows["special_tokens_mask"] = special
+        for key, (values, fill) in body_fields.items():
+            rows[key] = _padded_body_field(values, fill, n_prefix, gaps, left)
+        if with_mask:
+            rows["attention_mask"] = masks
+        if with_positions:
+            rows["position_ids"] = positions
+        return rows
+
+    def _glm4_row_arrays(
+        self,
+        kind: str,
+        bodies: List[List[int]],
+        head: List[int],
+        lengths: List[int],
+        width: int,
+        left: bool,
+        with_types: bool,
+        with_special: bool,
+        with_mask: bool,
+        with_positions: bool,
+        body_fields: Dict[str, Tuple[List[Sequence[Any]], Any]],
+    ) -> Dict[str, Any]:
+        """The rows of ``_glm4_row_lists`` when every row is ``width`` long, as arrays of ``kind`` ('np'/'pt').
+
+        The ids are copied once, from tiktoken's lists into one array; masks, positions and the other
+        fields come from the row lengths. Same dtype and values as transformers' conversion of the lists.
+        """
+        import numpy as np
+
+        dtype = _int_dtype(np, kind)
+        real, index = _real_region(np, lengths, width, left)
+        ids = np.full(real.shape, self.pad_token_id if self.pad_token_id is not None else 0, dtype=dtype)
+        flat = chain.from_iterable(part for body in bodies for part in (head, body))
+        ids[real] = np.fromiter(flat, dtype=dtype, count=sum(lengths))
+        bodies.clear()
+        rows: Dict[str, Any] = {"input_ids": ids}
+        if with_types:
+            rows["token_type_ids"] = np.where(real, 0, self.pad_token_type_id).astype(dtype)
+        if with_special:
+            rows["special_tokens_mask"] = (~real | (index < len(head))).astype(dtype)
+        for key, (values, fill) in body_fields.items():  # as transformers converts them (per-token values)
+            rows[key] = np.asarray(_padded_body_field(values, fill, len(head), [width - n for n in lengths], left))
+        if with_mask:
+            rows["attention_mask"] = real.astype(dtype)
+        if with_positions:
+            rows["position_ids"] = np.where(real, index, 0).astype(dtype)
+        return _as_framework(rows, kind)
 
 
 class GLM4FixMixin(GLM4BatchEncoder, GLM4PaddingMixin):
