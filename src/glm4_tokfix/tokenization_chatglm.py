@@ -52,17 +52,19 @@ from __future__ import annotations
 import base64
 import binascii
 import contextvars
+import copy
 import functools
 import os
 import shutil
 import weakref
+from collections.abc import Mapping, Sized
 from itertools import chain
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import regex
 import tiktoken
 from transformers import PreTrainedTokenizer
-from transformers.tokenization_utils_base import AddedToken, BatchEncoding, TruncationStrategy
+from transformers.tokenization_utils_base import AddedToken, BatchEncoding, PreTrainedTokenizerBase, TruncationStrategy
 from transformers.utils import PaddingStrategy, TensorType
 
 __all__ = [
@@ -288,6 +290,66 @@ def _as_framework(arrays: Dict[str, Any], kind: str) -> Dict[str, Any]:
     return {key: torch.from_numpy(value) for key, value in arrays.items()}
 
 
+def _count_real(mask: Sequence[Any]) -> List[int]:
+    """``position_ids`` for an attention mask: 0, 1, 2, ... over its nonzero entries, 0 on the others."""
+    positions, count = [], 0
+    for bit in mask:
+        if bit:
+            positions.append(count)
+            count += 1
+        else:
+            positions.append(0)
+    return positions
+
+
+def _padded_arrays(
+    batch: Dict[str, List[Any]],
+    fills: Dict[str, Any],
+    masks: Optional[List[Any]],
+    lengths: List[int],
+    width: int,
+    left: bool,
+    kind: str,
+    with_positions: bool,
+) -> Optional[Dict[str, Any]]:
+    """``batch``'s rows padded to ``width`` as arrays of ``kind``: the keys of ``fills`` padded with their
+    fill, ``attention_mask`` (``masks`` or ones; 0 on pads) and ``position_ids`` (counting the mask's
+    nonzero entries; 0 elsewhere) -- or None when some value is not an int (floats, only bools, nested
+    lists): transformers' conversion of the lists then decides, as it would.
+    """
+    import numpy as np
+
+    dtype = _int_dtype(np, kind)
+    python_int = np.asarray(0).dtype  # what numpy makes of Python ints; anything else goes back to lists
+    total = sum(lengths)
+    real, _ = _real_region(np, lengths, width, left)
+
+    def column(rows: List[Any], fill: Any) -> Optional[Any]:
+        try:
+            flat = np.array(list(chain.from_iterable(rows))) if total else np.zeros(0, python_int)
+        except (ValueError, TypeError):  # ragged nesting
+            return None
+        if flat.shape != (total,) or flat.dtype != python_int:
+            return None
+        out = np.full(real.shape, fill, dtype=dtype)
+        out[real] = flat
+        return out
+
+    arrays = {}
+    for key, fill in fills.items():
+        arrays[key] = column(batch[key], fill)
+        if arrays[key] is None:
+            return None
+    mask = real.astype(dtype) if masks is None else column(masks, 0)
+    if mask is None:
+        return None
+    arrays["attention_mask"] = mask
+    if with_positions:
+        bits = mask != 0
+        arrays["position_ids"] = ((np.cumsum(bits, axis=1) - 1) * bits).astype(dtype)
+    return _as_framework(arrays, kind)
+
+
 class GLM4PaddingMixin:
     """GLM-4's padding rules: pads on the requested side, ``position_ids`` that count the real tokens.
 
@@ -376,18 +438,202 @@ class GLM4PaddingMixin:
         else:
             encoded_inputs.pop("attention_mask", None)
         if "position_ids" in self.model_input_names:
-            if 0 not in mask:  # the common case: every given token is real
-                positions = padded(range(n), 0)
-            else:
-                positions, count = [], 0
-                for bit in full_mask:
-                    if bit:
-                        positions.append(count)
-                        count += 1
-                    else:
-                        positions.append(0)
-            encoded_inputs["position_ids"] = positions
+            # the common case: every given token is real
+            encoded_inputs["position_ids"] = padded(range(n), 0) if 0 not in mask else _count_real(full_mask)
         return encoded_inputs
+
+    def _glm4_pads_by_these_rules(self) -> bool:
+        """True when this tokenizer's ``_pad`` is the one above (the fast ``pad()`` then applies).
+
+        Also True when a stack has put transformers' own ``PreTrainedTokenizerBase._pad`` on the instance
+        (LLaMA-Factory's ``patch_tokenizer`` does, to bypass custom ``_pad`` methods): those rules are
+        ours minus ``position_ids``, which that ``_pad`` would leave unpadded. False for any other
+        ``_pad`` (a subclass's or an instance's own): transformers' ``pad`` then calls it for each row.
+        """
+        swapped = self.__dict__.get("_pad")
+        if swapped is not None:
+            return getattr(swapped, "__func__", None) is PreTrainedTokenizerBase._pad and (
+                getattr(swapped, "__self__", None) is self
+            )
+        return type(self)._pad is GLM4PaddingMixin._pad
+
+    def pad(
+        self,
+        encoded_inputs: Any,
+        padding: Any = True,
+        max_length: Optional[int] = None,
+        pad_to_multiple_of: Optional[int] = None,
+        padding_side: Optional[str] = None,
+        return_attention_mask: Optional[bool] = None,
+        return_tensors: Any = None,
+        verbose: bool = True,
+    ) -> BatchEncoding:
+        """transformers' ``pad`` with the rules of ``_pad``, a batch at a time; what it is given stays as it was.
+
+        Takes what transformers' ``pad`` takes (one encoding, a dict of rows, or a list of encodings as
+        collators pass) and returns the same: every row is what ``_pad`` makes of it, keys the rules do
+        not know (``labels``, ...) are passed through as given, and ``return_tensors`` (or tensors given
+        in) converts the result as transformers does. Unlike transformers', the encodings passed in are
+        never modified (tensors given in are not turned into lists in place). A batch of rows of one
+        width comes back as arrays built directly, without Python lists in between.
+        """
+        options = dict(
+            padding=padding,
+            max_length=max_length,
+            pad_to_multiple_of=pad_to_multiple_of,
+            padding_side=padding_side,
+            return_attention_mask=return_attention_mask,
+            return_tensors=return_tensors,
+            verbose=verbose,
+        )
+        if isinstance(encoded_inputs, (list, tuple)) and encoded_inputs and isinstance(encoded_inputs[0], Mapping):
+            # a list of encodings (a collator's features): one list of rows per key of the first
+            encoded = {key: [example[key] for example in encoded_inputs] for key in encoded_inputs[0].keys()}
+        elif isinstance(encoded_inputs, (dict, BatchEncoding)):
+            encoded = copy.copy(encoded_inputs)  # the caller's mapping is never written to
+        elif isinstance(encoded_inputs, Mapping):
+            encoded = dict(encoded_inputs)
+        else:
+            return super().pad(encoded_inputs, **options)  # transformers' own error for anything else
+        main = self.model_input_names[0]
+        mask = encoded.get("attention_mask")
+        if (
+            not self._glm4_pads_by_these_rules()
+            or main not in encoded
+            or (isinstance(mask, list) and mask and getattr(mask[0], "ndim", 0) > 1)  # 4-d masks (transformers 5)
+        ):
+            return super().pad(encoded, **options)
+
+        required = encoded[main]
+        if required is None or (isinstance(required, Sized) and len(required) == 0):
+            if return_attention_mask:
+                encoded["attention_mask"] = []
+            return encoded
+        first = required[0]
+        if isinstance(first, (list, tuple)):  # the first token of the first row that has one
+            first = next((row[0] for row in required if len(row)), first)
+        if not isinstance(first, (int, list, tuple)):
+            from transformers.utils import is_torch_tensor, to_py_obj
+
+            import numpy as np
+
+            kind = "pt" if is_torch_tensor(first) else "np" if isinstance(first, np.ndarray) else None
+            if kind is None:
+                return super().pad(encoded, **options)  # transformers names the type it does not know
+            if return_tensors is None:
+                return_tensors = kind
+            encoded = {key: to_py_obj(value) for key, value in encoded.items()}  # new lists; the given stay
+
+        strategy, _, max_length, _ = self._get_padding_truncation_strategies(
+            padding=padding, max_length=max_length, verbose=verbose
+        )
+        required = encoded[main]
+        if required and not isinstance(required[0], (list, tuple)):  # one encoding
+            row = GLM4PaddingMixin._pad(
+                self,
+                encoded,
+                max_length=max_length,
+                padding_strategy=strategy,
+                pad_to_multiple_of=pad_to_multiple_of,
+                padding_side=padding_side,
+                return_attention_mask=return_attention_mask,
+            )
+            return BatchEncoding(row, tensor_type=return_tensors)
+
+        batch_size = len(required)
+        uneven = {key: len(value) for key, value in encoded.items() if len(value) != batch_size}
+        if uneven:
+            raise ValueError(
+                f"cannot pad: {main} has {batch_size} rows but {', '.join(f'{k} has {n}' for k, n in uneven.items())}"
+            )
+        if strategy == PaddingStrategy.LONGEST:
+            max_length = max(len(row) for row in required)
+            strategy = PaddingStrategy.MAX_LENGTH
+        rows = self._glm4_pad_rows(
+            encoded, max_length, strategy, pad_to_multiple_of, padding_side, return_attention_mask, return_tensors
+        )
+        return BatchEncoding(rows, tensor_type=return_tensors)
+
+    def _glm4_pad_rows(
+        self,
+        batch: Dict[str, List[Any]],
+        max_length: Optional[int],
+        strategy: PaddingStrategy,
+        pad_to_multiple_of: Optional[int],
+        padding_side: Optional[str],
+        return_attention_mask: Optional[bool],
+        return_tensors: Any,
+    ) -> Dict[str, Any]:
+        """Each row of ``batch`` as ``_pad`` pads it (same checks, same errors, same key order), all at once.
+
+        Arrays ('np'/'pt') are built directly when every row ends up one width and the values are ints;
+        otherwise lists, which transformers' ``BatchEncoding`` converts.
+        """
+        main = self.model_input_names[0]
+        left = self._glm4_padding_side(padding_side, pad_to_multiple_of) == "left"
+        if return_attention_mask is None:
+            return_attention_mask = "attention_mask" in self.model_input_names
+        with_positions = "position_ids" in self.model_input_names
+        target: Optional[int] = None
+        if strategy != PaddingStrategy.DO_NOT_PAD:
+            target = max_length
+            if target is None:
+                raise ValueError("padding='max_length' needs max_length (or a finite model_max_length)")
+            if pad_to_multiple_of is not None and target % pad_to_multiple_of:
+                target = (target // pad_to_multiple_of + 1) * pad_to_multiple_of
+
+        id_rows = batch[main]
+        masks = batch.get("attention_mask")
+        lengths, gaps = [], []
+        for i, ids in enumerate(id_rows):  # the checks of _pad, row by row, in its order
+            n = len(ids)
+            if masks is not None and len(masks[i]) != n:
+                raise ValueError(f"{main} has {n} tokens but attention_mask has {len(masks[i])}")
+            for key in ("token_type_ids", "special_tokens_mask"):
+                if key in batch and len(batch[key][i]) != n:
+                    raise ValueError(f"{main} has {n} tokens but {key} has {len(batch[key][i])}")
+            d = target - n if target is not None and target > n else 0
+            if d and self.pad_token_id is None:
+                raise ValueError("cannot pad: the tokenizer has no pad_token (GLM-4 uses <|endoftext|>)")
+            lengths.append(n)
+            gaps.append(d)
+
+        # what _pad does to each key: (pad value, or None for "computed"); other keys pass through
+        fills: Dict[str, Any] = {main: self.pad_token_id}
+        for key, fill in (("token_type_ids", self.pad_token_type_id), ("special_tokens_mask", 1)):
+            if key in batch:
+                fills[key] = fill
+        keys = [key for key in batch if key != "attention_mask" or return_attention_mask]
+        if return_attention_mask and "attention_mask" not in batch:
+            keys.append("attention_mask")
+        if with_positions and "position_ids" not in batch:
+            keys.append("position_ids")
+
+        kind = _tensor_kind(return_tensors)
+        width = lengths[0] + gaps[0]
+        if kind is not None and all(n + d == width for n, d in zip(lengths, gaps)):
+            arrays = _padded_arrays(batch, fills, masks, lengths, width, left, kind, with_positions)
+            if arrays is not None:
+                return {key: arrays[key] if key in arrays else batch[key] for key in keys}
+
+        def padded(values: Iterable[Any], fill: Any, d: int) -> List[Any]:
+            values = list(values)
+            return values if not d else [fill] * d + values if left else values + [fill] * d
+
+        out: Dict[str, Any] = {key: batch[key] for key in keys if key in batch}  # the others: as given
+        for key, fill in fills.items():
+            out[key] = [padded(row, fill, d) for row, d in zip(batch[key], gaps)]
+        full_masks, positions = [], []
+        for i, (n, d) in enumerate(zip(lengths, gaps)):
+            mask = [1] * n if masks is None else list(masks[i])
+            full_masks.append(padded(mask, 0, d))
+            if with_positions:
+                positions.append(padded(range(n), 0, d) if 0 not in mask else _count_real(full_masks[-1]))
+        if return_attention_mask:
+            out["attention_mask"] = full_masks
+        if with_positions:
+            out["position_ids"] = positions
+        return {key: out[key] for key in keys}
 
 
 class GLM4BatchEncoder:
@@ -498,8 +744,8 @@ class GLM4BatchEncoder:
         """The fast path covers plain texts with every option of __call__ except overflow/offsets/pairs."""
         if self._glm4_text_encoder(kwargs.get("split_special_tokens")) is None:
             return False  # switched off, a custom _tokenize, do_lower_case, or added tokens tiktoken can't split
-        if not self._GLM4_FAST_KWARGS.issuperset(kwargs):
-            return False
+        if not self._GLM4_FAST_KWARGS.issuperset(kwargs) or not self._glm4_pads_by_these_rules():
+            return False  # an option it does not cover, or a _pad of someone else's (transformers calls it)
         if kwargs.get("return_overflowing_tokens") or kwargs.get("return_offsets_mapping"):
             return False
         if TruncationStrategy(kwargs.get("truncation_strategy", "do_not_truncate")) == TruncationStrategy.ONLY_SECOND:
