@@ -128,3 +128,26 @@ def test_numpy_and_torch_are_imported_only_when_asked(tmp_path):
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, check=True)
     before, after = result.stdout.split()
     assert after == before, result.stdout  # torch loaded by us would show up as False -> True
+
+
+@pytest.mark.parametrize("left", [True, False])
+def test_per_row_fields_slot_into_both_row_builders(tok, left):
+    """The place left for per-token fields (offsets, issue 11): values under the prefix and on pads are the fill."""
+    import numpy as np
+
+    head = tok.get_prefix_tokens()
+    bodies = [[10, 11, 12], [13]]
+    lengths = [len(b) + len(head) for b in bodies]
+    width = max(lengths)
+    field = {"offset_mapping": ([[(0, 1), (1, 2), (2, 4)], [(0, 3)]], (0, 0))}
+    flags = dict(with_types=True, with_special=True, with_mask=True, with_positions=True, body_fields=field)
+    lists = tok._glm4_row_lists([b[:] for b in bodies], head, lengths, [width - n for n in lengths], left, **flags)
+    arrays = tok._glm4_row_arrays("np", [b[:] for b in bodies], head, lengths, width, left, **flags)
+    pads = [(0, 0)] * (width - lengths[1])
+    short = [(0, 0)] * len(head) + [(0, 3)]
+    assert lists["offset_mapping"] == [[(0, 0)] * len(head) + [(0, 1), (1, 2), (2, 4)], pads + short if left else short + pads]
+    assert list(lists) == list(arrays)
+    for key in lists:
+        assert isinstance(arrays[key], np.ndarray)
+        assert arrays[key].tolist() == deep(lists[key]), key
+    assert arrays["offset_mapping"].shape == (2, width, 2)

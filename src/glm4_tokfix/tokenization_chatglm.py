@@ -331,7 +331,7 @@ def _padded_arrays(
             return None
         if flat.shape != (total,) or flat.dtype != python_int:
             return None
-        out = np.full(real.shape, fill, dtype=dtype)
+        out = np.full(real.shape, fill if fill is not None else 0, dtype=dtype)  # None: no pads to fill
         out[real] = flat
         return out
 
@@ -598,7 +598,8 @@ class GLM4PaddingMixin:
             lengths.append(n)
             gaps.append(d)
 
-        # what _pad does to each key: (pad value, or None for "computed"); other keys pass through
+        # the keys _pad pads as given, with their pad values; attention_mask and position_ids it computes;
+        # the other keys pass through
         fills: Dict[str, Any] = {main: self.pad_token_id}
         for key, fill in (("token_type_ids", self.pad_token_type_id), ("special_tokens_mask", 1)):
             if key in batch:
