@@ -279,3 +279,23 @@ def test_another_pad_is_still_called(tiny_tok):
     seen.clear()
     own(["a", "hello world"], padding=True)
     assert seen  # the fast path stepped aside so transformers could call it
+
+
+# ------------------------------------------------------- over a fast tokenizer
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_padding_mixin_works_over_a_fast_tokenizer(fast_folder, tiny_tok, kind):
+    """GLM4PaddingMixin relies on generic tokenizer attributes only: laid over transformers' fast GLM-4
+    tokenizer (built from the same vocabulary), collators pad exactly as with ChatGLM4Tokenizer."""
+    from transformers import AutoTokenizer
+
+    folder = str(fast_folder("tiny", "0414"))
+    fast_class = type(AutoTokenizer.from_pretrained(folder))
+    padded_fast = type("PaddedFast", (tokenization_chatglm.GLM4PaddingMixin, fast_class), {})
+    fast = padded_fast.from_pretrained(folder, padding_side="right")
+    fast.model_input_names = [*fast.model_input_names, "position_ids"]
+    ours = copy.deepcopy(tiny_tok)
+    ours.padding_side = "right"
+    features = [dict(ours(t)) for t in ["a", "hello world", "[gMASK]<sop><|user|>\nhi"]]
+    collated = DataCollatorWithPadding(fast, return_tensors=kind)(copy.deepcopy(features))
+    same(collated, DataCollatorWithPadding(ours, return_tensors=kind)(copy.deepcopy(features)))
+    same(fast.pad(features, padding_side="left"), generic_pad(fast, features, padding_side="left"))
