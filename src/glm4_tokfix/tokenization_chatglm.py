@@ -641,9 +641,11 @@ class GLM4BatchEncoder:
     """The fast path: plain texts encoded by tiktoken in one call each, rows built in one pass.
 
     Same output as transformers' generic path through ``GLM4FixMixin`` (the
-    specification; ``tests/test_fast_path.py`` compares the two). Used through
-    ``GLM4FixMixin``, over ``ChatGLM4Tokenizer``'s vocabulary; on any other class
-    (a patched upstream tokenizer) it steps aside.
+    specification; ``tests/test_fast_path.py`` compares the two). Rows are lists
+    (``_glm4_row_lists``) or, for ``return_tensors="pt"``/``"np"``, arrays built
+    directly (``_glm4_row_arrays``). Used through ``GLM4FixMixin``, over
+    ``ChatGLM4Tokenizer``'s vocabulary; on any other class (a patched upstream
+    tokenizer), or under someone else's ``_pad``, it steps aside.
     """
 
     #: When True (the default), plain-text calls skip transformers' per-token Python path: tiktoken
