@@ -242,7 +242,11 @@ def test_collators_stay_exact_under_llamafactorys_pad_swap(tok, swapped, kind):
 
 def test_encoding_stays_exact_under_llamafactorys_pad_swap(tok, swapped):
     texts = ["a", "hello world", "[gMASK]<sop>x"]
-    for options in ({"padding": True}, {"padding": "max_length", "max_length": 12}, {"padding": True, "return_tensors": "np"}):
+    for options in (
+        {"padding": True},
+        {"padding": "max_length", "max_length": 12},
+        {"padding": True, "return_tensors": "np"},
+    ):
         same(swapped(texts, **options), tok(texts, padding_side="right", **options))
         same(swapped(texts[1], **options), tok(texts[1], padding_side="right", **options))
     for slow in (swapped, tok):
