@@ -6,13 +6,21 @@ This file stands alone: it imports only the standard library, ``regex``,
 place of the upstream ``tokenization_chatglm.py`` and loaded with
 ``AutoTokenizer.from_pretrained(folder, trust_remote_code=True)``.
 
-It defines two things:
+It defines:
 
 ``GLM4FixMixin``
     The fix, as a set of methods that can be laid over any GLM-4 tokenizer
     class (ours below, or upstream's remote-code class) that has ``decoder``
     (id -> bytes), ``mergeable_ranks`` (bytes -> id), ``tokenizer`` (a
     ``tiktoken.Encoding``) and the 14 GLM-4 tokens registered as added tokens.
+    It is built from two parts that also stand on their own:
+
+    ``GLM4PaddingMixin``
+        The padding rules (``_pad``) and a batched ``pad()``, on transformers'
+        generic tokenizer attributes only: reusable over fast GLM-4 tokenizers.
+    ``GLM4BatchEncoder``
+        The fast path for plain texts: tiktoken encodes, rows (lists, or numpy
+        arrays and torch tensors) are built in one pass.
 
 ``ChatGLM4Tokenizer``
     A complete tokenizer: ``GLM4FixMixin`` over a clean reimplementation of the
@@ -44,19 +52,29 @@ from __future__ import annotations
 import base64
 import binascii
 import contextvars
+import copy
 import functools
 import os
 import shutil
 import weakref
+from collections.abc import Mapping, Sized
+from itertools import chain
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import regex
 import tiktoken
 from transformers import PreTrainedTokenizer
-from transformers.tokenization_utils_base import AddedToken, TruncationStrategy
-from transformers.utils import PaddingStrategy
+from transformers.tokenization_utils_base import AddedToken, BatchEncoding, PreTrainedTokenizerBase, TruncationStrategy
+from transformers.utils import PaddingStrategy, TensorType
 
-__all__ = ["ChatGLM4Tokenizer", "GLM4FixMixin", "GLM4_SPECIAL_TOKENS", "GLM4_PAT_STR"]
+__all__ = [
+    "ChatGLM4Tokenizer",
+    "GLM4BatchEncoder",
+    "GLM4FixMixin",
+    "GLM4PaddingMixin",
+    "GLM4_SPECIAL_TOKENS",
+    "GLM4_PAT_STR",
+]
 
 #: The split pattern GLM-4 uses before byte-pair merging (the cl100k pattern).
 GLM4_PAT_STR = (
@@ -213,13 +231,865 @@ def _max_length_too_small(n_special: int, remove: int, n_text: int) -> ValueErro
     )
 
 
-class GLM4FixMixin:
+def _padded_body_field(
+    values: List[Sequence[Any]], fill: Any, n_prefix: int, gaps: List[int], left: bool
+) -> List[List[Any]]:
+    """Per-token values of each row's body, with ``fill`` under the prefix and on the ``gaps[i]`` pads."""
+    return [
+        [fill] * (d + n_prefix) + list(v) if left else [fill] * n_prefix + list(v) + [fill] * d
+        for v, d in zip(values, gaps)
+    ]
+
+
+# ----------------------------------------------------------------- tensors
+# numpy and torch are imported only here, when return_tensors asks for them.
+def _tensor_kind(return_tensors: Any) -> Optional[str]:
+    """'pt' or 'np' when ``return_tensors`` asks for arrays we build directly, else None.
+
+    None too for a value transformers refuses or a framework it cannot import: its own conversion then
+    raises its own error.
+    """
+    if return_tensors is None:
+        return None
+    try:
+        kind = TensorType(return_tensors).value
+    except ValueError:
+        return None
+    if kind == "pt":
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            return None
+    return kind if kind in ("pt", "np") else None
+
+
+def _int_dtype(np: Any, kind: str) -> Any:
+    """The dtype transformers' conversion gives lists of Python ints: torch.int64, numpy's default int."""
+    return np.int64 if kind == "pt" else np.asarray(0).dtype
+
+
+def _real_region(np: Any, lengths: Sequence[int], width: int, left: bool) -> Tuple[Any, Any]:
+    """Where each row's ``lengths[i]`` real tokens sit in a (rows, width) batch padded on the ``left`` or right.
+
+    Returns a bool array (True on real tokens) and each column's index among its row's real tokens
+    (0..n-1 there; negative or >= n on pads).
+    """
+    n = np.asarray(lengths, dtype=np.int64).reshape(-1, 1)
+    index = np.arange(width, dtype=np.int64).reshape(1, -1)
+    if left:
+        index = index - (width - n)
+    return (index >= 0) & (index < n), index
+
+
+def _as_framework(arrays: Dict[str, Any], kind: str) -> Dict[str, Any]:
+    """numpy arrays as they are for 'np'; for 'pt', torch tensors over the same memory (no copy)."""
+    if kind != "pt":
+        return arrays
+    import torch
+
+    return {key: torch.from_numpy(value) for key, value in arrays.items()}
+
+
+def _count_real(mask: Sequence[Any]) -> List[int]:
+    """``position_ids`` for an attention mask: 0, 1, 2, ... over its nonzero entries, 0 on the others."""
+    positions, count = [], 0
+    for bit in mask:
+        if bit:
+            positions.append(count)
+            count += 1
+        else:
+            positions.append(0)
+    return positions
+
+
+def _padded_arrays(
+    batch: Dict[str, List[Any]],
+    fills: Dict[str, Any],
+    masks: Optional[List[Any]],
+    lengths: List[int],
+    width: int,
+    left: bool,
+    kind: str,
+    with_positions: bool,
+) -> Optional[Dict[str, Any]]:
+    """``batch``'s rows padded to ``width`` as arrays of ``kind``: the keys of ``fills`` padded with their
+    fill, ``attention_mask`` (``masks`` or ones; 0 on pads) and ``position_ids`` (counting the mask's
+    nonzero entries; 0 elsewhere) -- or None when some value is not an int (floats, only bools, nested
+    lists): transformers' conversion of the lists then decides, as it would.
+    """
+    import numpy as np
+
+    dtype = _int_dtype(np, kind)
+    python_int = np.asarray(0).dtype  # what numpy makes of Python ints; anything else goes back to lists
+    total = sum(lengths)
+    real, _ = _real_region(np, lengths, width, left)
+
+    def column(rows: List[Any], fill: Any) -> Optional[Any]:
+        try:
+            flat = np.array(list(chain.from_iterable(rows))) if total else np.zeros(0, python_int)
+        except (ValueError, TypeError):  # ragged nesting
+            return None
+        if flat.shape != (total,) or flat.dtype != python_int:
+            return None
+        out = np.full(real.shape, fill if fill is not None else 0, dtype=dtype)  # None: no pads to fill
+        out[real] = flat
+        return out
+
+    arrays = {}
+    for key, fill in fills.items():
+        arrays[key] = column(batch[key], fill)
+        if arrays[key] is None:
+            return None
+    mask = real.astype(dtype) if masks is None else column(masks, 0)
+    if mask is None:
+        return None
+    arrays["attention_mask"] = mask
+    if with_positions:
+        bits = mask != 0
+        arrays["position_ids"] = ((np.cumsum(bits, axis=1) - 1) * bits).astype(dtype)
+    return _as_framework(arrays, kind)
+
+
+class GLM4PaddingMixin:
+    """GLM-4's padding rules: pads on the requested side, ``position_ids`` that count the real tokens.
+
+    Uses only transformers' generic tokenizer attributes (``model_input_names``,
+    ``pad_token_id``, ``pad_token_type_id``, ``padding_side``), so it fits any
+    GLM-4 tokenizer class, slow or fast: put it before the tokenizer class in the
+    bases. ``_pad`` states the rules for one encoding.
+    """
+
+    def _glm4_padding_side(self, padding_side: Optional[str], pad_to_multiple_of: Optional[int]) -> str:
+        """The side to pad on (call time first, then the tokenizer's); ValueError on bad arguments."""
+        side = padding_side if padding_side is not None else self.padding_side
+        if side not in ("left", "right"):
+            raise ValueError(f"padding_side must be 'left' or 'right', got {side!r}")
+        if pad_to_multiple_of is not None and (
+            isinstance(pad_to_multiple_of, bool) or not isinstance(pad_to_multiple_of, int) or pad_to_multiple_of <= 0
+        ):
+            raise ValueError(f"pad_to_multiple_of must be a positive integer, got {pad_to_multiple_of!r}")
+        return side
+
+    def _pad(
+        self,
+        encoded_inputs: Dict[str, Any],
+        max_length: Optional[int] = None,
+        padding_strategy: Union[PaddingStrategy, str] = PaddingStrategy.DO_NOT_PAD,
+        pad_to_multiple_of: Optional[int] = None,
+        padding_side: Optional[str] = None,
+        return_attention_mask: Optional[bool] = None,
+        **kwargs: Any,
+    ) -> Dict[str, Any]:
+        """Pad one encoding on the requested side; exact and idempotent.
+
+        ``padding_side`` given here wins over ``self.padding_side``. Zeros
+        already in ``attention_mask`` are kept, and ``position_ids`` are
+        recomputed from the final mask (0..n-1 over real tokens, 0 on pads), so
+        padding a padded encoding again changes nothing but the new pads.
+        With ``return_attention_mask=False`` no ``attention_mask`` is returned.
+        Returns a new dict; the encoding passed in is left as it was.
+        """
+        main = self.model_input_names[0]
+        if main not in encoded_inputs:
+            raise ValueError(f"cannot pad an encoding without {main!r}; it has {sorted(encoded_inputs)}")
+        encoded_inputs = dict(encoded_inputs)  # never mutate the caller's encoding
+        ids = encoded_inputs[main]
+        n = len(ids)
+        strategy = PaddingStrategy(padding_strategy)
+        side = self._glm4_padding_side(padding_side, pad_to_multiple_of)
+        if return_attention_mask is None:
+            return_attention_mask = "attention_mask" in self.model_input_names
+
+        mask = encoded_inputs.get("attention_mask")
+        mask = [1] * n if mask is None else list(mask)
+        if len(mask) != n:
+            raise ValueError(f"{main} has {n} tokens but attention_mask has {len(mask)}")
+        for key in ("token_type_ids", "special_tokens_mask"):
+            if key in encoded_inputs and len(encoded_inputs[key]) != n:
+                raise ValueError(f"{main} has {n} tokens but {key} has {len(encoded_inputs[key])}")
+
+        difference = 0
+        if strategy != PaddingStrategy.DO_NOT_PAD:
+            target = n if strategy == PaddingStrategy.LONGEST else max_length
+            if target is None:
+                raise ValueError("padding='max_length' needs max_length (or a finite model_max_length)")
+            if pad_to_multiple_of is not None and target % pad_to_multiple_of:
+                target = (target // pad_to_multiple_of + 1) * pad_to_multiple_of
+            difference = max(0, target - n)
+        if difference and self.pad_token_id is None:
+            raise ValueError("cannot pad: the tokenizer has no pad_token (GLM-4 uses <|endoftext|>)")
+
+        def padded(values: Iterable[int], fill: int) -> List[int]:
+            values = list(values)
+            if not difference:
+                return values
+            if side == "left":
+                return [fill] * difference + values
+            return values + [fill] * difference
+
+        encoded_inputs[main] = padded(ids, self.pad_token_id)
+        full_mask = padded(mask, 0)
+        if "token_type_ids" in encoded_inputs:
+            encoded_inputs["token_type_ids"] = padded(encoded_inputs["token_type_ids"], self.pad_token_type_id)
+        if "special_tokens_mask" in encoded_inputs:
+            encoded_inputs["special_tokens_mask"] = padded(encoded_inputs["special_tokens_mask"], 1)
+        if return_attention_mask:
+            encoded_inputs["attention_mask"] = full_mask
+        else:
+            encoded_inputs.pop("attention_mask", None)
+        if "position_ids" in self.model_input_names:
+            # the common case: every given token is real
+            encoded_inputs["position_ids"] = padded(range(n), 0) if 0 not in mask else _count_real(full_mask)
+        return encoded_inputs
+
+    def _glm4_pads_by_these_rules(self) -> bool:
+        """True when this tokenizer's ``_pad`` is the one above (the fast ``pad()`` then applies).
+
+        Also True when a stack has put transformers' own ``PreTrainedTokenizerBase._pad`` on the instance
+        (LLaMA-Factory's ``patch_tokenizer`` does, to bypass custom ``_pad`` methods): those rules are
+        ours minus ``position_ids``, which that ``_pad`` would leave unpadded. False for any other
+        ``_pad`` (a subclass's or an instance's own): transformers' ``pad`` then calls it for each row.
+        """
+        swapped = self.__dict__.get("_pad")
+        if swapped is not None:
+            return getattr(swapped, "__func__", None) is PreTrainedTokenizerBase._pad and (
+                getattr(swapped, "__self__", None) is self
+            )
+        return type(self)._pad is GLM4PaddingMixin._pad
+
+    def pad(
+        self,
+        encoded_inputs: Any,
+        padding: Any = True,
+        max_length: Optional[int] = None,
+        pad_to_multiple_of: Optional[int] = None,
+        padding_side: Optional[str] = None,
+        return_attention_mask: Optional[bool] = None,
+        return_tensors: Any = None,
+        verbose: bool = True,
+    ) -> BatchEncoding:
+        """transformers' ``pad`` with the rules of ``_pad``, a batch at a time; what it is given stays as it was.
+
+        Takes what transformers' ``pad`` takes (one encoding, a dict of rows, or a list of encodings as
+        collators pass) and returns the same: every row is what ``_pad`` makes of it, keys the rules do
+        not know (``labels``, ...) are passed through as given, and ``return_tensors`` (or tensors given
+        in) converts the result as transformers does. Unlike transformers', the encodings passed in are
+        never modified (tensors given in are not turned into lists in place). A batch of rows of one
+        width comes back as arrays built directly, without Python lists in between.
+        """
+        options = dict(
+            padding=padding,
+            max_length=max_length,
+            pad_to_multiple_of=pad_to_multiple_of,
+            padding_side=padding_side,
+            return_attention_mask=return_attention_mask,
+            return_tensors=return_tensors,
+            verbose=verbose,
+        )
+        if isinstance(encoded_inputs, (list, tuple)) and encoded_inputs and isinstance(encoded_inputs[0], Mapping):
+            # a list of encodings (a collator's features): one list of rows per key of the first
+            encoded = {key: [example[key] for example in encoded_inputs] for key in encoded_inputs[0].keys()}
+        elif isinstance(encoded_inputs, (dict, BatchEncoding)):
+            encoded = copy.copy(encoded_inputs)  # the caller's mapping is never written to
+        elif isinstance(encoded_inputs, Mapping):
+            encoded = dict(encoded_inputs)
+        else:
+            return super().pad(encoded_inputs, **options)  # transformers' own error for anything else
+        main = self.model_input_names[0]
+        mask = encoded.get("attention_mask")
+        if (
+            not self._glm4_pads_by_these_rules()
+            or main not in encoded
+            or (isinstance(mask, list) and mask and getattr(mask[0], "ndim", 0) > 1)  # 4-d masks (transformers 5)
+        ):
+            return super().pad(encoded, **options)
+
+        required = encoded[main]
+        if required is None or (isinstance(required, Sized) and len(required) == 0):
+            if return_attention_mask:
+                encoded["attention_mask"] = []
+            return encoded
+        first = required[0]
+        if isinstance(first, (list, tuple)):  # the first token of the first row that has one
+            first = next((row[0] for row in required if len(row)), first)
+        if not isinstance(first, (int, list, tuple)):
+            from transformers.utils import is_torch_tensor, to_py_obj
+
+            import numpy as np
+
+            kind = "pt" if is_torch_tensor(first) else "np" if isinstance(first, np.ndarray) else None
+            if kind is None:
+                return super().pad(encoded, **options)  # transformers names the type it does not know
+            if return_tensors is None:
+                return_tensors = kind
+            encoded = {key: to_py_obj(value) for key, value in encoded.items()}  # new lists; the given stay
+
+        strategy, _, max_length, _ = self._get_padding_truncation_strategies(
+            padding=padding, max_length=max_length, verbose=verbose
+        )
+        required = encoded[main]
+        if required and not isinstance(required[0], (list, tuple)):  # one encoding
+            row = GLM4PaddingMixin._pad(
+                self,
+                encoded,
+                max_length=max_length,
+                padding_strategy=strategy,
+                pad_to_multiple_of=pad_to_multiple_of,
+                padding_side=padding_side,
+                return_attention_mask=return_attention_mask,
+            )
+            return BatchEncoding(row, tensor_type=return_tensors)
+
+        batch_size = len(required)
+        uneven = {key: len(value) for key, value in encoded.items() if len(value) != batch_size}
+        if uneven:
+            raise ValueError(
+                f"cannot pad: {main} has {batch_size} rows but {', '.join(f'{k} has {n}' for k, n in uneven.items())}"
+            )
+        if strategy == PaddingStrategy.LONGEST:
+            max_length = max(len(row) for row in required)
+            strategy = PaddingStrategy.MAX_LENGTH
+        rows = self._glm4_pad_rows(
+            encoded, max_length, strategy, pad_to_multiple_of, padding_side, return_attention_mask, return_tensors
+        )
+        return BatchEncoding(rows, tensor_type=return_tensors)
+
+    def _glm4_pad_rows(
+        self,
+        batch: Dict[str, List[Any]],
+        max_length: Optional[int],
+        strategy: PaddingStrategy,
+        pad_to_multiple_of: Optional[int],
+        padding_side: Optional[str],
+        return_attention_mask: Optional[bool],
+        return_tensors: Any,
+    ) -> Dict[str, Any]:
+        """Each row of ``batch`` as ``_pad`` pads it (same checks, same errors, same key order), all at once.
+
+        Arrays ('np'/'pt') are built directly when every row ends up one width and the values are ints;
+        otherwise lists, which transformers' ``BatchEncoding`` converts.
+        """
+        main = self.model_input_names[0]
+        left = self._glm4_padding_side(padding_side, pad_to_multiple_of) == "left"
+        if return_attention_mask is None:
+            return_attention_mask = "attention_mask" in self.model_input_names
+        with_positions = "position_ids" in self.model_input_names
+        target: Optional[int] = None
+        if strategy != PaddingStrategy.DO_NOT_PAD:
+            target = max_length
+            if target is None:
+                raise ValueError("padding='max_length' needs max_length (or a finite model_max_length)")
+            if pad_to_multiple_of is not None and target % pad_to_multiple_of:
+                target = (target // pad_to_multiple_of + 1) * pad_to_multiple_of
+
+        id_rows = batch[main]
+        masks = batch.get("attention_mask")
+        lengths, gaps = [], []
+        for i, ids in enumerate(id_rows):  # the checks of _pad, row by row, in its order
+            n = len(ids)
+            if masks is not None and len(masks[i]) != n:
+                raise ValueError(f"{main} has {n} tokens but attention_mask has {len(masks[i])}")
+            for key in ("token_type_ids", "special_tokens_mask"):
+                if key in batch and len(batch[key][i]) != n:
+                    raise ValueError(f"{main} has {n} tokens but {key} has {len(batch[key][i])}")
+            d = target - n if target is not None and target > n else 0
+            if d and self.pad_token_id is None:
+                raise ValueError("cannot pad: the tokenizer has no pad_token (GLM-4 uses <|endoftext|>)")
+            lengths.append(n)
+            gaps.append(d)
+
+        # the keys _pad pads as given, with their pad values; attention_mask and position_ids it computes;
+        # the other keys pass through
+        fills: Dict[str, Any] = {main: self.pad_token_id}
+        for key, fill in (("token_type_ids", self.pad_token_type_id), ("special_tokens_mask", 1)):
+            if key in batch:
+                fills[key] = fill
+        keys = [key for key in batch if key != "attention_mask" or return_attention_mask]
+        if return_attention_mask and "attention_mask" not in batch:
+            keys.append("attention_mask")
+        if with_positions and "position_ids" not in batch:
+            keys.append("position_ids")
+
+        kind = _tensor_kind(return_tensors)
+        width = lengths[0] + gaps[0]
+        if kind is not None and all(n + d == width for n, d in zip(lengths, gaps)):
+            arrays = _padded_arrays(batch, fills, masks, lengths, width, left, kind, with_positions)
+            if arrays is not None:
+                return {key: arrays[key] if key in arrays else batch[key] for key in keys}
+
+        def padded(values: Iterable[Any], fill: Any, d: int) -> List[Any]:
+            values = list(values)
+            return values if not d else [fill] * d + values if left else values + [fill] * d
+
+        out: Dict[str, Any] = {key: batch[key] for key in keys if key in batch}  # the others: as given
+        for key, fill in fills.items():
+            out[key] = [padded(row, fill, d) for row, d in zip(batch[key], gaps)]
+        full_masks, positions = [], []
+        for i, (n, d) in enumerate(zip(lengths, gaps)):
+            mask = [1] * n if masks is None else list(masks[i])
+            full_masks.append(padded(mask, 0, d))
+            if with_positions:
+                positions.append(padded(range(n), 0, d) if 0 not in mask else _count_real(full_masks[-1]))
+        if return_attention_mask:
+            out["attention_mask"] = full_masks
+        if with_positions:
+            out["position_ids"] = positions
+        return {key: out[key] for key in keys}
+
+
+class GLM4BatchEncoder:
+    """The fast path: plain texts encoded by tiktoken in one call each, rows built in one pass.
+
+    Same output as transformers' generic path through ``GLM4FixMixin`` (the
+    specification; ``tests/test_fast_path.py`` compares the two). Rows are lists
+    (``_glm4_row_lists``) or, for ``return_tensors="pt"``/``"np"``, arrays built
+    directly (``_glm4_row_arrays``). Used through ``GLM4FixMixin``, over
+    ``ChatGLM4Tokenizer``'s vocabulary; on any other class (a patched upstream
+    tokenizer), or under someone else's ``_pad``, it steps aside.
+    """
+
+    #: When True (the default), plain-text calls skip transformers' per-token Python path: tiktoken
+    #: splits the added tokens and encodes in one call per text, and the padded rows are built in one
+    #: pass. The output is identical to the generic path (set False to use that one; tests compare both).
+    glm4_fast_path = True
+    #: transformers lowercases text before splitting when a tokenizer sets this (GLM-4 never does; the fast
+    #: path then steps aside). Declared here so reading it skips transformers 5's slow ``__getattr__``.
+    do_lower_case = False
+    #: Threads that encode one large batch on the fast path (tiktoken's core releases the GIL while it
+    #: merges, as in its own ``encode_batch``). None (the default) uses up to 8 of the CPUs this process
+    #: may run on, or 1 when the environment sets ``TOKENIZERS_PARALLELISM`` to false/0/off/no -- the
+    #: switch transformers' fast tokenizers read. 1 encodes serially. Rows are identical either way.
+    glm4_encode_threads: Optional[int] = None
+    #: A batch is split across threads only from this many characters on (a thread costs ~0.1 ms).
+    glm4_parallel_min_chars = 65_536
+
+    def _encode_plus(self, text: Any = None, text_pair: Any = None, **kwargs: Any):
+        # transformers 5: every __call__/encode goes through here (a batch too); 4.x: single texts only.
+        if text_pair is None and self._glm4_fast_applies(kwargs):
+            if isinstance(text, str):
+                return self._glm4_fast_encode([text], batched=False, **kwargs)
+            if (
+                isinstance(text, (list, tuple))
+                and text
+                and not kwargs.get("is_split_into_words")
+                and all(isinstance(t, str) for t in text)
+            ):
+                return self._glm4_fast_encode(list(text), batched=True, **kwargs)
+        return super()._encode_plus(text=text, text_pair=text_pair, **kwargs)
+
+    def encode(
+        self,
+        text: Any,
+        text_pair: Any = None,
+        add_special_tokens: bool = True,
+        padding: Any = False,
+        truncation: Any = None,
+        max_length: Optional[int] = None,
+        **kwargs: Any,
+    ) -> List[int]:
+        """``tokenizer.encode``; a plain text without padding or truncation goes straight to tiktoken."""
+        encode_text = (
+            self._glm4_text_encoder(kwargs.get("split_special_tokens"))
+            if isinstance(text, str)
+            and text_pair is None
+            and padding in (False, None, "do_not_pad")
+            and not truncation
+            and max_length is None
+            and kwargs.keys() <= self._GLM4_ENCODE_FAST_KWARGS
+            and kwargs.get("return_tensors") is None
+            else None
+        )
+        if encode_text is not None:
+            ids = encode_text(text)
+            if add_special_tokens:
+                prefix = self.get_prefix_tokens()
+                if ids[: len(prefix)] != prefix:
+                    ids[:0] = prefix  # in place: tiktoken's fresh list is ours
+            if len(ids) > self.model_max_length:
+                self._eventual_warn_about_too_long_sequence(ids, None, kwargs.get("verbose", True))
+            return ids
+        return super().encode(
+            text,
+            text_pair=text_pair,
+            add_special_tokens=add_special_tokens,
+            padding=padding,
+            truncation=truncation,
+            max_length=max_length,
+            **kwargs,
+        )
+
+    _GLM4_ENCODE_FAST_KWARGS = frozenset({"split_special_tokens", "verbose", "return_tensors", "stride"})
+
+    def _batch_encode_plus(self, batch_text_or_text_pairs: Any, **kwargs: Any):
+        # transformers 4.x batch path (5.x has no _batch_encode_plus and never calls this).
+        texts = batch_text_or_text_pairs
+        if (
+            isinstance(texts, (list, tuple))
+            and texts
+            and all(isinstance(t, str) for t in texts)
+            and not kwargs.get("is_split_into_words")
+            and self._glm4_fast_applies(kwargs)
+        ):
+            return self._glm4_fast_encode(list(texts), batched=True, **kwargs)
+        return super()._batch_encode_plus(batch_text_or_text_pairs, **kwargs)
+
+    _GLM4_FAST_KWARGS = frozenset(
+        {
+            "add_special_tokens", "padding_strategy", "truncation_strategy", "max_length", "stride",
+            "is_split_into_words", "pad_to_multiple_of", "padding_side", "return_tensors",
+            "return_token_type_ids", "return_attention_mask", "return_overflowing_tokens",
+            "return_special_tokens_mask", "return_offsets_mapping", "return_length", "verbose",
+            "split_special_tokens",
+        }
+    )  # fmt: skip
+
+    def _glm4_fast_applies(self, kwargs: Dict[str, Any]) -> bool:
+        """The fast path covers plain texts with every option of __call__ except overflow/offsets/pairs."""
+        if self._glm4_text_encoder(kwargs.get("split_special_tokens")) is None:
+            return False  # switched off, a custom _tokenize, do_lower_case, or added tokens tiktoken can't split
+        if not self._GLM4_FAST_KWARGS.issuperset(kwargs) or not self._glm4_pads_by_these_rules():
+            return False  # an option it does not cover, or a _pad of someone else's (transformers calls it)
+        if kwargs.get("return_overflowing_tokens") or kwargs.get("return_offsets_mapping"):
+            return False
+        if TruncationStrategy(kwargs.get("truncation_strategy", "do_not_truncate")) == TruncationStrategy.ONLY_SECOND:
+            return False
+        # transformers 4.x refuses this combination; let it say so
+        return not (kwargs.get("return_token_type_ids") and not kwargs.get("add_special_tokens", True))
+
+    def _glm4_special_encoding(self) -> Optional[tiktoken.Encoding]:
+        """A tiktoken encoding that splits out this tokenizer's added tokens exactly as transformers does.
+
+        Built once per set of added tokens. None when an added token strips
+        whitespace, is single-word, or overlaps another one (then transformers'
+        own splitting is used).
+        """
+        added = self._added_tokens_decoder
+        cached = getattr(self, "_glm4_special_cache", None)
+        key = (id(added), len(added))  # add_tokens() grows the dict; a new dict gets a new id
+        if cached is not None and cached[0] == key:
+            return cached[2]
+        signature = tuple(sorted((i, t.content) for i, t in added.items()))
+        if cached is not None and cached[1] == signature:
+            self._glm4_special_cache = (key, signature, cached[2])
+            return cached[2]
+        encoding: Optional[tiktoken.Encoding] = None
+        contents = [content for _, content in signature]
+        plain = all(not (t.lstrip or t.rstrip or t.single_word) for t in added.values())
+        overlapping = any(
+            a != b and (a in b or any(a.endswith(b[:k]) for k in range(1, min(len(a), len(b)))))
+            for a in contents
+            for b in contents
+        )
+        if plain and not overlapping and len(set(contents)) == len(contents):
+            try:
+                encoding = tiktoken.Encoding(
+                    name="glm4-with-added-tokens",
+                    pat_str=self.tokenizer._pat_str,
+                    mergeable_ranks=self.mergeable_ranks,
+                    special_tokens={content: i for i, content in signature},
+                )
+            except Exception:  # tiktoken refuses some vocabularies (e.g. ids clashing): use the generic path
+                encoding = None
+        self._glm4_special_cache = (key, signature, encoding)
+        return encoding
+
+    def _glm4_text_encoder(self, split_special_tokens: Optional[bool]) -> Optional[Callable[[str], List[int]]]:
+        """text -> ids without special tokens added: literals of added tokens become their ids unless split.
+
+        None when the fast path does not apply to this tokenizer (switched off, a custom ``_tokenize``,
+        ``do_lower_case``, or added tokens tiktoken cannot split like transformers does).
+        """
+        if not self.glm4_fast_path or self.do_lower_case or type(self)._tokenize is not _ChatGLM4Vocab._tokenize:
+            return None
+        if split_special_tokens is None:
+            split_special_tokens = self.split_special_tokens
+        if split_special_tokens:
+            return _text_encoder(self.tokenizer, special=False)
+        special = self._glm4_special_encoding()
+        return None if special is None else _text_encoder(special, special=True)
+
+    def _glm4_thread_count(self, texts: List[str]) -> int:
+        """How many threads encode this batch (1: serially, in the calling thread)."""
+        threads = self.glm4_encode_threads
+        if threads is None:
+            if os.environ.get("TOKENIZERS_PARALLELISM", "").strip().lower() in ("0", "false", "off", "no"):
+                return 1
+            try:
+                threads = min(8, len(os.sched_getaffinity(0)))
+            except AttributeError:  # not on Linux
+                threads = min(8, os.cpu_count() or 1)
+        elif isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise ValueError(f"glm4_encode_threads must be None or an int >= 1, got {threads!r}")
+        if threads < 2 or len(texts) < 2:
+            return 1
+        min_chars = self.glm4_parallel_min_chars
+        if isinstance(min_chars, bool) or not isinstance(min_chars, int) or min_chars < 0:
+            raise ValueError(f"glm4_parallel_min_chars must be an int >= 0, got {min_chars!r}")
+        if sum(map(len, texts)) < min_chars:
+            return 1
+        return min(threads, len(texts))
+
+    def _glm4_encode_texts(self, texts: List[str], encode: Callable[[str], List[int]]) -> List[List[int]]:
+        """``[encode(t) for t in texts]``, split across threads for a large batch (see glm4_encode_threads)."""
+        threads = self._glm4_thread_count(texts)
+        if threads == 1:
+            return [encode(text) for text in texts]
+        encoded: List[Any] = [None] * len(texts)
+        # The calling thread encodes the first text itself, before any worker: tiktoken's regex gives its
+        # fast cache to the first thread that uses it, and later single-text calls come from this thread.
+        encoded[0] = encode(texts[0])
+
+        def work(k: int) -> None:  # every threads-th text from 1 + k on: the shares stay balanced
+            encoded[1 + k :: threads] = [encode(text) for text in texts[1 + k :: threads]]
+
+        from concurrent.futures import ThreadPoolExecutor
+
+        # Then the calling thread only waits: measured here, that beats it taking a share itself.
+        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="glm4-tokfix") as pool:
+            for _ in pool.map(work, range(threads)):  # re-raises a worker's exception
+                pass
+        return encoded
+
+    def _glm4_fast_encode(
+        self,
+        texts: List[str],
+        batched: bool,
+        add_special_tokens: bool = True,
+        padding_strategy: Union[PaddingStrategy, str] = PaddingStrategy.DO_NOT_PAD,
+        truncation_strategy: Union[TruncationStrategy, str] = TruncationStrategy.DO_NOT_TRUNCATE,
+        max_length: Optional[int] = None,
+        pad_to_multiple_of: Optional[int] = None,
+        padding_side: Optional[str] = None,
+        return_tensors: Any = None,
+        return_token_type_ids: Optional[bool] = None,
+        return_attention_mask: Optional[bool] = None,
+        return_special_tokens_mask: bool = False,
+        return_length: bool = False,
+        verbose: bool = True,
+        split_special_tokens: Optional[bool] = None,
+        **_ignored: Any,  # stride, is_split_into_words=False, return_overflowing_tokens=False, ...
+    ) -> BatchEncoding:
+        """``tok(texts, ...)`` for plain texts: what transformers' generic path returns, built directly."""
+        padding_strategy = PaddingStrategy(padding_strategy)
+        truncate = TruncationStrategy(truncation_strategy) != TruncationStrategy.DO_NOT_TRUNCATE and bool(max_length)
+        encode = self._glm4_text_encoder(split_special_tokens)
+        prefix = self.get_prefix_tokens() if add_special_tokens else None
+        head = prefix if prefix is not None else []
+        if truncate and self.truncation_side not in ("left", "right"):
+            raise ValueError(f"truncation_side must be 'left' or 'right', got {self.truncation_side!r}")
+
+        encoded = self._glm4_encode_texts(texts, encode)
+        bodies, kept = self._glm4_bodies(encoded, prefix, max_length if truncate else None)
+        del encoded
+        lengths = [len(b) + len(head) for b in bodies]
+        for n in lengths:  # transformers' "longer than model_max_length" warning looks at the length only
+            self._eventual_warn_about_too_long_sequence(range(n), max_length, verbose)
+        # Optional per-row fields: name -> (each row's values, cut like its ids with ``kept[i]``; the value
+        # under the prefix and on pads). Offsets would go here, e.g. {"offset_mapping": (offsets, (0, 0))}.
+        body_fields: Dict[str, Tuple[List[Sequence[Any]], Any]] = {}
+
+        if return_token_type_ids is None:
+            return_token_type_ids = "token_type_ids" in self.model_input_names
+        want_mask = "attention_mask" in self.model_input_names if return_attention_mask is None else return_attention_mask
+        # transformers pads a batch always (pad() after the rows) and a single text when it pads or masks;
+        # pad() returns an empty single encoding untouched (only an empty attention_mask is added).
+        pad_phase = batched or padding_strategy != PaddingStrategy.DO_NOT_PAD or want_mask
+        empty_single = pad_phase and not batched and not lengths[0]
+        if empty_single:
+            pad_phase = False
+
+        target: Optional[int] = None
+        left = True
+        if pad_phase:
+            left = self._glm4_padding_side(padding_side, pad_to_multiple_of) == "left"
+            if padding_strategy == PaddingStrategy.LONGEST:
+                target = max(lengths)
+            elif padding_strategy == PaddingStrategy.MAX_LENGTH:
+                if max_length is None:
+                    raise ValueError("padding='max_length' needs max_length (or a finite model_max_length)")
+                target = max_length
+            if target is not None and pad_to_multiple_of is not None and target % pad_to_multiple_of:
+                target = (target // pad_to_multiple_of + 1) * pad_to_multiple_of
+        gaps = [target - n if target is not None and target > n else 0 for n in lengths]
+        if self.pad_token_id is None and any(gaps):
+            raise ValueError("cannot pad: the tokenizer has no pad_token (GLM-4 uses <|endoftext|>)")
+
+        width = max(max(lengths), target or 0)
+        fields = dict(
+            with_types=return_token_type_ids,
+            with_special=return_special_tokens_mask,
+            with_mask=pad_phase and want_mask,
+            with_positions=pad_phase and "position_ids" in self.model_input_names,
+            body_fields=body_fields,
+        )
+        kind = _tensor_kind(return_tensors) if batched else None
+        if kind is not None and all(n + d == width for n, d in zip(lengths, gaps)):
+            rows = self._glm4_row_arrays(kind, bodies, head, lengths, width, left, **fields)
+        else:  # lists; transformers' BatchEncoding turns them into tensors if asked (ragged rows: its error)
+            rows = self._glm4_row_lists(bodies, head, lengths, gaps, left, **fields)
+
+        data: Dict[str, Any] = {}
+        for key in ("input_ids", "token_type_ids", "special_tokens_mask", *body_fields):
+            if key in rows:
+                data[key] = rows.pop(key)
+        if return_length and batched:
+            data["length"] = lengths
+        data.update(rows)  # attention_mask, position_ids
+        if empty_single and want_mask:
+            data["attention_mask"] = [[]]
+        if return_length and not batched:  # a single text's length counts its pads, as in transformers
+            data["length"] = [lengths[0] + gaps[0]]
+
+        if not batched:
+            data = {key: value[0] for key, value in data.items()}
+            return BatchEncoding(data, tensor_type=return_tensors, prepend_batch_axis=True)
+        return BatchEncoding(data, tensor_type=return_tensors)
+
+    def _glm4_bodies(
+        self, encoded: List[List[int]], prefix: Optional[List[int]], max_length: Optional[int]
+    ) -> Tuple[List[List[int]], List[slice]]:
+        """Each text's ids without a leading prefix, truncated to leave ``max_length`` with the prefix.
+
+        Returns the bodies (tiktoken's own lists, changed in place) and, per text, the slice of its ids
+        each body keeps. ``prefix`` None: no special tokens are added (nothing is taken off).
+        """
+        n_prefix = len(prefix) if prefix is not None else 0
+        left_cut = self.truncation_side == "left"
+        bodies, kept = [], []
+        for ids in encoded:
+            start = 0
+            if prefix is not None and ids[:n_prefix] == prefix:
+                del ids[:n_prefix]
+                start = n_prefix
+            remove = len(ids) + n_prefix - max_length if max_length is not None else 0
+            if remove > 0:
+                if remove > len(ids):
+                    raise _max_length_too_small(n_prefix, remove, len(ids))
+                if left_cut:
+                    del ids[:remove]
+                    start += remove
+                else:
+                    del ids[len(ids) - remove :]
+            bodies.append(ids)
+            kept.append(slice(start, start + len(ids)))
+        return bodies, kept
+
+    def _glm4_row_lists(
+        self,
+        bodies: List[List[int]],
+        head: List[int],
+        lengths: List[int],
+        gaps: List[int],
+        left: bool,
+        with_types: bool,
+        with_special: bool,
+        with_mask: bool,
+        with_positions: bool,
+        body_fields: Dict[str, Tuple[List[Sequence[Any]], Any]],
+    ) -> Dict[str, List[List[Any]]]:
+        """Rows as lists: ``head + body`` with ``gaps[i]`` pads on the ``left`` or right, and the fields asked for.
+
+        Every row is cut from shared runs: about one copy per row and field, no per-token Python work. Each
+        body becomes its row in place (tiktoken's fresh list is referenced nowhere else), and is let go of
+        in ``bodies`` once its row is built.
+        """
+        n_prefix = len(head)
+        gap = max(gaps)
+        # zeros_ones[W-d : W+n] is d zeros then n ones; zeros_counting[W-d : W+n] is d zeros then 0..n-1;
+        # ones_zeros[W-n : W+d] is n ones then d zeros (W = width >= n + d).
+        width = max(n + d for n, d in zip(lengths, gaps))
+        zeros, ones, counting = [0] * width, [1] * width, list(range(width))
+        zeros_ones, zeros_counting, ones_zeros = zeros + ones, zeros + counting, ones + zeros
+        pads = [self.pad_token_id] * gap
+        pads_head = pads + head  # pads_head[gap - d : gap + n_prefix] is d pads then the prefix
+        type_pads = [self.pad_token_type_id] * gap
+        ids_rows: List[List[int]] = []
+        masks, positions, type_ids, special = [], [], [], []
+        for i, (n, d) in enumerate(zip(lengths, gaps)):
+            body, bodies[i] = bodies[i], None
+            if left:
+                body[:0] = pads_head[gap - d :] if d else head
+            else:
+                body[:0] = head
+                if d:
+                    body += pads[:d]
+            ids_rows.append(body)
+            if with_types:
+                type_ids.append(type_pads[:d] + zeros[:n] if left else zeros[:n] + type_pads[:d])
+            if with_special:
+                body_zeros = zeros[: n - n_prefix]
+                special.append(ones[: d + n_prefix] + body_zeros if left else ones[:n_prefix] + body_zeros + ones[:d])
+            if with_mask:
+                masks.append(zeros_ones[width - d : width + n] if left else ones_zeros[width - n : width + d])
+            if with_positions:
+                if left:
+                    positions.append(zeros_counting[width - d : width + n])
+                else:
+                    positions.append(counting[:n] + zeros[:d] if d else counting[:n])
+
+        rows: Dict[str, List[List[Any]]] = {"input_ids": ids_rows}
+        if with_types:
+            rows["token_type_ids"] = type_ids
+        if with_special:
+            rows["special_tokens_mask"] = special
+        for key, (values, fill) in body_fields.items():
+            rows[key] = _padded_body_field(values, fill, n_prefix, gaps, left)
+        if with_mask:
+            rows["attention_mask"] = masks
+        if with_positions:
+            rows["position_ids"] = positions
+        return rows
+
+    def _glm4_row_arrays(
+        self,
+        kind: str,
+        bodies: List[List[int]],
+        head: List[int],
+        lengths: List[int],
+        width: int,
+        left: bool,
+        with_types: bool,
+        with_special: bool,
+        with_mask: bool,
+        with_positions: bool,
+        body_fields: Dict[str, Tuple[List[Sequence[Any]], Any]],
+    ) -> Dict[str, Any]:
+        """The rows of ``_glm4_row_lists`` when every row is ``width`` long, as arrays of ``kind`` ('np'/'pt').
+
+        The ids are copied once, from tiktoken's lists into one array; masks, positions and the other
+        fields come from the row lengths. Same dtype and values as transformers' conversion of the lists.
+        """
+        import numpy as np
+
+        dtype = _int_dtype(np, kind)
+        real, index = _real_region(np, lengths, width, left)
+        ids = np.full(real.shape, self.pad_token_id if self.pad_token_id is not None else 0, dtype=dtype)
+        flat = chain.from_iterable(part for body in bodies for part in (head, body))
+        ids[real] = np.fromiter(flat, dtype=dtype, count=sum(lengths))
+        bodies.clear()
+        rows: Dict[str, Any] = {"input_ids": ids}
+        if with_types:
+            rows["token_type_ids"] = np.where(real, 0, self.pad_token_type_id).astype(dtype)
+        if with_special:
+            rows["special_tokens_mask"] = (~real | (index < len(head))).astype(dtype)
+        for key, (values, fill) in body_fields.items():  # as transformers converts them (per-token values)
+            rows[key] = np.asarray(_padded_body_field(values, fill, len(head), [width - n for n in lengths], left))
+        if with_mask:
+            rows["attention_mask"] = real.astype(dtype)
+        if with_positions:
+            rows["position_ids"] = np.where(real, index, 0).astype(dtype)
+        return _as_framework(rows, kind)
+
+
+class GLM4FixMixin(GLM4BatchEncoder, GLM4PaddingMixin):
     """The GLM-4 batch-encoding fix, as methods to lay over a tokenizer class.
 
     Put it first in the bases (``class Fixed(GLM4FixMixin, UpstreamTokenizer)``).
     It relies only on transformers' slow-tokenizer API plus the attributes every
     GLM-4 tokenizer revision has: ``decoder`` (id -> bytes) and
-    ``mergeable_ranks`` (bytes -> id).
+    ``mergeable_ranks`` (bytes -> id). Its methods are the specification of the
+    fix; it inherits the padding rules (``GLM4PaddingMixin``) and the fast path
+    that gives the same output faster (``GLM4BatchEncoder``).
     """
 
     # ----------------------------------------------------------------- ids
@@ -374,431 +1244,6 @@ class GLM4FixMixin:
         if self.truncation_side == "left":
             return ids[num_tokens_to_remove:], None, ids[:window]
         return ids[: len(ids) - num_tokens_to_remove], None, ids[len(ids) - window :]
-
-    # -------------------------------------------------------------- padding
-    def _glm4_padding_side(self, padding_side: Optional[str], pad_to_multiple_of: Optional[int]) -> str:
-        """The side to pad on (call time first, then the tokenizer's); ValueError on bad arguments."""
-        side = padding_side if padding_side is not None else self.padding_side
-        if side not in ("left", "right"):
-            raise ValueError(f"padding_side must be 'left' or 'right', got {side!r}")
-        if pad_to_multiple_of is not None and (
-            isinstance(pad_to_multiple_of, bool) or not isinstance(pad_to_multiple_of, int) or pad_to_multiple_of <= 0
-        ):
-            raise ValueError(f"pad_to_multiple_of must be a positive integer, got {pad_to_multiple_of!r}")
-        return side
-
-    def _pad(
-        self,
-        encoded_inputs: Dict[str, Any],
-        max_length: Optional[int] = None,
-        padding_strategy: Union[PaddingStrategy, str] = PaddingStrategy.DO_NOT_PAD,
-        pad_to_multiple_of: Optional[int] = None,
-        padding_side: Optional[str] = None,
-        return_attention_mask: Optional[bool] = None,
-        **kwargs: Any,
-    ) -> Dict[str, Any]:
-        """Pad one encoding on the requested side; exact and idempotent.
-
-        ``padding_side`` given here wins over ``self.padding_side``. Zeros
-        already in ``attention_mask`` are kept, and ``position_ids`` are
-        recomputed from the final mask (0..n-1 over real tokens, 0 on pads), so
-        padding a padded encoding again changes nothing but the new pads.
-        With ``return_attention_mask=False`` no ``attention_mask`` is returned.
-        Returns a new dict; the encoding passed in is left as it was.
-        """
-        main = self.model_input_names[0]
-        if main not in encoded_inputs:
-            raise ValueError(f"cannot pad an encoding without {main!r}; it has {sorted(encoded_inputs)}")
-        encoded_inputs = dict(encoded_inputs)  # never mutate the caller's encoding
-        ids = encoded_inputs[main]
-        n = len(ids)
-        strategy = PaddingStrategy(padding_strategy)
-        side = self._glm4_padding_side(padding_side, pad_to_multiple_of)
-        if return_attention_mask is None:
-            return_attention_mask = "attention_mask" in self.model_input_names
-
-        mask = encoded_inputs.get("attention_mask")
-        mask = [1] * n if mask is None else list(mask)
-        if len(mask) != n:
-            raise ValueError(f"{main} has {n} tokens but attention_mask has {len(mask)}")
-        for key in ("token_type_ids", "special_tokens_mask"):
-            if key in encoded_inputs and len(encoded_inputs[key]) != n:
-                raise ValueError(f"{main} has {n} tokens but {key} has {len(encoded_inputs[key])}")
-
-        difference = 0
-        if strategy != PaddingStrategy.DO_NOT_PAD:
-            target = n if strategy == PaddingStrategy.LONGEST else max_length
-            if target is None:
-                raise ValueError("padding='max_length' needs max_length (or a finite model_max_length)")
-            if pad_to_multiple_of is not None and target % pad_to_multiple_of:
-                target = (target // pad_to_multiple_of + 1) * pad_to_multiple_of
-            difference = max(0, target - n)
-        if difference and self.pad_token_id is None:
-            raise ValueError("cannot pad: the tokenizer has no pad_token (GLM-4 uses <|endoftext|>)")
-
-        def padded(values: Iterable[int], fill: int) -> List[int]:
-            values = list(values)
-            if not difference:
-                return values
-            if side == "left":
-                return [fill] * difference + values
-            return values + [fill] * difference
-
-        encoded_inputs[main] = padded(ids, self.pad_token_id)
-        full_mask = padded(mask, 0)
-        if "token_type_ids" in encoded_inputs:
-            encoded_inputs["token_type_ids"] = padded(encoded_inputs["token_type_ids"], self.pad_token_type_id)
-        if "special_tokens_mask" in encoded_inputs:
-            encoded_inputs["special_tokens_mask"] = padded(encoded_inputs["special_tokens_mask"], 1)
-        if return_attention_mask:
-            encoded_inputs["attention_mask"] = full_mask
-        else:
-            encoded_inputs.pop("attention_mask", None)
-        if "position_ids" in self.model_input_names:
-            if 0 not in mask:  # the common case: every given token is real
-                positions = padded(range(n), 0)
-            else:
-                positions, count = [], 0
-                for bit in full_mask:
-                    if bit:
-                        positions.append(count)
-                        count += 1
-                    else:
-                        positions.append(0)
-            encoded_inputs["position_ids"] = positions
-        return encoded_inputs
-
-    # ------------------------------------------------------------ fast path
-    #: When True (the default), plain-text calls skip transformers' per-token Python path: tiktoken
-    #: splits the added tokens and encodes in one call per text, and the padded rows are built in one
-    #: pass. The output is identical to the generic path (set False to use that one; tests compare both).
-    glm4_fast_path = True
-    #: transformers lowercases text before splitting when a tokenizer sets this (GLM-4 never does; the fast
-    #: path then steps aside). Declared here so reading it skips transformers 5's slow ``__getattr__``.
-    do_lower_case = False
-    #: Threads that encode one large batch on the fast path (tiktoken's core releases the GIL while it
-    #: merges, as in its own ``encode_batch``). None (the default) uses up to 8 of the CPUs this process
-    #: may run on, or 1 when the environment sets ``TOKENIZERS_PARALLELISM`` to false/0/off/no -- the
-    #: switch transformers' fast tokenizers read. 1 encodes serially. Rows are identical either way.
-    glm4_encode_threads: Optional[int] = None
-    #: A batch is split across threads only from this many characters on (a thread costs ~0.1 ms).
-    glm4_parallel_min_chars = 65_536
-
-    def _encode_plus(self, text: Any = None, text_pair: Any = None, **kwargs: Any):
-        # transformers 5: every __call__/encode goes through here (a batch too); 4.x: single texts only.
-        if text_pair is None and self._glm4_fast_applies(kwargs):
-            if isinstance(text, str):
-                return self._glm4_fast_encode([text], batched=False, **kwargs)
-            if (
-                isinstance(text, (list, tuple))
-                and text
-                and not kwargs.get("is_split_into_words")
-                and all(isinstance(t, str) for t in text)
-            ):
-                return self._glm4_fast_encode(list(text), batched=True, **kwargs)
-        return super()._encode_plus(text=text, text_pair=text_pair, **kwargs)
-
-    def encode(
-        self,
-        text: Any,
-        text_pair: Any = None,
-        add_special_tokens: bool = True,
-        padding: Any = False,
-        truncation: Any = None,
-        max_length: Optional[int] = None,
-        **kwargs: Any,
-    ) -> List[int]:
-        """``tokenizer.encode``; a plain text without padding or truncation goes straight to tiktoken."""
-        encode_text = (
-            self._glm4_text_encoder(kwargs.get("split_special_tokens"))
-            if isinstance(text, str)
-            and text_pair is None
-            and padding in (False, None, "do_not_pad")
-            and not truncation
-            and max_length is None
-            and kwargs.keys() <= self._GLM4_ENCODE_FAST_KWARGS
-            and kwargs.get("return_tensors") is None
-            else None
-        )
-        if encode_text is not None:
-            ids = encode_text(text)
-            if add_special_tokens:
-                prefix = self.get_prefix_tokens()
-                if ids[: len(prefix)] != prefix:
-                    ids[:0] = prefix  # in place: tiktoken's fresh list is ours
-            if len(ids) > self.model_max_length:
-                self._eventual_warn_about_too_long_sequence(ids, None, kwargs.get("verbose", True))
-            return ids
-        return super().encode(
-            text,
-            text_pair=text_pair,
-            add_special_tokens=add_special_tokens,
-            padding=padding,
-            truncation=truncation,
-            max_length=max_length,
-            **kwargs,
-        )
-
-    _GLM4_ENCODE_FAST_KWARGS = frozenset({"split_special_tokens", "verbose", "return_tensors", "stride"})
-
-    def _batch_encode_plus(self, batch_text_or_text_pairs: Any, **kwargs: Any):
-        # transformers 4.x batch path (5.x has no _batch_encode_plus and never calls this).
-        texts = batch_text_or_text_pairs
-        if (
-            isinstance(texts, (list, tuple))
-            and texts
-            and all(isinstance(t, str) for t in texts)
-            and not kwargs.get("is_split_into_words")
-            and self._glm4_fast_applies(kwargs)
-        ):
-            return self._glm4_fast_encode(list(texts), batched=True, **kwargs)
-        return super()._batch_encode_plus(batch_text_or_text_pairs, **kwargs)
-
-    _GLM4_FAST_KWARGS = frozenset(
-        {
-            "add_special_tokens", "padding_strategy", "truncation_strategy", "max_length", "stride",
-            "is_split_into_words", "pad_to_multiple_of", "padding_side", "return_tensors",
-            "return_token_type_ids", "return_attention_mask", "return_overflowing_tokens",
-            "return_special_tokens_mask", "return_offsets_mapping", "return_length", "verbose",
-            "split_special_tokens",
-        }
-    )  # fmt: skip
-
-    def _glm4_fast_applies(self, kwargs: Dict[str, Any]) -> bool:
-        """The fast path covers plain texts with every option of __call__ except overflow/offsets/pairs."""
-        if self._glm4_text_encoder(kwargs.get("split_special_tokens")) is None:
-            return False  # switched off, a custom _tokenize, do_lower_case, or added tokens tiktoken can't split
-        if not self._GLM4_FAST_KWARGS.issuperset(kwargs):
-            return False
-        if kwargs.get("return_overflowing_tokens") or kwargs.get("return_offsets_mapping"):
-            return False
-        if TruncationStrategy(kwargs.get("truncation_strategy", "do_not_truncate")) == TruncationStrategy.ONLY_SECOND:
-            return False
-        # transformers 4.x refuses this combination; let it say so
-        return not (kwargs.get("return_token_type_ids") and not kwargs.get("add_special_tokens", True))
-
-    def _glm4_special_encoding(self) -> Optional[tiktoken.Encoding]:
-        """A tiktoken encoding that splits out this tokenizer's added tokens exactly as transformers does.
-
-        Built once per set of added tokens. None when an added token strips
-        whitespace, is single-word, or overlaps another one (then transformers'
-        own splitting is used).
-        """
-        added = self._added_tokens_decoder
-        cached = getattr(self, "_glm4_special_cache", None)
-        key = (id(added), len(added))  # add_tokens() grows the dict; a new dict gets a new id
-        if cached is not None and cached[0] == key:
-            return cached[2]
-        signature = tuple(sorted((i, t.content) for i, t in added.items()))
-        if cached is not None and cached[1] == signature:
-            self._glm4_special_cache = (key, signature, cached[2])
-            return cached[2]
-        encoding: Optional[tiktoken.Encoding] = None
-        contents = [content for _, content in signature]
-        plain = all(not (t.lstrip or t.rstrip or t.single_word) for t in added.values())
-        overlapping = any(
-            a != b and (a in b or any(a.endswith(b[:k]) for k in range(1, min(len(a), len(b)))))
-            for a in contents
-            for b in contents
-        )
-        if plain and not overlapping and len(set(contents)) == len(contents):
-            try:
-                encoding = tiktoken.Encoding(
-                    name="glm4-with-added-tokens",
-                    pat_str=self.tokenizer._pat_str,
-                    mergeable_ranks=self.mergeable_ranks,
-                    special_tokens={content: i for i, content in signature},
-                )
-            except Exception:  # tiktoken refuses some vocabularies (e.g. ids clashing): use the generic path
-                encoding = None
-        self._glm4_special_cache = (key, signature, encoding)
-        return encoding
-
-    def _glm4_text_encoder(self, split_special_tokens: Optional[bool]) -> Optional[Callable[[str], List[int]]]:
-        """text -> ids without special tokens added: literals of added tokens become their ids unless split.
-
-        None when the fast path does not apply to this tokenizer (switched off, a custom ``_tokenize``,
-        ``do_lower_case``, or added tokens tiktoken cannot split like transformers does).
-        """
-        if not self.glm4_fast_path or self.do_lower_case or type(self)._tokenize is not _ChatGLM4Vocab._tokenize:
-            return None
-        if split_special_tokens is None:
-            split_special_tokens = self.split_special_tokens
-        if split_special_tokens:
-            return _text_encoder(self.tokenizer, special=False)
-        special = self._glm4_special_encoding()
-        return None if special is None else _text_encoder(special, special=True)
-
-    def _glm4_thread_count(self, texts: List[str]) -> int:
-        """How many threads encode this batch (1: serially, in the calling thread)."""
-        threads = self.glm4_encode_threads
-        if threads is None:
-            if os.environ.get("TOKENIZERS_PARALLELISM", "").strip().lower() in ("0", "false", "off", "no"):
-                return 1
-            try:
-                threads = min(8, len(os.sched_getaffinity(0)))
-            except AttributeError:  # not on Linux
-                threads = min(8, os.cpu_count() or 1)
-        elif isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-            raise ValueError(f"glm4_encode_threads must be None or an int >= 1, got {threads!r}")
-        if threads < 2 or len(texts) < 2:
-            return 1
-        min_chars = self.glm4_parallel_min_chars
-        if isinstance(min_chars, bool) or not isinstance(min_chars, int) or min_chars < 0:
-            raise ValueError(f"glm4_parallel_min_chars must be an int >= 0, got {min_chars!r}")
-        if sum(map(len, texts)) < min_chars:
-            return 1
-        return min(threads, len(texts))
-
-    def _glm4_encode_texts(self, texts: List[str], encode: Callable[[str], List[int]]) -> List[List[int]]:
-        """``[encode(t) for t in texts]``, split across threads for a large batch (see glm4_encode_threads)."""
-        threads = self._glm4_thread_count(texts)
-        if threads == 1:
-            return [encode(text) for text in texts]
-        encoded: List[Any] = [None] * len(texts)
-        # The calling thread encodes the first text itself, before any worker: tiktoken's regex gives its
-        # fast cache to the first thread that uses it, and later single-text calls come from this thread.
-        encoded[0] = encode(texts[0])
-
-        def work(k: int) -> None:  # every threads-th text from 1 + k on: the shares stay balanced
-            encoded[1 + k :: threads] = [encode(text) for text in texts[1 + k :: threads]]
-
-        from concurrent.futures import ThreadPoolExecutor
-
-        # Then the calling thread only waits: measured here, that beats it taking a share itself.
-        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="glm4-tokfix") as pool:
-            for _ in pool.map(work, range(threads)):  # re-raises a worker's exception
-                pass
-        return encoded
-
-    def _glm4_fast_encode(
-        self,
-        texts: List[str],
-        batched: bool,
-        add_special_tokens: bool = True,
-        padding_strategy: Union[PaddingStrategy, str] = PaddingStrategy.DO_NOT_PAD,
-        truncation_strategy: Union[TruncationStrategy, str] = TruncationStrategy.DO_NOT_TRUNCATE,
-        max_length: Optional[int] = None,
-        pad_to_multiple_of: Optional[int] = None,
-        padding_side: Optional[str] = None,
-        return_tensors: Any = None,
-        return_token_type_ids: Optional[bool] = None,
-        return_attention_mask: Optional[bool] = None,
-        return_special_tokens_mask: bool = False,
-        return_length: bool = False,
-        verbose: bool = True,
-        split_special_tokens: Optional[bool] = None,
-        **_ignored: Any,  # stride, is_split_into_words=False, return_overflowing_tokens=False, ...
-    ):
-        from transformers.tokenization_utils_base import BatchEncoding
-
-        padding_strategy = PaddingStrategy(padding_strategy)
-        truncate = TruncationStrategy(truncation_strategy) != TruncationStrategy.DO_NOT_TRUNCATE and bool(max_length)
-        encode = self._glm4_text_encoder(split_special_tokens)
-        prefix = self.get_prefix_tokens() if add_special_tokens else None
-        n_prefix = len(prefix) if prefix else 0
-        left_cut = self.truncation_side == "left"
-        if truncate and self.truncation_side not in ("left", "right"):
-            raise ValueError(f"truncation_side must be 'left' or 'right', got {self.truncation_side!r}")
-
-        bodies: List[Optional[List[int]]] = []  # each text's ids without the prefix, truncated
-        for ids in self._glm4_encode_texts(texts, encode):
-            if prefix is not None and ids[:n_prefix] == prefix:
-                del ids[:n_prefix]
-            if truncate and len(ids) + n_prefix > max_length:
-                remove = len(ids) + n_prefix - max_length
-                if remove > len(ids):
-                    raise _max_length_too_small(n_prefix, remove, len(ids))
-                ids = ids[remove:] if left_cut else ids[: len(ids) - remove]
-            bodies.append(ids)
-        lengths = [len(b) + n_prefix for b in bodies]
-        for n in lengths:  # transformers' "longer than model_max_length" warning looks at the length only
-            self._eventual_warn_about_too_long_sequence(range(n), max_length, verbose)
-
-        if return_token_type_ids is None:
-            return_token_type_ids = "token_type_ids" in self.model_input_names
-        want_mask = "attention_mask" in self.model_input_names if return_attention_mask is None else return_attention_mask
-        # transformers pads a batch always (pad() after the rows) and a single text when it pads or masks;
-        # pad() returns an empty single encoding untouched (only an empty attention_mask is added).
-        pad_phase = batched or padding_strategy != PaddingStrategy.DO_NOT_PAD or want_mask
-        empty_single = pad_phase and not batched and not lengths[0]
-        if empty_single:
-            pad_phase = False
-
-        target: Optional[int] = None
-        left = True
-        if pad_phase:
-            left = self._glm4_padding_side(padding_side, pad_to_multiple_of) == "left"
-            if padding_strategy == PaddingStrategy.LONGEST:
-                target = max(lengths)
-            elif padding_strategy == PaddingStrategy.MAX_LENGTH:
-                if max_length is None:
-                    raise ValueError("padding='max_length' needs max_length (or a finite model_max_length)")
-                target = max_length
-            if target is not None and pad_to_multiple_of is not None and target % pad_to_multiple_of:
-                target = (target // pad_to_multiple_of + 1) * pad_to_multiple_of
-        pad_id = self.pad_token_id
-        if target is not None and pad_id is None and any(n < target for n in lengths):
-            raise ValueError("cannot pad: the tokenizer has no pad_token (GLM-4 uses <|endoftext|>)")
-
-        # Every row is cut from these shared runs: about one copy per row and field, no per-token Python work.
-        # zeros_ones[W-d : W+n] is d zeros then n ones; zeros_counting[W-d : W+n] is d zeros then 0..n-1;
-        # ones_zeros[W-n : W+d] is n ones then d zeros (W = width >= n, d).
-        width = max(max(lengths), target or 0)
-        zeros, ones, counting = [0] * width, [1] * width, list(range(width))
-        zeros_ones, zeros_counting, ones_zeros = zeros + ones, zeros + counting, ones + zeros
-        pads = [pad_id] * width if target is not None else []
-        type_pads = [self.pad_token_type_id] * width if return_token_type_ids and target is not None else []
-        head = prefix if prefix is not None else []
-        pads_head = pads + head  # pads_head[width - d : width + len(head)] is d pads then the prefix
-        rows, masks, positions, type_ids, special = [], [], [], [], []
-        for i, n in enumerate(lengths):
-            body, bodies[i] = bodies[i], None  # let each body go as soon as its row is built
-            d = target - n if target is not None and target > n else 0
-            # in place: tiktoken's list becomes the row (the body is never referenced elsewhere)
-            if left:
-                body[:0] = pads_head[width - d : width + n_prefix] if d else head
-            else:
-                body[:0] = head
-                if d:
-                    body += pads[:d]
-            rows.append(body)
-            if pad_phase:
-                if left:
-                    masks.append(zeros_ones[width - d : width + n])
-                    positions.append(zeros_counting[width - d : width + n])
-                else:
-                    masks.append(ones_zeros[width - n : width + d])
-                    positions.append(counting[:n] + zeros[:d] if d else counting[:n])
-            if return_token_type_ids:
-                type_ids.append(type_pads[:d] + zeros[:n] if left else zeros[:n] + type_pads[:d])
-            if return_special_tokens_mask:
-                body_zeros = zeros[: n - n_prefix]
-                special.append(
-                    ones[: d + n_prefix] + body_zeros if left else ones[:n_prefix] + body_zeros + ones[:d]
-                )
-
-        data: Dict[str, Any] = {"input_ids": rows}
-        if return_token_type_ids:
-            data["token_type_ids"] = type_ids
-        if return_special_tokens_mask:
-            data["special_tokens_mask"] = special
-        if return_length and batched:
-            data["length"] = lengths
-        if pad_phase:
-            if want_mask:
-                data["attention_mask"] = masks
-            if "position_ids" in self.model_input_names:
-                data["position_ids"] = positions
-        elif empty_single and want_mask:
-            data["attention_mask"] = [[]]
-        if return_length and not batched:
-            data["length"] = [len(rows[0])]
-
-        if not batched:
-            data = {key: value[0] for key, value in data.items()}
-            return BatchEncoding(data, tensor_type=return_tensors, prepend_batch_axis=True)
-        return BatchEncoding(data, tensor_type=return_tensors)
 
     # -------------------------------------------------------------- decoding
     def convert_tokens_to_string(self, tokens: List[Union[str, bytes]]) -> str:
