@@ -197,8 +197,11 @@ def test_batches_take_the_direct_path(tok, monkeypatch):
 
 # ---------------------------------------------------------------- _pad swaps
 def llamafactory_patch_tokenizer(tokenizer):
-    """What LLaMA-Factory's ``patch_tokenizer`` does to every tokenizer it loads (llamafactory/model/patcher.py)."""
-    if "PreTrainedTokenizerBase" not in str(tokenizer._pad.__func__):
+    """The ``_pad`` swap of LLaMA-Factory's ``patch_tokenizer`` (llamafactory/model/patcher.py), in our words.
+
+    Any tokenizer whose ``_pad`` is not transformers' generic one gets that generic one bound on the instance.
+    """
+    if getattr(tokenizer._pad, "__func__", None) is not PreTrainedTokenizerBase._pad:
         tokenizer._pad = MethodType(PreTrainedTokenizerBase._pad, tokenizer)
 
 
