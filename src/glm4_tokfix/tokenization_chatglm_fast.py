@@ -42,7 +42,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from transformers import PreTrainedTokenizerFast
 
-from .tokenization_chatglm import PREFIX_TOKENS, GLM4FixMixin, _as_id_list
+from .tokenization_chatglm import PREFIX_TOKENS, GLM4PaddingMixin, _as_id_list
 
 __all__ = ["ChatGLM4TokenizerFast", "GLM4FastBackend", "GLM4FastFixMixin", "PrefixRule", "prefix_rule"]
 
@@ -387,12 +387,13 @@ def _pad_together(encodings: List[Any], padding: Dict[str, Any]) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ mixin
-class GLM4FastFixMixin:
+class GLM4FastFixMixin(GLM4PaddingMixin):
     """The GLM-4 fix as methods to lay over a transformers fast tokenizer class (put it first in the bases).
 
     transformers reads the Rust tokenizer from ``self._tokenizer``; here that attribute is a property that hands
     out a ``GLM4FastBackend`` around the tokenizer stored on the instance (so patching an already loaded
-    tokenizer needs only its class changed). ``pad()`` uses the exact padding of ``GLM4FixMixin``.
+    tokenizer needs only its class changed). ``pad()`` (collators) follows the slow tokenizer's exact padding
+    rules, ``GLM4PaddingMixin``.
     """
 
     @property
@@ -500,10 +501,6 @@ class GLM4FastFixMixin:
             if not 0 <= index < size:
                 raise ValueError(f"token id {index} is outside the vocabulary (0..{size - 1})")
         return super()._decode(ids, skip_special_tokens=skip_special_tokens, **kwargs)  # type: ignore[misc]
-
-    # -- padding: the slow tokenizer's exact rules
-    _glm4_padding_side = GLM4FixMixin._glm4_padding_side
-    _pad = GLM4FixMixin._pad
 
 
 class ChatGLM4TokenizerFast(GLM4FastFixMixin, PreTrainedTokenizerFast):
