@@ -91,6 +91,14 @@ PAIR_SUFFIX_TOKEN = "<|endoftext|>"
 # asyncio task), so sharing one tokenizer between threads stays safe.
 _PREFIX_STRIPPED: contextvars.ContextVar[bool] = contextvars.ContextVar("glm4_prefix_stripped", default=False)
 
+# Offsets on transformers' generic path (pairs, overflow, a tokenizer without the fast path): the rows
+# still to build, in order, as (ids, offsets) per sequence; ``prepare_for_model`` takes one per call.
+_OFFSET_ROWS: contextvars.ContextVar[Optional[List[Any]]] = contextvars.ContextVar("glm4_offset_rows", default=None)
+# While set, ``truncate_sequences`` appends how many tokens of each sequence it kept.
+_TRUNCATION_LOG: contextvars.ContextVar[Optional[List[Tuple[int, int]]]] = contextvars.ContextVar(
+    "glm4_truncation_log", default=None
+)
+
 
 def load_tiktoken_ranks(vocab_file: Union[str, os.PathLike]) -> Dict[bytes, int]:
     """Read a ``tokenizer.model`` file: one ``<base64 token> <rank>`` per line.
@@ -206,6 +214,46 @@ def _encode_text(
         return _encode_text(ordinary, with_special, starts, allowed, text)
 
 
+_UTF8_CONTINUATION = bytes(range(0x80, 0xC0))
+
+
+def token_char_offsets(pieces: Iterable[bytes], start: int = 0) -> List[Tuple[int, int]]:
+    """``(start, end)`` character offsets of consecutive tokens, from their bytes alone.
+
+    ``pieces`` are the UTF-8 bytes of each token of one text, in order (BPE tokens may end or begin
+    inside a multi-byte character). The offsets count characters (code points) of that text from
+    ``start``, exactly as a byte-level HF fast tokenizer with ``trim_offsets=False`` gives them: a
+    token covers every character one of its bytes belongs to, so the tokens a character was split
+    into all get that whole character::
+
+        >>> token_char_offsets([b"a", b"\\xe4\\xbd", b"\\xa0", b" b"])   # "a你 b"
+        [(0, 1), (1, 2), (1, 2), (2, 4)]
+
+    A lone surrogate, which tiktoken encodes as U+FFFD, is one character like U+FFFD.
+    """
+    offsets: List[Tuple[int, int]] = []
+    append = offsets.append
+    chars = start  # characters started so far
+    for piece in pieces:
+        if piece.isascii():
+            end = chars + len(piece)
+            append((chars, end))
+            chars = end
+            continue
+        begins_inside = piece[:1] and (piece[0] & 0xC0) == 0x80  # first byte continues the previous character
+        end = chars + len(piece.translate(None, _UTF8_CONTINUATION))
+        append((chars - 1 if begins_inside else chars, end))
+        chars = end
+    return offsets
+
+
+def _glm4_row(text: Any, pair: Any) -> Tuple[Any, Any]:
+    """One batch item as (text, text_pair): a 2-tuple/list of texts is a pair, as in transformers."""
+    if pair is None and isinstance(text, (list, tuple)) and len(text) == 2 and all(isinstance(t, str) for t in text):
+        return text[0], text[1]
+    return text, pair
+
+
 def _max_length_too_small(n_special: int, remove: int, n_text: int) -> ValueError:
     return ValueError(
         f"max_length is too small: it must leave room for the {n_special} special tokens [gMASK]<sop> "
@@ -272,6 +320,117 @@ class GLM4FixMixin:
             raise ValueError(f"token id {index!r} is outside the vocabulary (0..{len(self) - 1})")
         return token
 
+    # -------------------------------------------------------------- offsets
+    def _glm4_offsets(self, ids: Sequence[int]) -> List[Tuple[int, int]]:
+        """Character offsets of ``ids``, the tokens of one whole text (no added prefix), into that text."""
+        decoder, added = self.decoder, self._added_tokens_decoder
+        pieces = [decoder.get(i) for i in ids]
+        if None in pieces:
+            for k, piece in enumerate(pieces):
+                if piece is None:
+                    pieces[k] = added[ids[k]].content.encode("utf-8")
+        return token_char_offsets(pieces)
+
+    def _glm4_generic_offsets(self, encode: Callable[..., Any], rows: List[Tuple[Any, Any]], kwargs: Dict[str, Any]):
+        """Run transformers' generic ``encode`` (``_encode_plus``/``_batch_encode_plus``) with offsets.
+
+        ``rows`` are the (text, text_pair) of each row. Their ids and offsets are computed here and
+        handed to ``prepare_for_model`` (one row per call), which truncates and pads the offsets with
+        the ids; ``_pad`` pads them with ``(0, 0)``.
+        """
+        if kwargs.get("is_split_into_words"):
+            raise ValueError("return_offsets_mapping=True needs plain texts; it is not available with is_split_into_words")
+        if kwargs.get("sanitize_control_tokens"):
+            raise ValueError("return_offsets_mapping=True is not available with sanitize_control_tokens=True")
+        split = kwargs.get("split_special_tokens")
+        pending: List[Any] = []
+        for row in rows:
+            encoded = []
+            for text in row:
+                if text is None:
+                    encoded.append(None)
+                    continue
+                if not isinstance(text, str):
+                    raise ValueError(
+                        f"return_offsets_mapping=True needs texts (str), got {type(text).__name__}: offsets are "
+                        "character positions in a text"
+                    )
+                ids = self.encode(text, add_special_tokens=False, split_special_tokens=split)
+                encoded.append((ids, self._glm4_offsets(ids)))
+            pending.append(encoded)
+        kwargs = dict(kwargs, return_offsets_mapping=False)
+        token = _OFFSET_ROWS.set(pending)
+        try:
+            out = encode(**kwargs)
+        finally:
+            _OFFSET_ROWS.reset(token)
+        if pending:
+            raise RuntimeError(f"internal error: {len(pending)} rows of offsets were not used")
+        return out
+
+    def _glm4_prepare_with_offsets(
+        self, ids: List[int], pair_ids: Optional[List[int]], row: List[Any], kwargs: Dict[str, Any]
+    ):
+        """``prepare_for_model`` for one row of ``_glm4_generic_offsets``: ids, then offsets, then padding."""
+        from transformers.tokenization_utils_base import BatchEncoding
+
+        for given, expected in zip((ids, pair_ids), row):
+            if (given is None) != (expected is None) or (given is not None and list(given) != expected[0]):
+                raise RuntimeError("internal error: the ids of a row differ from those its offsets were computed on")
+        offsets = list(row[0][1])
+        pair_offsets = list(row[1][1]) if row[1] is not None else None
+        add_special = kwargs.get("add_special_tokens", True)
+        head: List[Tuple[int, int]] = []
+        if add_special:
+            prefix = self.get_prefix_tokens()
+            if self._glm4_has_prefix(ids, prefix):  # a literal prefix maps to its own characters
+                head, offsets = offsets[: len(prefix)], offsets[len(prefix) :]
+            else:
+                head = [(0, 0)] * len(prefix)
+        padding = kwargs.pop("padding", False)
+        max_length = kwargs.get("max_length")
+        pad_to_multiple_of = kwargs.pop("pad_to_multiple_of", None)
+        padding_side = kwargs.pop("padding_side", None)
+        return_tensors = kwargs.pop("return_tensors", None)
+        prepend_batch_axis = kwargs.pop("prepend_batch_axis", False)
+        return_attention_mask = kwargs.pop("return_attention_mask", None)
+        if return_attention_mask is None:
+            return_attention_mask = "attention_mask" in self.model_input_names
+        return_length = kwargs.pop("return_length", False)
+        log: List[Tuple[int, int]] = []
+        token = _TRUNCATION_LOG.set(log)
+        try:
+            encoded = dict(self._glm4_prepare(ids, pair_ids, padding=False, return_attention_mask=False, **kwargs))
+        finally:
+            _TRUNCATION_LOG.reset(token)
+        left = self.truncation_side == "left"
+        if log:
+            kept, kept_pair = log[-1]
+            offsets = offsets[len(offsets) - kept :] if left else offsets[:kept]
+            if pair_offsets is not None:
+                pair_offsets = pair_offsets[len(pair_offsets) - kept_pair :] if left else pair_offsets[:kept_pair]
+        row_offsets = head + offsets + (pair_offsets or [])
+        if add_special and pair_offsets is not None:
+            row_offsets.append((0, 0))  # the <|endoftext|> that closes a pair
+        if len(row_offsets) != len(encoded["input_ids"]):
+            raise RuntimeError("internal error: offsets and ids of a row differ in length")
+        encoded["offset_mapping"] = row_offsets
+        strategy, _, max_length, _ = self._get_padding_truncation_strategies(
+            padding=padding, max_length=max_length, pad_to_multiple_of=pad_to_multiple_of, verbose=False
+        )
+        if strategy != PaddingStrategy.DO_NOT_PAD or return_attention_mask:
+            encoded = self.pad(
+                encoded,
+                max_length=max_length,
+                padding=strategy.value,
+                pad_to_multiple_of=pad_to_multiple_of,
+                padding_side=padding_side,
+                return_attention_mask=return_attention_mask,
+            )
+        if return_length:
+            encoded["length"] = len(encoded["input_ids"])
+        return BatchEncoding(encoded, tensor_type=return_tensors, prepend_batch_axis=prepend_batch_axis)
+
     # ------------------------------------------------------ special tokens
     def build_inputs_with_special_tokens(
         self, token_ids_0: List[int], token_ids_1: Optional[List[int]] = None
@@ -335,6 +494,19 @@ class GLM4FixMixin:
         by ``build_inputs_with_special_tokens``, so length accounting and
         ``truncation_side`` see the prefix exactly once.
         """
+        rows = _OFFSET_ROWS.get()
+        if rows:
+            if args:
+                raise TypeError("prepare_for_model: pass its options by keyword")
+            row = rows.pop(0)
+            token = _OFFSET_ROWS.set(None)
+            try:
+                return self._glm4_prepare_with_offsets(ids, pair_ids, row, dict(kwargs))
+            finally:
+                _OFFSET_ROWS.reset(token)
+        return self._glm4_prepare(ids, pair_ids, *args, **kwargs)
+
+    def _glm4_prepare(self, ids: List[int], pair_ids: Optional[List[int]] = None, *args: Any, **kwargs: Any):
         add_special_tokens = kwargs.get("add_special_tokens", args[0] if args else True)
         if not add_special_tokens:
             return super().prepare_for_model(ids, pair_ids, *args, **kwargs)
@@ -362,6 +534,20 @@ class GLM4FixMixin:
         go; here that cuts to the prefix alone, and a ``max_length`` too small
         for the special tokens themselves is a ValueError.
         """
+        result = self._glm4_truncate(ids, pair_ids, num_tokens_to_remove, truncation_strategy, stride)
+        log = _TRUNCATION_LOG.get()
+        if log is not None:
+            log.append((len(result[0]), len(result[1]) if result[1] is not None else 0))
+        return result
+
+    def _glm4_truncate(
+        self,
+        ids: List[int],
+        pair_ids: Optional[List[int]],
+        num_tokens_to_remove: int,
+        truncation_strategy: Union[str, TruncationStrategy],
+        stride: int,
+    ) -> Tuple[List[int], Optional[List[int]], List[int]]:
         strategy = TruncationStrategy(truncation_strategy)
         single = pair_ids is None and strategy in (TruncationStrategy.ONLY_FIRST, TruncationStrategy.LONGEST_FIRST)
         if num_tokens_to_remove <= 0 or not single:
@@ -421,7 +607,7 @@ class GLM4FixMixin:
         mask = [1] * n if mask is None else list(mask)
         if len(mask) != n:
             raise ValueError(f"{main} has {n} tokens but attention_mask has {len(mask)}")
-        for key in ("token_type_ids", "special_tokens_mask"):
+        for key in ("token_type_ids", "special_tokens_mask", "offset_mapping"):
             if key in encoded_inputs and len(encoded_inputs[key]) != n:
                 raise ValueError(f"{main} has {n} tokens but {key} has {len(encoded_inputs[key])}")
 
@@ -450,6 +636,8 @@ class GLM4FixMixin:
             encoded_inputs["token_type_ids"] = padded(encoded_inputs["token_type_ids"], self.pad_token_type_id)
         if "special_tokens_mask" in encoded_inputs:
             encoded_inputs["special_tokens_mask"] = padded(encoded_inputs["special_tokens_mask"], 1)
+        if "offset_mapping" in encoded_inputs:  # pads map to no characters
+            encoded_inputs["offset_mapping"] = padded(encoded_inputs["offset_mapping"], (0, 0))
         if return_attention_mask:
             encoded_inputs["attention_mask"] = full_mask
         else:
@@ -486,7 +674,7 @@ class GLM4FixMixin:
 
     def _encode_plus(self, text: Any = None, text_pair: Any = None, **kwargs: Any):
         # transformers 5: every __call__/encode goes through here (a batch too); 4.x: single texts only.
-        if text_pair is None and self._glm4_fast_applies(kwargs):
+        if text_pair is None and _OFFSET_ROWS.get() is None and self._glm4_fast_applies(kwargs):
             if isinstance(text, str):
                 return self._glm4_fast_encode([text], batched=False, **kwargs)
             if (
@@ -496,6 +684,15 @@ class GLM4FixMixin:
                 and all(isinstance(t, str) for t in text)
             ):
                 return self._glm4_fast_encode(list(text), batched=True, **kwargs)
+        if kwargs.get("return_offsets_mapping"):
+            if isinstance(text, (list, tuple)) and text and not isinstance(text[0], int):  # a batch (5.x)
+                if text_pair is not None and (not isinstance(text_pair, (list, tuple)) or len(text_pair) != len(text)):
+                    raise ValueError("If `text` is a batch, `text_pair` must also be a batch of the same length.")
+                rows = [_glm4_row(t, p) for t, p in zip(text, text_pair or [None] * len(text))]
+            else:
+                rows = [(text, text_pair)]
+            encode = functools.partial(super()._encode_plus, text=text, text_pair=text_pair)
+            return self._glm4_generic_offsets(encode, rows, kwargs)
         return super()._encode_plus(text=text, text_pair=text_pair, **kwargs)
 
     def encode(
@@ -552,6 +749,10 @@ class GLM4FixMixin:
             and self._glm4_fast_applies(kwargs)
         ):
             return self._glm4_fast_encode(list(texts), batched=True, **kwargs)
+        if kwargs.get("return_offsets_mapping"):
+            rows = [_glm4_row(row, None) for row in texts]
+            encode = functools.partial(super()._batch_encode_plus, batch_text_or_text_pairs)
+            return self._glm4_generic_offsets(encode, rows, kwargs)
         return super()._batch_encode_plus(batch_text_or_text_pairs, **kwargs)
 
     _GLM4_FAST_KWARGS = frozenset(
@@ -565,12 +766,12 @@ class GLM4FixMixin:
     )  # fmt: skip
 
     def _glm4_fast_applies(self, kwargs: Dict[str, Any]) -> bool:
-        """The fast path covers plain texts with every option of __call__ except overflow/offsets/pairs."""
+        """The fast path covers plain texts with every option of __call__ except overflow and pairs."""
         if self._glm4_text_encoder(kwargs.get("split_special_tokens")) is None:
             return False  # switched off, a custom _tokenize, do_lower_case, or added tokens tiktoken can't split
         if not self._GLM4_FAST_KWARGS.issuperset(kwargs):
             return False
-        if kwargs.get("return_overflowing_tokens") or kwargs.get("return_offsets_mapping"):
+        if kwargs.get("return_overflowing_tokens"):
             return False
         if TruncationStrategy(kwargs.get("truncation_strategy", "do_not_truncate")) == TruncationStrategy.ONLY_SECOND:
             return False
@@ -686,6 +887,7 @@ class GLM4FixMixin:
         return_attention_mask: Optional[bool] = None,
         return_special_tokens_mask: bool = False,
         return_length: bool = False,
+        return_offsets_mapping: bool = False,
         verbose: bool = True,
         split_special_tokens: Optional[bool] = None,
         **_ignored: Any,  # stride, is_split_into_words=False, return_overflowing_tokens=False, ...
@@ -702,15 +904,24 @@ class GLM4FixMixin:
             raise ValueError(f"truncation_side must be 'left' or 'right', got {self.truncation_side!r}")
 
         bodies: List[Optional[List[int]]] = []  # each text's ids without the prefix, truncated
+        offsets: List[Any] = []  # with return_offsets_mapping: (head, body) character offsets per text
         for ids in self._glm4_encode_texts(texts, encode):
+            offs = self._glm4_offsets(ids) if return_offsets_mapping else None
+            head_offs = [(0, 0)] * n_prefix  # an added prefix maps to no characters
             if prefix is not None and ids[:n_prefix] == prefix:
                 del ids[:n_prefix]
+                if offs is not None:  # a literal one maps to its own
+                    head_offs, offs = offs[:n_prefix], offs[n_prefix:]
             if truncate and len(ids) + n_prefix > max_length:
                 remove = len(ids) + n_prefix - max_length
                 if remove > len(ids):
                     raise _max_length_too_small(n_prefix, remove, len(ids))
                 ids = ids[remove:] if left_cut else ids[: len(ids) - remove]
+                if offs is not None:
+                    offs = offs[remove:] if left_cut else offs[: len(offs) - remove]
             bodies.append(ids)
+            if offs is not None:
+                offsets.append((head_offs, offs))
         lengths = [len(b) + n_prefix for b in bodies]
         for n in lengths:  # transformers' "longer than model_max_length" warning looks at the length only
             self._eventual_warn_about_too_long_sequence(range(n), max_length, verbose)
@@ -751,7 +962,7 @@ class GLM4FixMixin:
         type_pads = [self.pad_token_type_id] * width if return_token_type_ids and target is not None else []
         head = prefix if prefix is not None else []
         pads_head = pads + head  # pads_head[width - d : width + len(head)] is d pads then the prefix
-        rows, masks, positions, type_ids, special = [], [], [], [], []
+        rows, masks, positions, type_ids, special, offset_rows = [], [], [], [], [], []
         for i, n in enumerate(lengths):
             body, bodies[i] = bodies[i], None  # let each body go as soon as its row is built
             d = target - n if target is not None and target > n else 0
@@ -777,12 +988,20 @@ class GLM4FixMixin:
                 special.append(
                     ones[: d + n_prefix] + body_zeros if left else ones[:n_prefix] + body_zeros + ones[:d]
                 )
+            if return_offsets_mapping:
+                head_offs, offs = offsets[i]
+                offs[:0] = head_offs
+                if d:  # pads map to no characters
+                    offs = [(0, 0)] * d + offs if left else offs + [(0, 0)] * d
+                offset_rows.append(offs)
 
         data: Dict[str, Any] = {"input_ids": rows}
         if return_token_type_ids:
             data["token_type_ids"] = type_ids
         if return_special_tokens_mask:
             data["special_tokens_mask"] = special
+        if return_offsets_mapping:
+            data["offset_mapping"] = offset_rows
         if return_length and batched:
             data["length"] = lengths
         if pad_phase:
