@@ -45,6 +45,8 @@ import base64
 import binascii
 import contextvars
 import functools
+import itertools
+import operator
 import os
 import shutil
 import weakref
@@ -215,6 +217,8 @@ def _encode_text(
 
 
 _UTF8_CONTINUATION = bytes(range(0x80, 0xC0))
+# tiktoken encoding -> ((added-tokens key), (chars started per id, begins-inside-a-character per id))
+_OFFSET_TABLES: "weakref.WeakKeyDictionary[Any, Any]" = weakref.WeakKeyDictionary()
 
 
 def token_char_offsets(pieces: Iterable[bytes], start: int = 0) -> List[Tuple[int, int]]:
@@ -392,14 +396,44 @@ class GLM4FixMixin:
 
     # -------------------------------------------------------------- offsets
     def _glm4_offsets(self, ids: Sequence[int]) -> List[Tuple[int, int]]:
-        """Character offsets of ``ids``, the tokens of one whole text (no added prefix), into that text."""
-        decoder, added = self.decoder, self._added_tokens_decoder
-        pieces = [decoder.get(i) for i in ids]
-        if None in pieces:
-            for k, piece in enumerate(pieces):
-                if piece is None:
-                    pieces[k] = added[ids[k]].content.encode("utf-8")
-        return token_char_offsets(pieces)
+        """Character offsets of ``ids``, the tokens of one whole text (no added prefix), into that text.
+
+        The same as ``token_char_offsets`` over the tokens' bytes, computed from per-id tables (characters
+        each token starts, and whether it begins inside a character) so the walk runs in C.
+        """
+        tables = self._glm4_offset_tables()
+        if tables is None:
+            decoder, added = self.decoder, self._added_tokens_decoder
+            return token_char_offsets([decoder.get(i) or added[i].content.encode("utf-8") for i in ids])
+        starts_chars, begins_inside = tables
+        ends = list(itertools.accumulate(map(starts_chars.__getitem__, ids)))
+        starts = map(operator.sub, itertools.chain((0,), ends), map(begins_inside.__getitem__, ids))
+        return list(zip(starts, ends))
+
+    def _glm4_offset_tables(self) -> Optional[Tuple[List[int], List[int]]]:
+        """Per token id: how many characters it starts, and 1 if it begins inside a character.
+
+        Built once per vocabulary and set of added tokens (kept next to the tiktoken encoding, outside
+        the tokenizer, so pickles stay small); None when the tokenizer has no tiktoken encoding.
+        """
+        encoding = getattr(self, "tokenizer", None)
+        added = self._added_tokens_decoder
+        key = (id(added), len(added))
+        try:
+            cached = _OFFSET_TABLES.get(encoding)
+        except TypeError:  # not weak-referenceable
+            return None
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        pieces = dict(self.decoder)
+        pieces.update((i, token.content.encode("utf-8")) for i, token in added.items())
+        size = max(pieces) + 1
+        starts_chars, begins_inside = [0] * size, [0] * size
+        for i, piece in pieces.items():
+            starts_chars[i] = len(piece.translate(None, _UTF8_CONTINUATION))
+            begins_inside[i] = int(bool(piece) and (piece[0] & 0xC0) == 0x80)
+        _OFFSET_TABLES[encoding] = (key, (starts_chars, begins_inside))
+        return starts_chars, begins_inside
 
     def _glm4_generic_offsets(self, encode: Callable[..., Any], rows: List[Tuple[Any, Any]], kwargs: Dict[str, Any]):
         """Run transformers' generic ``encode`` (``_encode_plus``/``_batch_encode_plus``) with offsets.
