@@ -104,9 +104,10 @@ def test_glm4_9b_chat_spans_are_metadata_newline_content(tiny_tok, chat, add_gen
         assert text[:a].endswith("<|assistant|>")
 
 
+@pytest.mark.parametrize("name", ["glm-4.5", "glm-4.5-air"])
 @given(chat=rich_chats)
-def test_glm4_5_spans_hold_each_reply(tiny_tok, chat):
-    marked = chat_templates.marked_template(chat_templates.original_template("glm-4.5"))
+def test_glm4_5_spans_hold_each_reply(tiny_tok, name, chat):
+    marked = chat_templates.marked_template(chat_templates.original_template(name))
     text, found = spans(tiny_tok, marked, chat)
     assert len(found) == sum(m["role"] == "assistant" for m in chat)
     for a, b in found:
@@ -114,6 +115,12 @@ def test_glm4_5_spans_hold_each_reply(tiny_tok, chat):
         assert text[a:b].startswith("\n<think>")
         following = text[b:]
         assert following == "" or following.startswith(("<|user|>", "<|assistant|>", "<|observation|>", "<|system|>"))
+
+
+def test_glm4_5_is_trls_glm4moe_template():
+    """Where glm-4.5 comes from: TRL ships the original GLM-4-MoE template (when trl is installed)."""
+    trl_utils = pytest.importorskip("trl.chat_template_utils")
+    assert chat_templates.original_template("glm-4.5") == trl_utils.glm4moe_chat_template
 
 
 def test_lookup(tiny_tok):

@@ -15,10 +15,13 @@ The templates live as files in ``glm4_tokfix/data/chat_templates/`` (``NAME.jinj
     The template of THUDM/glm-4-9b-chat's ``tokenizer_config.json`` (also glm-4-9b-chat-1m and the embedded
     tiny tokenizer), copied from that file. Marked: ``{{ metadata }}\\n{{ content }}`` of assistant messages.
 ``glm-4.5``
-    GLM-4.5's template (GLM-4.5 / GLM-4.5-Air, zai-org), taken from its text as ``llama-server`` prints it
-    for a GLM-4.5-Air GGUF in a public ik_llama.cpp issue thread (the revision whose user branch reads
-    ``{% set content = visible_text(m.content) %}``). Marked: the thinking block, the content and the tool
-    calls of assistant messages.
+    GLM-4.5's template (zai-org GLM-4.5 / GLM-4-MoE), byte for byte the ``glm4moe.jinja`` that TRL ships
+    (trl 1.16, ``trl/chat_templates/glm4moe.jinja``, "Original GLM-4-MoE chat template"). Marked: the
+    thinking block, the content and the tool calls of assistant messages.
+``glm-4.5-air``
+    Another revision of the same template, as ``llama-server`` prints it for a GLM-4.5-Air GGUF in a public
+    ik_llama.cpp issue thread: identical to ``glm-4.5`` but for its user branch, which reads
+    ``{% set content = visible_text(m.content) %}{{ content }}``. Marked like ``glm-4.5``.
 
 GLM-4-0414's template is not shipped: no copy of it was found in the sources this project could consult,
 and a template written from memory could not be proved byte-identical to the original. Until one is added,
@@ -39,7 +42,7 @@ __all__ = ["TEMPLATE_NAMES", "has_generation_markers", "marked_template", "origi
 _DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "chat_templates")
 
 #: The originals glm4-tokfix has a marked copy of.
-TEMPLATE_NAMES: Tuple[str, ...] = ("glm-4-9b-chat", "glm-4.5")
+TEMPLATE_NAMES: Tuple[str, ...] = ("glm-4-9b-chat", "glm-4.5", "glm-4.5-air")
 
 _GENERATION = re.compile(r"\{%-?\s*generation\s*-?%\}")
 
