@@ -17,6 +17,11 @@ Two pieces, usable apart:
     ``input_ids``, ``attention_mask``, ``position_ids`` and ``labels`` tensors: pads on ``padding_side``
     with the pad id, attention 0, position 0 and label -100; positions 0..n-1 on the real tokens.
 
+``use_marked_chat_template(tokenizer)``
+    Sets the tokenizer's chat template to its marked copy (``glm4_tokfix.chat_templates``), which renders
+    byte for byte like the original. Needed for tools that read ``tokenizer.chat_template`` themselves and
+    want ``{% generation %}`` markers, such as TRL's ``SFTTrainer(assistant_only_loss=True)``.
+
 Labels are aligned with ``input_ids`` (transformers' causal LM models shift them). "Assistant reply" is what
 the template writes after ``<|assistant|>`` for each assistant message (see ``glm4_tokfix.chat_templates``).
 Every row of a batch, without its pads, is exactly the single encoding of that chat.
@@ -26,7 +31,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
-__all__ = ["IGNORE_INDEX", "SFTCollator", "labels_from_mask", "tokenize_chats"]
+__all__ = ["IGNORE_INDEX", "SFTCollator", "labels_from_mask", "tokenize_chats", "use_marked_chat_template"]
 
 #: The label of tokens the loss ignores (PyTorch's ``CrossEntropyLoss`` default).
 IGNORE_INDEX = -100
@@ -37,6 +42,27 @@ def labels_from_mask(input_ids: Sequence[int], mask: Sequence[int]) -> List[int]
     if len(input_ids) != len(mask):
         raise ValueError(f"input_ids has {len(input_ids)} tokens but the mask has {len(mask)}")
     return [token if bit else IGNORE_INDEX for token, bit in zip(input_ids, mask)]
+
+
+def use_marked_chat_template(tokenizer: Any) -> Any:
+    """Give ``tokenizer`` the marked copy of its GLM-4 chat template, in place; returns ``tokenizer``.
+
+    ``ValueError`` when its template is neither one of the known GLM-4 originals nor already marked.
+    """
+    from glm4_tokfix.chat_templates import TEMPLATE_NAMES, marked_template
+
+    template = getattr(tokenizer, "chat_template", None)
+    if not isinstance(template, str):
+        raise ValueError(f"the tokenizer has no chat template to mark (chat_template={template!r})")
+    marked = marked_template(template)
+    if marked is None:
+        raise ValueError(
+            "the tokenizer's chat template is not one of the GLM-4 templates glm4-tokfix has a marked copy of "
+            f"({', '.join(TEMPLATE_NAMES)}); add {{% generation %}}...{{% endgeneration %}} around its "
+            "assistant replies yourself"
+        )
+    tokenizer.chat_template = marked
+    return tokenizer
 
 
 def tokenize_chats(
