@@ -45,6 +45,7 @@ import base64
 import binascii
 import contextvars
 import functools
+import importlib
 import itertools
 import operator
 import os
@@ -1155,8 +1156,8 @@ class GLM4FixMixin:
         """``template`` if it has ``{% generation %}`` markers, else the shipped marked copy of it."""
         if _GENERATION_TAG.search(template):
             return template
-        try:
-            from glm4_tokfix.chat_templates import marked_template
+        try:  # optional: a model folder's copy of this module works without the package, minus this lookup
+            marked_template = importlib.import_module("glm4_tokfix.chat_templates").marked_template
         except ImportError:
             raise ValueError(
                 "return_assistant_tokens_mask=True needs a chat template with {% generation %} markers. This "
