@@ -16,6 +16,8 @@ import transformers until a tokenizer is asked for.
 * ``patch``, ``is_patched``, ``from_pretrained``, ``enable``, ``disable``, ``is_enabled`` -- swap the
   fix in where GLM-4 is loaded (``glm4_tokfix.patching``).
 * ``glm4_tokfix.testing`` -- hypothesis strategies and assertion helpers for your own CI.
+* ``glm4_tokfix.sft`` -- chats to SFT batches (``tokenize_chats``, ``SFTCollator``).
+* ``glm4_tokfix.chat_templates`` -- GLM-4 chat templates with ``{% generation %}`` markers.
 """
 
 from __future__ import annotations

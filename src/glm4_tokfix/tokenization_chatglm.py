@@ -54,6 +54,9 @@ import binascii
 import contextvars
 import copy
 import functools
+import importlib
+import itertools
+import operator
 import os
 import shutil
 import weakref
@@ -108,6 +111,14 @@ PAIR_SUFFIX_TOKEN = "<|endoftext|>"
 # text holding it twice keeps both copies. A ContextVar is per thread (and per
 # asyncio task), so sharing one tokenizer between threads stays safe.
 _PREFIX_STRIPPED: contextvars.ContextVar[bool] = contextvars.ContextVar("glm4_prefix_stripped", default=False)
+
+# Offsets on transformers' generic path (pairs, overflow, a tokenizer without the fast path): the rows
+# still to build, in order, as (ids, offsets) per sequence; ``prepare_for_model`` takes one per call.
+_OFFSET_ROWS: contextvars.ContextVar[Optional[List[Any]]] = contextvars.ContextVar("glm4_offset_rows", default=None)
+# While set, ``truncate_sequences`` appends how many tokens of each sequence it kept.
+_TRUNCATION_LOG: contextvars.ContextVar[Optional[List[Tuple[int, int]]]] = contextvars.ContextVar(
+    "glm4_truncation_log", default=None
+)
 
 
 def load_tiktoken_ranks(vocab_file: Union[str, os.PathLike]) -> Dict[bytes, int]:
@@ -224,6 +235,118 @@ def _encode_text(
         return _encode_text(ordinary, with_special, starts, allowed, text)
 
 
+_UTF8_CONTINUATION = bytes(range(0x80, 0xC0))
+# tiktoken encoding -> ((added-tokens key), (chars started per id, begins-inside-a-character per id))
+_OFFSET_TABLES: "weakref.WeakKeyDictionary[Any, Any]" = weakref.WeakKeyDictionary()
+
+
+def token_char_offsets(pieces: Iterable[bytes], start: int = 0) -> List[Tuple[int, int]]:
+    """``(start, end)`` character offsets of consecutive tokens, from their bytes alone.
+
+    ``pieces`` are the UTF-8 bytes of each token of one text, in order (BPE tokens may end or begin
+    inside a multi-byte character). The offsets count characters (code points) of that text from
+    ``start``, exactly as a byte-level HF fast tokenizer with ``trim_offsets=False`` gives them: a
+    token covers every character one of its bytes belongs to, so the tokens a character was split
+    into all get that whole character::
+
+        >>> token_char_offsets([b"a", b"\\xe4\\xbd", b"\\xa0", b" b"])   # "a你 b"
+        [(0, 1), (1, 2), (1, 2), (2, 4)]
+
+    A lone surrogate, which tiktoken encodes as U+FFFD, is one character like U+FFFD.
+    """
+    offsets: List[Tuple[int, int]] = []
+    append = offsets.append
+    chars = start  # characters started so far
+    for piece in pieces:
+        if piece.isascii():
+            end = chars + len(piece)
+            append((chars, end))
+            chars = end
+            continue
+        begins_inside = piece[:1] and (piece[0] & 0xC0) == 0x80  # first byte continues the previous character
+        end = chars + len(piece.translate(None, _UTF8_CONTINUATION))
+        append((chars - 1 if begins_inside else chars, end))
+        chars = end
+    return offsets
+
+
+def assistant_token_mask(offsets: Sequence[Sequence[int]], spans: Sequence[Sequence[int]]) -> List[int]:
+    """1 on each token whose characters overlap one of ``spans``, 0 elsewhere.
+
+    ``offsets`` are one row's ``(start, end)`` character offsets (``return_offsets_mapping=True``),
+    ``spans`` the ``(start, end)`` character spans of the assistant replies in the same text (what
+    transformers' chat-template renderer reports for ``{% generation %}`` blocks). Zero-width tokens
+    -- an added prefix, pads -- are 0. A token cut by a span's edge counts as inside, so a reply cut by
+    truncation keeps its remaining tokens. Works for any tokenizer that gives offsets.
+    """
+    spans = sorted((int(a), int(b)) for a, b in spans if b > a)
+    mask = [0] * len(offsets)
+    k = 0
+    for i, (start, end) in enumerate(offsets):
+        if end <= start:
+            continue
+        while k < len(spans) and spans[k][1] <= start:
+            k += 1
+        if k == len(spans):
+            break
+        if end > spans[k][0]:
+            mask[i] = 1
+    return mask
+
+
+# transformers 5.24's private-use markers around control-token literals found in user input (the same
+# characters, so a chat marked by either side encodes alike).
+_CONTROL_START, _CONTROL_END = "\U000f0000", "\U000f0001"
+_GENERATION_TAG = regex.compile(r"\{%-?\s*generation\s*-?%\}")
+
+
+def _control_pattern(tokens: Iterable[str]) -> "regex.Pattern[str]":
+    longest_first = sorted(set(tokens), key=len, reverse=True)
+    return regex.compile("|".join(map(regex.escape, longest_first)) or "(?!)")
+
+
+def _mark_control_tokens(obj: Any, pattern: "regex.Pattern[str]") -> Any:
+    """Wrap each control-token literal in user strings (recursively; dict keys excepted) in the markers.
+
+    Markers already in a string are dropped first, so a user cannot forge a marked token.
+    """
+    if isinstance(obj, str):
+        obj = obj.replace(_CONTROL_START, "").replace(_CONTROL_END, "")
+        return pattern.sub(lambda m: _CONTROL_START + m.group(0) + _CONTROL_END, obj)
+    if isinstance(obj, dict):
+        return {key: _mark_control_tokens(value, pattern) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_mark_control_tokens(value, pattern) for value in obj]
+    return obj
+
+
+def _glm4_row(text: Any, pair: Any) -> Tuple[Any, Any]:
+    """One batch item as (text, text_pair): a 2-tuple/list of texts is a pair, as in transformers."""
+    if pair is None and isinstance(text, (list, tuple)) and len(text) == 2 and all(isinstance(t, str) for t in text):
+        return text[0], text[1]
+    return text, pair
+
+
+@functools.lru_cache(maxsize=None)
+def _transformers_sanitizes() -> bool:
+    """True when transformers' own apply_chat_template has sanitize_control_tokens (5.x)."""
+    import inspect
+
+    from transformers.tokenization_utils_base import PreTrainedTokenizerBase
+
+    return "sanitize_control_tokens" in inspect.signature(PreTrainedTokenizerBase.apply_chat_template).parameters
+
+
+@functools.lru_cache(maxsize=None)
+def _return_dict_default() -> bool:
+    """transformers' default for apply_chat_template(return_dict=...): False on 4.x, True on 5.x."""
+    import inspect
+
+    from transformers.tokenization_utils_base import PreTrainedTokenizerBase
+
+    return inspect.signature(PreTrainedTokenizerBase.apply_chat_template).parameters["return_dict"].default
+
+
 def _max_length_too_small(n_special: int, remove: int, n_text: int) -> ValueError:
     return ValueError(
         f"max_length is too small: it must leave room for the {n_special} special tokens [gMASK]<sop> "
@@ -232,13 +355,20 @@ def _max_length_too_small(n_special: int, remove: int, n_text: int) -> ValueErro
 
 
 def _padded_body_field(
-    values: List[Sequence[Any]], fill: Any, n_prefix: int, gaps: List[int], left: bool
+    values: List[Sequence[Any]],
+    fill: Any,
+    n_prefix: int,
+    gaps: List[int],
+    left: bool,
+    heads: Optional[List[Optional[Sequence[Any]]]] = None,
 ) -> List[List[Any]]:
-    """Per-token values of each row's body, with ``fill`` under the prefix and on the ``gaps[i]`` pads."""
-    return [
-        [fill] * (d + n_prefix) + list(v) if left else [fill] * n_prefix + list(v) + [fill] * d
-        for v, d in zip(values, gaps)
-    ]
+    """Per-token values of each row's body, with ``fill`` on the ``gaps[i]`` pads and under the prefix (or
+    ``heads[i]`` there, when given and not None: e.g. a literal prefix's own offsets)."""
+    rows = []
+    for i, (v, d) in enumerate(zip(values, gaps)):
+        head = list(heads[i]) if heads is not None and heads[i] is not None else [fill] * n_prefix
+        rows.append([fill] * d + head + list(v) if left else head + list(v) + [fill] * d)
+    return rows
 
 
 # ----------------------------------------------------------------- tensors
@@ -350,6 +480,10 @@ def _padded_arrays(
     return _as_framework(arrays, kind)
 
 
+#: the per-token keys ``_pad`` pads as given (with their own fill); attention_mask and position_ids it computes
+_PADDED_AS_GIVEN = ("token_type_ids", "special_tokens_mask", "offset_mapping")
+
+
 class GLM4PaddingMixin:
     """GLM-4's padding rules: pads on the requested side, ``position_ids`` that count the real tokens.
 
@@ -404,7 +538,7 @@ class GLM4PaddingMixin:
         mask = [1] * n if mask is None else list(mask)
         if len(mask) != n:
             raise ValueError(f"{main} has {n} tokens but attention_mask has {len(mask)}")
-        for key in ("token_type_ids", "special_tokens_mask"):
+        for key in _PADDED_AS_GIVEN:
             if key in encoded_inputs and len(encoded_inputs[key]) != n:
                 raise ValueError(f"{main} has {n} tokens but {key} has {len(encoded_inputs[key])}")
 
@@ -433,6 +567,8 @@ class GLM4PaddingMixin:
             encoded_inputs["token_type_ids"] = padded(encoded_inputs["token_type_ids"], self.pad_token_type_id)
         if "special_tokens_mask" in encoded_inputs:
             encoded_inputs["special_tokens_mask"] = padded(encoded_inputs["special_tokens_mask"], 1)
+        if "offset_mapping" in encoded_inputs:  # pads map to no characters
+            encoded_inputs["offset_mapping"] = padded(encoded_inputs["offset_mapping"], (0, 0))
         if return_attention_mask:
             encoded_inputs["attention_mask"] = full_mask
         else:
@@ -589,7 +725,7 @@ class GLM4PaddingMixin:
             n = len(ids)
             if masks is not None and len(masks[i]) != n:
                 raise ValueError(f"{main} has {n} tokens but attention_mask has {len(masks[i])}")
-            for key in ("token_type_ids", "special_tokens_mask"):
+            for key in _PADDED_AS_GIVEN:
                 if key in batch and len(batch[key][i]) != n:
                     raise ValueError(f"{main} has {n} tokens but {key} has {len(batch[key][i])}")
             d = target - n if target is not None and target > n else 0
@@ -601,7 +737,7 @@ class GLM4PaddingMixin:
         # the keys _pad pads as given, with their pad values; attention_mask and position_ids it computes;
         # the other keys pass through
         fills: Dict[str, Any] = {main: self.pad_token_id}
-        for key, fill in (("token_type_ids", self.pad_token_type_id), ("special_tokens_mask", 1)):
+        for key, fill in (("token_type_ids", self.pad_token_type_id), ("special_tokens_mask", 1), ("offset_mapping", (0, 0))):
             if key in batch:
                 fills[key] = fill
         keys = [key for key in batch if key != "attention_mask" or return_attention_mask]
@@ -665,7 +801,7 @@ class GLM4BatchEncoder:
 
     def _encode_plus(self, text: Any = None, text_pair: Any = None, **kwargs: Any):
         # transformers 5: every __call__/encode goes through here (a batch too); 4.x: single texts only.
-        if text_pair is None and self._glm4_fast_applies(kwargs):
+        if text_pair is None and _OFFSET_ROWS.get() is None and self._glm4_fast_applies(kwargs):
             if isinstance(text, str):
                 return self._glm4_fast_encode([text], batched=False, **kwargs)
             if (
@@ -675,6 +811,15 @@ class GLM4BatchEncoder:
                 and all(isinstance(t, str) for t in text)
             ):
                 return self._glm4_fast_encode(list(text), batched=True, **kwargs)
+        if kwargs.get("return_offsets_mapping"):  # the generic path, with offsets of our own
+            if isinstance(text, (list, tuple)) and text and not isinstance(text[0], int):  # a batch (5.x)
+                if text_pair is not None and (not isinstance(text_pair, (list, tuple)) or len(text_pair) != len(text)):
+                    raise ValueError("If `text` is a batch, `text_pair` must also be a batch of the same length.")
+                rows = [_glm4_row(t, p) for t, p in zip(text, text_pair or [None] * len(text))]
+            else:
+                rows = [(text, text_pair)]
+            encode = functools.partial(super()._encode_plus, text=text, text_pair=text_pair)
+            return self._glm4_generic_offsets(encode, rows, kwargs)
         return super()._encode_plus(text=text, text_pair=text_pair, **kwargs)
 
     def encode(
@@ -731,6 +876,10 @@ class GLM4BatchEncoder:
             and self._glm4_fast_applies(kwargs)
         ):
             return self._glm4_fast_encode(list(texts), batched=True, **kwargs)
+        if kwargs.get("return_offsets_mapping"):  # the generic path, with offsets of our own
+            rows = [_glm4_row(row, None) for row in texts]
+            encode = functools.partial(super()._batch_encode_plus, batch_text_or_text_pairs)
+            return self._glm4_generic_offsets(encode, rows, kwargs)
         return super()._batch_encode_plus(batch_text_or_text_pairs, **kwargs)
 
     _GLM4_FAST_KWARGS = frozenset(
@@ -744,12 +893,12 @@ class GLM4BatchEncoder:
     )  # fmt: skip
 
     def _glm4_fast_applies(self, kwargs: Dict[str, Any]) -> bool:
-        """The fast path covers plain texts with every option of __call__ except overflow/offsets/pairs."""
+        """The fast path covers plain texts with every option of __call__ except overflow and pairs."""
         if self._glm4_text_encoder(kwargs.get("split_special_tokens")) is None:
             return False  # switched off, a custom _tokenize, do_lower_case, or added tokens tiktoken can't split
         if not self._GLM4_FAST_KWARGS.issuperset(kwargs) or not self._glm4_pads_by_these_rules():
             return False  # an option it does not cover, or a _pad of someone else's (transformers calls it)
-        if kwargs.get("return_overflowing_tokens") or kwargs.get("return_offsets_mapping"):
+        if kwargs.get("return_overflowing_tokens"):
             return False
         if TruncationStrategy(kwargs.get("truncation_strategy", "do_not_truncate")) == TruncationStrategy.ONLY_SECOND:
             return False
@@ -865,6 +1014,7 @@ class GLM4BatchEncoder:
         return_attention_mask: Optional[bool] = None,
         return_special_tokens_mask: bool = False,
         return_length: bool = False,
+        return_offsets_mapping: bool = False,
         verbose: bool = True,
         split_special_tokens: Optional[bool] = None,
         **_ignored: Any,  # stride, is_split_into_words=False, return_overflowing_tokens=False, ...
@@ -879,14 +1029,21 @@ class GLM4BatchEncoder:
             raise ValueError(f"truncation_side must be 'left' or 'right', got {self.truncation_side!r}")
 
         encoded = self._glm4_encode_texts(texts, encode)
+        offsets = literal = None
+        if return_offsets_mapping:  # from the full ids, before the bodies are cut out of them in place
+            offsets = [self._glm4_offsets(ids) for ids in encoded]
+            literal = [prefix is not None and ids[: len(head)] == head for ids in encoded]
         bodies, kept = self._glm4_bodies(encoded, prefix, max_length if truncate else None)
         del encoded
         lengths = [len(b) + len(head) for b in bodies]
         for n in lengths:  # transformers' "longer than model_max_length" warning looks at the length only
             self._eventual_warn_about_too_long_sequence(range(n), max_length, verbose)
         # Optional per-row fields: name -> (each row's values, cut like its ids with ``kept[i]``; the value
-        # under the prefix and on pads). Offsets would go here, e.g. {"offset_mapping": (offsets, (0, 0))}.
-        body_fields: Dict[str, Tuple[List[Sequence[Any]], Any]] = {}
+        # on pads and under an added prefix[; per row, the values under the prefix instead, or None]).
+        body_fields: Dict[str, Tuple[Any, ...]] = {}
+        if offsets is not None:  # an added prefix and pads map to no characters; a literal prefix to its own
+            heads = [offs[: len(head)] if lit else None for offs, lit in zip(offsets, literal)]
+            body_fields["offset_mapping"] = ([offs[k] for offs, k in zip(offsets, kept)], (0, 0), heads)
 
         if return_token_type_ids is None:
             return_token_type_ids = "token_type_ids" in self.model_input_names
@@ -985,7 +1142,7 @@ class GLM4BatchEncoder:
         with_special: bool,
         with_mask: bool,
         with_positions: bool,
-        body_fields: Dict[str, Tuple[List[Sequence[Any]], Any]],
+        body_fields: Dict[str, Tuple[Any, ...]],
     ) -> Dict[str, List[List[Any]]]:
         """Rows as lists: ``head + body`` with ``gaps[i]`` pads on the ``left`` or right, and the fields asked for.
 
@@ -1032,8 +1189,8 @@ class GLM4BatchEncoder:
             rows["token_type_ids"] = type_ids
         if with_special:
             rows["special_tokens_mask"] = special
-        for key, (values, fill) in body_fields.items():
-            rows[key] = _padded_body_field(values, fill, n_prefix, gaps, left)
+        for key, (values, fill, *heads) in body_fields.items():
+            rows[key] = _padded_body_field(values, fill, n_prefix, gaps, left, *heads)
         if with_mask:
             rows["attention_mask"] = masks
         if with_positions:
@@ -1052,7 +1209,7 @@ class GLM4BatchEncoder:
         with_special: bool,
         with_mask: bool,
         with_positions: bool,
-        body_fields: Dict[str, Tuple[List[Sequence[Any]], Any]],
+        body_fields: Dict[str, Tuple[Any, ...]],
     ) -> Dict[str, Any]:
         """The rows of ``_glm4_row_lists`` when every row is ``width`` long, as arrays of ``kind`` ('np'/'pt').
 
@@ -1072,8 +1229,9 @@ class GLM4BatchEncoder:
             rows["token_type_ids"] = np.where(real, 0, self.pad_token_type_id).astype(dtype)
         if with_special:
             rows["special_tokens_mask"] = (~real | (index < len(head))).astype(dtype)
-        for key, (values, fill) in body_fields.items():  # as transformers converts them (per-token values)
-            rows[key] = np.asarray(_padded_body_field(values, fill, len(head), [width - n for n in lengths], left))
+        for key, (values, fill, *heads) in body_fields.items():  # as transformers converts them (per-token values)
+            gaps = [width - n for n in lengths]
+            rows[key] = np.asarray(_padded_body_field(values, fill, len(head), gaps, left, *heads))
         if with_mask:
             rows["attention_mask"] = real.astype(dtype)
         if with_positions:
@@ -1142,6 +1300,147 @@ class GLM4FixMixin(GLM4BatchEncoder, GLM4PaddingMixin):
             raise ValueError(f"token id {index!r} is outside the vocabulary (0..{len(self) - 1})")
         return token
 
+    # -------------------------------------------------------------- offsets
+    def _glm4_offsets(self, ids: Sequence[int]) -> List[Tuple[int, int]]:
+        """Character offsets of ``ids``, the tokens of one whole text (no added prefix), into that text.
+
+        The same as ``token_char_offsets`` over the tokens' bytes, computed from per-id tables (characters
+        each token starts, and whether it begins inside a character) so the walk runs in C.
+        """
+        tables = self._glm4_offset_tables()
+        if tables is None:
+            decoder, added = self.decoder, self._added_tokens_decoder
+            return token_char_offsets([decoder.get(i) or added[i].content.encode("utf-8") for i in ids])
+        starts_chars, begins_inside = tables
+        ends = list(itertools.accumulate(map(starts_chars.__getitem__, ids)))
+        starts = map(operator.sub, itertools.chain((0,), ends), map(begins_inside.__getitem__, ids))
+        return list(zip(starts, ends))
+
+    def _glm4_offset_tables(self) -> Optional[Tuple[List[int], List[int]]]:
+        """Per token id: how many characters it starts, and 1 if it begins inside a character.
+
+        Built once per vocabulary and set of added tokens (kept next to the tiktoken encoding, outside
+        the tokenizer, so pickles stay small); None when the tokenizer has no tiktoken encoding.
+        """
+        encoding = getattr(self, "tokenizer", None)
+        added = self._added_tokens_decoder
+        key = (id(added), len(added))
+        try:
+            cached = _OFFSET_TABLES.get(encoding)
+        except TypeError:  # not weak-referenceable
+            return None
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        pieces = dict(self.decoder)
+        pieces.update((i, token.content.encode("utf-8")) for i, token in added.items())
+        size = max(pieces) + 1
+        starts_chars, begins_inside = [0] * size, [0] * size
+        for i, piece in pieces.items():
+            starts_chars[i] = len(piece.translate(None, _UTF8_CONTINUATION))
+            begins_inside[i] = int(bool(piece) and (piece[0] & 0xC0) == 0x80)
+        _OFFSET_TABLES[encoding] = (key, (starts_chars, begins_inside))
+        return starts_chars, begins_inside
+
+    def _glm4_generic_offsets(self, encode: Callable[..., Any], rows: List[Tuple[Any, Any]], kwargs: Dict[str, Any]):
+        """Run transformers' generic ``encode`` (``_encode_plus``/``_batch_encode_plus``) with offsets.
+
+        ``rows`` are the (text, text_pair) of each row. Their ids and offsets are computed here and
+        handed to ``prepare_for_model`` (one row per call), which truncates and pads the offsets with
+        the ids; ``_pad`` pads them with ``(0, 0)``.
+        """
+        if kwargs.get("is_split_into_words"):
+            raise ValueError("return_offsets_mapping=True needs plain texts; it is not available with is_split_into_words")
+        if kwargs.get("sanitize_control_tokens"):
+            raise ValueError("return_offsets_mapping=True is not available with sanitize_control_tokens=True")
+        split = kwargs.get("split_special_tokens")
+        pending: List[Any] = []
+        for row in rows:
+            encoded = []
+            for text in row:
+                if text is None:
+                    encoded.append(None)
+                    continue
+                if not isinstance(text, str):
+                    raise ValueError(
+                        f"return_offsets_mapping=True needs texts (str), got {type(text).__name__}: offsets are "
+                        "character positions in a text"
+                    )
+                ids = self.encode(text, add_special_tokens=False, split_special_tokens=split)
+                encoded.append((ids, self._glm4_offsets(ids)))
+            pending.append(encoded)
+        kwargs = dict(kwargs, return_offsets_mapping=False)
+        token = _OFFSET_ROWS.set(pending)
+        try:
+            out = encode(**kwargs)
+        finally:
+            _OFFSET_ROWS.reset(token)
+        if pending:
+            raise RuntimeError(f"internal error: {len(pending)} rows of offsets were not used")
+        return out
+
+    def _glm4_prepare_with_offsets(
+        self, ids: List[int], pair_ids: Optional[List[int]], row: List[Any], kwargs: Dict[str, Any]
+    ):
+        """``prepare_for_model`` for one row of ``_glm4_generic_offsets``: ids, then offsets, then padding."""
+        from transformers.tokenization_utils_base import BatchEncoding
+
+        for given, expected in zip((ids, pair_ids), row):
+            if (given is None) != (expected is None) or (given is not None and list(given) != expected[0]):
+                raise RuntimeError("internal error: the ids of a row differ from those its offsets were computed on")
+        offsets = list(row[0][1])
+        pair_offsets = list(row[1][1]) if row[1] is not None else None
+        add_special = kwargs.get("add_special_tokens", True)
+        head: List[Tuple[int, int]] = []
+        if add_special:
+            prefix = self.get_prefix_tokens()
+            if self._glm4_has_prefix(ids, prefix):  # a literal prefix maps to its own characters
+                head, offsets = offsets[: len(prefix)], offsets[len(prefix) :]
+            else:
+                head = [(0, 0)] * len(prefix)
+        padding = kwargs.pop("padding", False)
+        max_length = kwargs.get("max_length")
+        pad_to_multiple_of = kwargs.pop("pad_to_multiple_of", None)
+        padding_side = kwargs.pop("padding_side", None)
+        return_tensors = kwargs.pop("return_tensors", None)
+        prepend_batch_axis = kwargs.pop("prepend_batch_axis", False)
+        return_attention_mask = kwargs.pop("return_attention_mask", None)
+        if return_attention_mask is None:
+            return_attention_mask = "attention_mask" in self.model_input_names
+        return_length = kwargs.pop("return_length", False)
+        log: List[Tuple[int, int]] = []
+        token = _TRUNCATION_LOG.set(log)
+        try:
+            encoded = dict(self._glm4_prepare(ids, pair_ids, padding=False, return_attention_mask=False, **kwargs))
+        finally:
+            _TRUNCATION_LOG.reset(token)
+        left = self.truncation_side == "left"
+        if log:
+            kept, kept_pair = log[-1]
+            offsets = offsets[len(offsets) - kept :] if left else offsets[:kept]
+            if pair_offsets is not None:
+                pair_offsets = pair_offsets[len(pair_offsets) - kept_pair :] if left else pair_offsets[:kept_pair]
+        row_offsets = head + offsets + (pair_offsets or [])
+        if add_special and pair_offsets is not None:
+            row_offsets.append((0, 0))  # the <|endoftext|> that closes a pair
+        if len(row_offsets) != len(encoded["input_ids"]):
+            raise RuntimeError("internal error: offsets and ids of a row differ in length")
+        encoded["offset_mapping"] = row_offsets
+        strategy, _, max_length, _ = self._get_padding_truncation_strategies(
+            padding=padding, max_length=max_length, pad_to_multiple_of=pad_to_multiple_of, verbose=False
+        )
+        if strategy != PaddingStrategy.DO_NOT_PAD or return_attention_mask:
+            encoded = self.pad(
+                encoded,
+                max_length=max_length,
+                padding=strategy.value,
+                pad_to_multiple_of=pad_to_multiple_of,
+                padding_side=padding_side,
+                return_attention_mask=return_attention_mask,
+            )
+        if return_length:
+            encoded["length"] = len(encoded["input_ids"])
+        return BatchEncoding(encoded, tensor_type=return_tensors, prepend_batch_axis=prepend_batch_axis)
+
     # ------------------------------------------------------ special tokens
     def build_inputs_with_special_tokens(
         self, token_ids_0: List[int], token_ids_1: Optional[List[int]] = None
@@ -1205,6 +1504,19 @@ class GLM4FixMixin(GLM4BatchEncoder, GLM4PaddingMixin):
         by ``build_inputs_with_special_tokens``, so length accounting and
         ``truncation_side`` see the prefix exactly once.
         """
+        rows = _OFFSET_ROWS.get()
+        if rows:
+            if args:
+                raise TypeError("prepare_for_model: pass its options by keyword")
+            row = rows.pop(0)
+            token = _OFFSET_ROWS.set(None)
+            try:
+                return self._glm4_prepare_with_offsets(ids, pair_ids, row, dict(kwargs))
+            finally:
+                _OFFSET_ROWS.reset(token)
+        return self._glm4_prepare(ids, pair_ids, *args, **kwargs)
+
+    def _glm4_prepare(self, ids: List[int], pair_ids: Optional[List[int]] = None, *args: Any, **kwargs: Any):
         add_special_tokens = kwargs.get("add_special_tokens", args[0] if args else True)
         if not add_special_tokens:
             return super().prepare_for_model(ids, pair_ids, *args, **kwargs)
@@ -1232,6 +1544,20 @@ class GLM4FixMixin(GLM4BatchEncoder, GLM4PaddingMixin):
         go; here that cuts to the prefix alone, and a ``max_length`` too small
         for the special tokens themselves is a ValueError.
         """
+        result = self._glm4_truncate(ids, pair_ids, num_tokens_to_remove, truncation_strategy, stride)
+        log = _TRUNCATION_LOG.get()
+        if log is not None:
+            log.append((len(result[0]), len(result[1]) if result[1] is not None else 0))
+        return result
+
+    def _glm4_truncate(
+        self,
+        ids: List[int],
+        pair_ids: Optional[List[int]],
+        num_tokens_to_remove: int,
+        truncation_strategy: Union[str, TruncationStrategy],
+        stride: int,
+    ) -> Tuple[List[int], Optional[List[int]], List[int]]:
         strategy = TruncationStrategy(truncation_strategy)
         single = pair_ids is None and strategy in (TruncationStrategy.ONLY_FIRST, TruncationStrategy.LONGEST_FIRST)
         if num_tokens_to_remove <= 0 or not single:
@@ -1244,6 +1570,219 @@ class GLM4FixMixin(GLM4BatchEncoder, GLM4PaddingMixin):
         if self.truncation_side == "left":
             return ids[num_tokens_to_remove:], None, ids[:window]
         return ids[: len(ids) - num_tokens_to_remove], None, ids[len(ids) - window :]
+
+    # ------------------------------------------------------- chat template
+    def apply_chat_template(self, conversation: Any, *args: Any, **kwargs: Any):
+        """transformers' ``apply_chat_template``, plus ``return_assistant_tokens_mask=True`` on slow
+        tokenizers (both lines) and ``sanitize_control_tokens=True`` on transformers 4.x.
+
+        ``return_assistant_tokens_mask=True``: ``assistant_masks`` is 1 on the tokens of each assistant
+        reply (computed from the rendered text's ``{% generation %}`` spans and the token offsets), 0
+        elsewhere and on pads. A GLM-4 template without markers is swapped for its marked copy from
+        ``glm4_tokfix.chat_templates`` (same rendering); an unknown template without markers is a
+        ``ValueError``. ``sanitize_control_tokens=True``: control-token literals in messages, tools,
+        documents and template variables are encoded as text, with transformers 5.24's ids.
+        """
+        if args:  # tools, documents, ... given positionally: name them, as transformers' signature does
+            names = ("tools", "documents", "chat_template", "add_generation_prompt", "continue_final_message", "tokenize")
+            if len(args) > len(names):
+                raise TypeError(f"apply_chat_template takes at most {len(names)} positional options; pass the rest by name")
+            for name, value in zip(names, args):
+                if name in kwargs:
+                    raise TypeError(f"apply_chat_template got {name!r} twice")
+                kwargs[name] = value
+        mask = kwargs.get("return_assistant_tokens_mask", False)
+        own_sanitize = kwargs.get("sanitize_control_tokens", False) and not _transformers_sanitizes()
+        if mask or own_sanitize:
+            return self._glm4_apply_chat_template(conversation, **kwargs)
+        if "sanitize_control_tokens" in kwargs and not _transformers_sanitizes():
+            kwargs.pop("sanitize_control_tokens")  # False: nothing to do, and 4.x would pass it to the template
+        return super().apply_chat_template(conversation, **kwargs)
+
+    def _glm4_marked_template(self, template: str) -> str:
+        """``template`` if it has ``{% generation %}`` markers, else the shipped marked copy of it."""
+        if _GENERATION_TAG.search(template):
+            return template
+        try:  # optional: a model folder's copy of this module works without the package, minus this lookup
+            marked_template = importlib.import_module("glm4_tokfix.chat_templates").marked_template
+        except ImportError:
+            raise ValueError(
+                "return_assistant_tokens_mask=True needs a chat template with {% generation %} markers. This "
+                "tokenizer's template has none, and the marked copies of the GLM-4 templates come with the "
+                "glm4-tokfix package, which is not importable here: `pip install glm4-tokfix`, or pass "
+                "chat_template= a template with {% generation %}...{% endgeneration %} around assistant replies"
+            ) from None
+        marked = marked_template(template)
+        if marked is None:
+            raise ValueError(
+                "return_assistant_tokens_mask=True needs a chat template with {% generation %} markers; this "
+                "template has none and is not one of the GLM-4 templates glm4-tokfix has a marked copy of "
+                "(glm4_tokfix.chat_templates.TEMPLATE_NAMES). Pass chat_template= a template with "
+                "{% generation %}...{% endgeneration %} around each assistant reply"
+            )
+        return marked
+
+    def _glm4_apply_chat_template(
+        self,
+        conversation: Any,
+        tools: Any = None,
+        documents: Any = None,
+        chat_template: Optional[str] = None,
+        add_generation_prompt: bool = False,
+        continue_final_message: Any = False,
+        tokenize: bool = True,
+        sanitize_control_tokens: bool = False,
+        padding: Any = False,
+        truncation: Any = False,
+        max_length: Optional[int] = None,
+        return_tensors: Any = None,
+        return_dict: Optional[bool] = None,
+        return_assistant_tokens_mask: bool = False,
+        tokenizer_kwargs: Optional[Dict[str, Any]] = None,
+        **template_kwargs: Any,
+    ):
+        """``apply_chat_template`` with assistant masks and control-token sanitizing done here."""
+        from transformers import tokenization_utils_base as base
+        from transformers.tokenization_utils_base import BatchEncoding
+        from transformers.utils.chat_template_utils import render_jinja_template
+
+        if return_dict is None:
+            return_dict = _return_dict_default()
+        if not tokenize:
+            return_dict = False
+        if return_assistant_tokens_mask and not (return_dict and tokenize):
+            raise ValueError("`return_assistant_tokens_mask=True` requires `return_dict=True` and `tokenize=True`")
+        if sanitize_control_tokens and (not tokenize or return_assistant_tokens_mask):
+            raise ValueError(
+                "`sanitize_control_tokens=True` requires `tokenize=True` and is not compatible with "
+                "`return_assistant_tokens_mask=True`."
+            )
+        tokenizer_kwargs = dict(tokenizer_kwargs or {})
+        template = self.get_chat_template(chat_template, tools)
+        if return_assistant_tokens_mask:
+            template = self._glm4_marked_template(template)
+        if isinstance(conversation, (list, tuple)) and not conversation:
+            raise ValueError("Cannot apply chat template to an empty conversation. Provide at least one message.")
+        batched = isinstance(conversation, (list, tuple)) and (
+            isinstance(conversation[0], (list, tuple)) or hasattr(conversation[0], "messages")
+        )
+        conversations = list(conversation) if batched else [conversation]
+        normalize = getattr(base, "_normalize_chat_messages", None)  # transformers 5: message objects, None keys
+        if normalize is not None:
+            conversations = [normalize(chat) for chat in conversations]
+        if continue_final_message:
+            if add_generation_prompt:
+                raise ValueError("continue_final_message and add_generation_prompt are not compatible")
+            if return_assistant_tokens_mask:
+                raise ValueError("continue_final_message is not compatible with return_assistant_tokens_mask.")
+        if sanitize_control_tokens:
+            pattern = _control_pattern(self._glm4_control_tokens(template))
+            conversations = [_mark_control_tokens(getattr(c, "messages", c), pattern) for c in conversations]
+            tools = _mark_control_tokens(tools, pattern)
+            documents = _mark_control_tokens(documents, pattern)
+            template_kwargs = _mark_control_tokens(template_kwargs, pattern)
+        rendered, spans = render_jinja_template(
+            conversations=conversations,
+            tools=tools,
+            documents=documents,
+            chat_template=template,
+            return_assistant_tokens_mask=return_assistant_tokens_mask,
+            continue_final_message=continue_final_message,
+            add_generation_prompt=add_generation_prompt,
+            **{**self.special_tokens_map, **template_kwargs},
+        )
+        if not tokenize:
+            return rendered if batched else rendered[0]
+        options = dict(padding=padding, truncation=truncation, max_length=max_length)
+        if sanitize_control_tokens:
+            out = self._glm4_encode_id_rows(
+                [self._glm4_encode_marked(text) for text in rendered], batched, return_tensors, options, tokenizer_kwargs
+            )
+        else:
+            want_offsets = tokenizer_kwargs.pop("return_offsets_mapping", False)
+            out = self(
+                rendered if batched else rendered[0],
+                add_special_tokens=False,
+                return_tensors=None if return_assistant_tokens_mask else return_tensors,
+                return_offsets_mapping=want_offsets or return_assistant_tokens_mask,
+                **options,
+                **tokenizer_kwargs,
+            )
+            if return_assistant_tokens_mask:
+                offsets = out["offset_mapping"] if batched else [out["offset_mapping"]]
+                masks = [assistant_token_mask(row, row_spans) for row, row_spans in zip(offsets, spans)]
+                if not want_offsets:
+                    del out["offset_mapping"]
+                out["assistant_masks"] = masks if batched else masks[0]
+                if return_tensors is not None:
+                    out = BatchEncoding(dict(out), tensor_type=return_tensors, prepend_batch_axis=not batched)
+        return out if return_dict else out["input_ids"]
+
+    def _glm4_control_tokens(self, template: str) -> List[str]:
+        """The tokens ``sanitize_control_tokens=True`` encodes as text in user input, as transformers 5.24
+        picks them: the special added tokens, plus ``chat_control_tokens`` when set, else the added
+        tokens the template itself writes (whitespace-only tokens excepted)."""
+        chosen = getattr(self, "chat_control_tokens", None)
+        tokens = []
+        for token in self._added_tokens_decoder.values():
+            if token.special:
+                tokens.append(token.content)
+            elif chosen is not None:
+                if token.content in chosen:
+                    tokens.append(token.content)
+            elif token.content in template and not token.content.isspace():
+                tokens.append(token.content)
+        return tokens
+
+    def _glm4_encode_marked(self, text: str) -> List[int]:
+        """ids of a chat rendered from marked input: marked literals as text, the template's own tokens as tokens.
+
+        A lone marker (a template string method split a marked literal) is dropped but still separates
+        the text around it. Each piece after the first is encoded after a newline that is then taken off
+        again (when the newline stays a token of its own), as transformers 5.24 does.
+        """
+        pattern = _control_pattern(self._added_tokens_encoder)
+        splitter = regex.compile(
+            f"{_CONTROL_START}({pattern.pattern}){_CONTROL_END}|[{_CONTROL_START}{_CONTROL_END}]"
+        )
+        pieces = splitter.split(text)
+        newline = self.encode("\n", add_special_tokens=False)
+        ids = self.encode(pieces[0], add_special_tokens=False)
+        for i, piece in enumerate(pieces[1:], start=1):
+            if not piece:
+                continue
+            as_text = i % 2 == 1  # odd pieces are marked literals
+            piece_ids = self.encode("\n" + piece, add_special_tokens=False, split_special_tokens=as_text)
+            if piece_ids[: len(newline)] == newline:
+                piece_ids = piece_ids[len(newline) :]
+            else:
+                piece_ids = self.encode(piece, add_special_tokens=False, split_special_tokens=as_text)
+            ids += piece_ids
+        return ids
+
+    def _glm4_encode_id_rows(
+        self, rows: List[List[int]], batched: bool, return_tensors: Any, options: Dict[str, Any], extra: Dict[str, Any]
+    ):
+        """Truncate and pad ready ids as ``tok(texts, add_special_tokens=False, **options)`` would."""
+        from transformers.tokenization_utils_base import BatchEncoding
+
+        extra = dict(extra)
+        pad_kwargs = {k: extra.pop(k) for k in ("pad_to_multiple_of", "padding_side", "return_attention_mask") if k in extra}
+        encoded = [
+            self.prepare_for_model(
+                ids,
+                add_special_tokens=False,
+                truncation=options["truncation"],
+                max_length=options["max_length"],
+                padding=False,
+                return_attention_mask=False,
+                **extra,
+            )
+            for ids in rows
+        ]
+        data = {key: [row[key] for row in encoded] for key in encoded[0]} if batched else dict(encoded[0])
+        data = self.pad(data, padding=options["padding"], max_length=options["max_length"], **pad_kwargs)
+        return BatchEncoding(dict(data), tensor_type=return_tensors, prepend_batch_axis=not batched)
 
     # -------------------------------------------------------------- decoding
     def convert_tokens_to_string(self, tokens: List[Union[str, bytes]]) -> str:

@@ -1,0 +1,94 @@
+"""GLM-4 chat templates with ``{% generation %}`` markers, for ``return_assistant_tokens_mask=True``.
+
+transformers builds ``assistant_masks`` from the spans a chat template marks with ``{% generation %}`` ...
+``{% endgeneration %}``. No GLM-4 template carries those markers, so masks come back all zeros (or, on a slow
+tokenizer under transformers 5, a ``TypeError``). This module ships a marked copy of each known original: the
+marked copy renders byte for byte like the original (``tests/test_chat_templates.py`` proves it with
+hypothesis over chats with tools, system prompts, several turns and both ``add_generation_prompt`` values),
+and its generation spans hold exactly what the template writes for each assistant reply after
+``<|assistant|>``.
+
+The templates live as files in ``glm4_tokfix/data/chat_templates/`` (``NAME.jinja`` is the original,
+``NAME.marked.jinja`` the marked copy):
+
+``glm-4-9b-chat``
+    The template of THUDM/glm-4-9b-chat's ``tokenizer_config.json`` (also glm-4-9b-chat-1m and the embedded
+    tiny tokenizer), copied from that file. Marked: ``{{ metadata }}\\n{{ content }}`` of assistant messages.
+``glm-4.5``
+    GLM-4.5's template (zai-org GLM-4.5 / GLM-4-MoE), byte for byte the ``glm4moe.jinja`` that TRL ships
+    (trl 1.16, ``trl/chat_templates/glm4moe.jinja``, "Original GLM-4-MoE chat template"). Marked: the
+    thinking block, the content and the tool calls of assistant messages.
+``glm-4.5-air``
+    Another revision of the same template, as ``llama-server`` prints it for a GLM-4.5-Air GGUF in a public
+    ik_llama.cpp issue thread: identical to ``glm-4.5`` but for its user branch, which reads
+    ``{% set content = visible_text(m.content) %}{{ content }}``. Marked like ``glm-4.5``.
+
+GLM-4-0414's template is not shipped: no copy of it was found in the sources this project could consult,
+and a template written from memory could not be proved byte-identical to the original. Until one is added,
+a GLM-4-0414 tokenizer asked for assistant masks gets the "unknown template" error below, not zeros.
+
+``marked_template(template)`` is the lookup the tokenizers (and ``glm4-tokfix`` folder commands) use.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+from typing import Dict, Optional, Tuple
+
+__all__ = ["TEMPLATE_NAMES", "has_generation_markers", "marked_template", "original_template", "template_name"]
+
+_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "chat_templates")
+
+#: The originals glm4-tokfix has a marked copy of.
+TEMPLATE_NAMES: Tuple[str, ...] = ("glm-4-9b-chat", "glm-4.5", "glm-4.5-air")
+
+_GENERATION = re.compile(r"\{%-?\s*generation\s*-?%\}")
+
+
+def has_generation_markers(template: str) -> bool:
+    """True when ``template`` holds a ``{% generation %}`` block (what transformers looks for)."""
+    return bool(_GENERATION.search(template))
+
+
+def _read(name: str) -> str:
+    with open(os.path.join(_DIR, name), encoding="utf-8", newline="") as handle:
+        return handle.read()
+
+
+@functools.lru_cache(maxsize=None)
+def _pairs() -> Dict[str, Tuple[str, str]]:
+    return {name: (_read(f"{name}.jinja"), _read(f"{name}.marked.jinja")) for name in TEMPLATE_NAMES}
+
+
+def original_template(name: str) -> str:
+    """The original template called ``name`` (one of ``TEMPLATE_NAMES``); ``KeyError`` otherwise."""
+    if name not in TEMPLATE_NAMES:
+        raise KeyError(f"no GLM-4 chat template called {name!r}; known: {', '.join(TEMPLATE_NAMES)}")
+    return _pairs()[name][0]
+
+
+def template_name(template: str) -> Optional[str]:
+    """The name of the original ``template`` is, byte for byte, or of its marked copy; else ``None``."""
+    if not isinstance(template, str):
+        raise TypeError(f"a chat template is a str, got {type(template).__name__}")
+    for name, (original, marked) in _pairs().items():
+        if template in (original, marked):
+            return name
+    return None
+
+
+def marked_template(template: str) -> Optional[str]:
+    """The marked copy of ``template``: for one of the known originals (byte for byte), its shipped
+    marked copy; for a template that already has ``{% generation %}`` markers, ``template`` itself;
+    otherwise ``None``.
+
+        >>> marked = marked_template(tok.chat_template)   # write it as the folder's chat_template
+    """
+    if not isinstance(template, str):
+        raise TypeError(f"a chat template is a str, got {type(template).__name__}")
+    if has_generation_markers(template):
+        return template
+    name = template_name(template)
+    return None if name is None else _pairs()[name][1]

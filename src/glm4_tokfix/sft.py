@@ -1,0 +1,188 @@
+"""Supervised fine-tuning inputs from chats: ids, masks, positions and labels, without hand-written masking.
+
+Two pieces, usable apart:
+
+``tokenize_chats(tokenizer, chats, max_length=None)``
+    Encodes a batch of conversations with the tokenizer's chat template (``apply_chat_template`` with
+    ``return_assistant_tokens_mask=True``) and returns plain lists, one row per chat: ``input_ids``,
+    ``assistant_masks`` and ``labels`` (the id on assistant-reply tokens, -100 elsewhere). Unpadded, so
+    it is the function to give ``datasets.map(batched=True)``::
+
+        ds = ds.map(lambda b: tokenize_chats(tok, b["messages"], max_length=2048), batched=True,
+                    remove_columns=ds.column_names)
+
+``SFTCollator(tokenizer, padding_side="right")``
+    A data collator (``Trainer(data_collator=...)``, a ``DataLoader``'s ``collate_fn``) that takes rows of
+    ``tokenize_chats`` -- or raw ``{"messages": chat}`` rows, which it tokenizes -- and pads them into
+    ``input_ids``, ``attention_mask``, ``position_ids`` and ``labels`` tensors: pads on ``padding_side``
+    with the pad id, attention 0, position 0 and label -100; positions 0..n-1 on the real tokens.
+
+``use_marked_chat_template(tokenizer)``
+    Sets the tokenizer's chat template to its marked copy (``glm4_tokfix.chat_templates``), which renders
+    byte for byte like the original. Needed for tools that read ``tokenizer.chat_template`` themselves and
+    want ``{% generation %}`` markers, such as TRL's ``SFTTrainer(assistant_only_loss=True)``.
+
+Labels are aligned with ``input_ids`` (transformers' causal LM models shift them). "Assistant reply" is what
+the template writes after ``<|assistant|>`` for each assistant message (see ``glm4_tokfix.chat_templates``).
+Every row of a batch, without its pads, is exactly the single encoding of that chat.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Mapping, Optional, Sequence
+
+__all__ = ["IGNORE_INDEX", "SFTCollator", "labels_from_mask", "tokenize_chats", "use_marked_chat_template"]
+
+#: The label of tokens the loss ignores (PyTorch's ``CrossEntropyLoss`` default).
+IGNORE_INDEX = -100
+
+
+def labels_from_mask(input_ids: Sequence[int], mask: Sequence[int]) -> List[int]:
+    """The id where ``mask`` is 1, ``IGNORE_INDEX`` where it is 0 (same lengths or ``ValueError``)."""
+    if len(input_ids) != len(mask):
+        raise ValueError(f"input_ids has {len(input_ids)} tokens but the mask has {len(mask)}")
+    return [token if bit else IGNORE_INDEX for token, bit in zip(input_ids, mask)]
+
+
+def use_marked_chat_template(tokenizer: Any) -> Any:
+    """Give ``tokenizer`` the marked copy of its GLM-4 chat template, in place; returns ``tokenizer``.
+
+    ``ValueError`` when its template is neither one of the known GLM-4 originals nor already marked.
+    """
+    from glm4_tokfix.chat_templates import TEMPLATE_NAMES, marked_template
+
+    template = getattr(tokenizer, "chat_template", None)
+    if not isinstance(template, str):
+        raise ValueError(f"the tokenizer has no chat template to mark (chat_template={template!r})")
+    marked = marked_template(template)
+    if marked is None:
+        raise ValueError(
+            "the tokenizer's chat template is not one of the GLM-4 templates glm4-tokfix has a marked copy of "
+            f"({', '.join(TEMPLATE_NAMES)}); add {{% generation %}}...{{% endgeneration %}} around its "
+            "assistant replies yourself"
+        )
+    tokenizer.chat_template = marked
+    return tokenizer
+
+
+def tokenize_chats(
+    tokenizer: Any,
+    chats: Sequence[Sequence[Mapping[str, Any]]],
+    max_length: Optional[int] = None,
+    **template_kwargs: Any,
+) -> Dict[str, List[List[int]]]:
+    """``input_ids``, ``assistant_masks`` and ``labels`` for each chat, unpadded.
+
+    ``max_length`` truncates each row on the tokenizer's ``truncation_side``; ``template_kwargs`` (tools,
+    chat_template, ...) go to ``apply_chat_template``. A chat must be a list of message dicts.
+    """
+    chats = list(chats)
+    if not chats:
+        return {"input_ids": [], "assistant_masks": [], "labels": []}
+    for i, chat in enumerate(chats):
+        if not isinstance(chat, (list, tuple)) or not all(isinstance(m, Mapping) for m in chat):
+            raise TypeError(f"chat {i} must be a list of message dicts, got {type(chat).__name__}")
+    if max_length is not None and (isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1):
+        raise ValueError(f"max_length must be a positive int or None, got {max_length!r}")
+    out = tokenizer.apply_chat_template(
+        [list(chat) for chat in chats],
+        tokenize=True,
+        return_dict=True,
+        return_assistant_tokens_mask=True,
+        truncation=max_length is not None,
+        max_length=max_length,
+        **template_kwargs,
+    )
+    ids = [list(row) for row in out["input_ids"]]
+    masks = [list(row) for row in out["assistant_masks"]]
+    return {"input_ids": ids, "assistant_masks": masks, "labels": [labels_from_mask(i, m) for i, m in zip(ids, masks)]}
+
+
+class SFTCollator:
+    """Pad SFT rows into ``input_ids``, ``attention_mask``, ``position_ids`` and ``labels``.
+
+    Rows are dicts with ``input_ids`` and ``labels`` (or ``assistant_masks``), as ``tokenize_chats`` makes
+    them, or dicts with ``messages`` (a chat), tokenized here with ``max_length``. Padding goes through the
+    tokenizer's own ``pad`` on ``padding_side`` (``"right"`` by default, as training usually pads), then the
+    labels get -100 on the same side. ``return_tensors`` is ``"pt"`` (default), ``"np"`` or ``None`` (lists).
+    """
+
+    def __init__(
+        self,
+        tokenizer: Any,
+        padding_side: str = "right",
+        max_length: Optional[int] = None,
+        pad_to_multiple_of: Optional[int] = None,
+        return_tensors: Optional[str] = "pt",
+    ) -> None:
+        if padding_side not in ("left", "right"):
+            raise ValueError(f"padding_side must be 'left' or 'right', got {padding_side!r}")
+        if return_tensors not in ("pt", "np", None):
+            raise ValueError(f"return_tensors must be 'pt', 'np' or None, got {return_tensors!r}")
+        self.tokenizer = tokenizer
+        self.padding_side = padding_side
+        self.max_length = max_length
+        self.pad_to_multiple_of = pad_to_multiple_of
+        self.return_tensors = return_tensors
+
+    def _rows(self, features: Sequence[Mapping[str, Any]]) -> List[Dict[str, List[int]]]:
+        rows: List[Optional[Dict[str, List[int]]]] = [None] * len(features)
+        chats = [(k, f["messages"]) for k, f in enumerate(features) if "input_ids" not in f and "messages" in f]
+        if chats:
+            encoded = tokenize_chats(self.tokenizer, [chat for _, chat in chats], max_length=self.max_length)
+            for j, (k, _) in enumerate(chats):
+                rows[k] = {"input_ids": encoded["input_ids"][j], "labels": encoded["labels"][j]}
+        for k, feature in enumerate(features):
+            if rows[k] is not None:
+                continue
+            if "input_ids" not in feature:
+                raise ValueError(f"row {k} has neither input_ids nor messages (keys: {sorted(feature)})")
+            ids = _as_list(feature["input_ids"])
+            if "labels" in feature:
+                labels = _as_list(feature["labels"])
+            elif "assistant_masks" in feature:
+                labels = labels_from_mask(ids, _as_list(feature["assistant_masks"]))
+            else:
+                raise ValueError(f"row {k} has input_ids but neither labels nor assistant_masks")
+            if len(labels) != len(ids):
+                raise ValueError(f"row {k}: input_ids has {len(ids)} tokens but labels has {len(labels)}")
+            rows[k] = {"input_ids": ids, "labels": labels}
+        return rows  # type: ignore[return-value]
+
+    def __call__(self, features: Sequence[Mapping[str, Any]]) -> Any:
+        if not features:
+            raise ValueError("cannot collate an empty batch")
+        rows = self._rows(features)
+        padded = self.tokenizer.pad(
+            {"input_ids": [row["input_ids"] for row in rows]},
+            padding=True,
+            pad_to_multiple_of=self.pad_to_multiple_of,
+            padding_side=self.padding_side,
+            return_attention_mask=True,
+        )
+        width = len(padded["input_ids"][0])
+        labels = []
+        for row in rows:
+            pads = [IGNORE_INDEX] * (width - len(row["labels"]))
+            labels.append(pads + row["labels"] if self.padding_side == "left" else row["labels"] + pads)
+        batch = {key: padded[key] for key in ("input_ids", "attention_mask", "position_ids") if key in padded}
+        if "position_ids" not in batch:  # a tokenizer whose pad does not give positions: count the real tokens
+            batch["position_ids"] = [_positions(mask) for mask in batch["attention_mask"]]
+        batch["labels"] = labels
+        if self.return_tensors is None:
+            return batch
+        from transformers.tokenization_utils_base import BatchEncoding
+
+        return dict(BatchEncoding(batch, tensor_type=self.return_tensors))
+
+
+def _as_list(values: Any) -> List[int]:
+    return values.tolist() if hasattr(values, "tolist") else list(values)
+
+
+def _positions(mask: Sequence[int]) -> List[int]:
+    out, count = [], 0
+    for bit in mask:
+        out.append(count if bit else 0)
+        count += 1 if bit else 0
+    return out

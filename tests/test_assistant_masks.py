@@ -1,0 +1,139 @@
+"""apply_chat_template(..., return_assistant_tokens_mask=True) on the fixed slow tokenizers, both lines.
+
+assistant_masks is 1 exactly on the tokens of each assistant reply as the template renders it after
+<|assistant|> (metadata line, newline and content), 0 elsewhere and on pads; batched rows equal single
+encodings on both padding sides; truncation keeps the mask aligned with the ids.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import glm4_tokfix
+from glm4_tokfix.tokenization_chatglm import assistant_token_mask
+from helpers import as_lists
+from strategies import texts
+
+_content = texts(min_fragments=1, max_fragments=6)
+_message = st.fixed_dictionaries({"role": st.sampled_from(["system", "user", "assistant", "observation"]), "content": _content})
+conversations = st.lists(_message, min_size=1, max_size=5)
+
+
+def masked(tok, chat, **kwargs):
+    return tok.apply_chat_template(chat, tokenize=True, return_dict=True, return_assistant_tokens_mask=True, **kwargs)
+
+
+def expected_reply_texts(chat):
+    return [m.get("metadata", "") + "\n" + m["content"] for m in chat if m["role"] == "assistant" and m["content"]]
+
+
+@given(chat=conversations, add_generation_prompt=st.booleans())
+def test_mask_covers_exactly_the_replies(tok, chat, add_generation_prompt):
+    out = masked(tok, chat, add_generation_prompt=add_generation_prompt)
+    ids, mask = out["input_ids"], out["assistant_masks"]
+    assert ids == tok.apply_chat_template(chat, tokenize=True, return_dict=True, add_generation_prompt=add_generation_prompt)["input_ids"]
+    assert len(mask) == len(ids)
+    # the masked runs decode to the replies (tokens are whole here: every reply sits between special tokens)
+    runs, current = [], []
+    for token, bit in zip(ids, mask):
+        if bit:
+            current.append(token)
+        elif current:
+            runs.append(current)
+            current = []
+    if current:
+        runs.append(current)
+    assert [tok.decode(run) for run in runs] == [r for r in expected_reply_texts(chat)]
+    assistant_id = tok.convert_tokens_to_ids("<|assistant|>")
+    for k, bit in enumerate(mask):
+        if bit and (k == 0 or not mask[k - 1]):
+            assert ids[k - 1] == assistant_id
+
+
+@given(
+    chats=st.lists(conversations, min_size=1, max_size=3),
+    side=st.sampled_from(["left", "right"]),
+    tensors=st.sampled_from([None, "np"]),
+)
+def test_batch_rows_equal_single_rows(tok, chats, side, tensors):
+    batch = masked(tok, chats, padding=True, padding_side=side, return_tensors=tensors)
+    ids, masks, attention = (as_lists(batch[k]) for k in ("input_ids", "assistant_masks", "attention_mask"))
+    assert "offset_mapping" not in batch
+    for i, chat in enumerate(chats):
+        single = masked(tok, chat)
+        assert [t for t, a in zip(ids[i], attention[i]) if a] == single["input_ids"]
+        assert [m for m, a in zip(masks[i], attention[i]) if a] == single["assistant_masks"]
+        assert all(m == 0 for m, a in zip(masks[i], attention[i]) if not a)
+
+
+@given(chat=conversations, max_length=st.integers(1, 40), side=st.sampled_from(["left", "right"]))
+def test_truncation_keeps_the_mask_aligned(tok, chat, max_length, side):
+    full = masked(tok, chat)
+    tok.truncation_side = side
+    try:
+        cut = masked(tok, chat, truncation=True, max_length=max_length)
+    finally:
+        tok.truncation_side = "right"
+    n = len(cut["input_ids"])
+    assert n == min(max_length, len(full["input_ids"]))
+    window = slice(len(full["input_ids"]) - n, None) if side == "left" else slice(0, n)
+    assert cut["input_ids"] == full["input_ids"][window]
+    assert cut["assistant_masks"] == full["assistant_masks"][window]
+
+
+def test_tensors_and_offsets_on_request(tok):
+    chat = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "你好 there"}]
+    out = masked(tok, chat, return_tensors="np", tokenizer_kwargs={"return_offsets_mapping": True})
+    assert out["assistant_masks"].shape == out["input_ids"].shape == (1, len(masked(tok, chat)["input_ids"]))
+    assert "offset_mapping" in out
+
+
+def test_unknown_template_is_an_error_not_zeros(tok):
+    chat = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]
+    plain = "{% for m in messages %}<|{{ m.role }}|>\n{{ m.content }}{% endfor %}"
+    with pytest.raises(ValueError, match="generation"):
+        masked(tok, chat, chat_template=plain)
+    marked = "{% for m in messages %}<|{{ m.role }}|>{% if m.role == 'assistant' %}{% generation %}{{ m.content }}{% endgeneration %}{% else %}\n{{ m.content }}{% endif %}{% endfor %}"
+    out = masked(tok, chat, chat_template=marked)
+    assert tok.decode([t for t, m in zip(out["input_ids"], out["assistant_masks"]) if m]) == "yo"
+
+
+def test_without_the_package_the_error_names_the_fix(tok, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "glm4_tokfix.chat_templates", None)  # import fails as if not installed
+    with pytest.raises(ValueError, match="pip install glm4-tokfix"):
+        masked(tok, [{"role": "user", "content": "hi"}])
+
+
+def test_incompatible_options_are_errors(tok):
+    chat = [{"role": "user", "content": "hi"}]
+    with pytest.raises(ValueError, match="return_dict"):
+        tok.apply_chat_template(chat, tokenize=True, return_dict=False, return_assistant_tokens_mask=True)
+    with pytest.raises(ValueError, match="continue_final_message"):
+        masked(tok, chat, continue_final_message=True)
+    with pytest.raises(ValueError, match="sanitize_control_tokens"):
+        masked(tok, chat, sanitize_control_tokens=True)
+
+
+def test_mask_function_is_tokenizer_agnostic():
+    offsets = [(0, 0), (0, 3), (3, 5), (5, 9), (9, 10), (0, 0)]
+    assert assistant_token_mask(offsets, [(4, 9)]) == [0, 0, 1, 1, 0, 0]
+    assert assistant_token_mask(offsets, []) == [0] * 6
+    assert assistant_token_mask(offsets, [(0, 3), (9, 10)]) == [0, 1, 0, 0, 1, 0]
+
+
+@pytest.mark.parametrize("revision", ["current", "mid2024"])
+def test_patched_upstream_gives_the_same_masks(standin, tiny_tok, revision):
+    upstream = glm4_tokfix.patch(copy.deepcopy(standin(revision)))
+    chats = [[{"role": "user", "content": "hi"}, {"role": "assistant", "content": "你好😀", "metadata": "m"}],
+             [{"role": "system", "content": "s"}, {"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]]  # fmt: skip
+    for side in ("left", "right"):
+        ours = masked(tiny_tok, chats, padding=True, padding_side=side)
+        theirs = masked(upstream, chats, padding=True, padding_side=side)
+        assert as_lists(theirs["assistant_masks"]) == as_lists(ours["assistant_masks"])
+        assert as_lists(theirs["input_ids"]) == as_lists(ours["input_ids"])
