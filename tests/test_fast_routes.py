@@ -157,6 +157,10 @@ def test_convert_writes_a_fixed_fast_folder(tmp_path):
     slow = glm4_tokfix.ChatGLM4Tokenizer.from_pretrained(TINY_DIR)
     assert loaded["class"] == "ChatGLM4TokenizerFast"
     assert loaded["left"]["input_ids"] == slow(TEXTS, padding=True)["input_ids"]
+    template = json.loads((out / "tokenizer_config.json").read_text())["chat_template"]
+    from glm4_tokfix.chat_templates import has_generation_markers, template_name
+
+    assert has_generation_markers(template) and template_name(template) == "glm-4-9b-chat"  # the marked copy
     again = cli("convert", TINY_DIR, out)
     assert again.returncode == 1 and "already exists" in again.stderr
 

@@ -310,3 +310,35 @@ def test_a_template_with_more_than_the_prefix(fast_folder, text, max_length):
     cut = tok(PREFIX + bare, truncation=True, max_length=max_length, return_offsets_mapping=True)
     assert cut["input_ids"] == tok(bare, truncation=True, max_length=max_length)["input_ids"]
     assert len(cut["input_ids"]) == min(max_length, len(tok(bare)["input_ids"]))
+
+
+# ------------------------------------------------------------------------------- chat for training
+@given(conversations=st.lists(chats(), min_size=1, max_size=3), side=st.sampled_from(["left", "right"]))
+def test_assistant_masks_equal_the_slow_tokenizer(fast_tok, slow_for, vocab, conversations, side):
+    tok, slow = fast_tok(vocab, "chat-hf"), slow_for(vocab)
+    options = dict(tokenize=True, return_dict=True, return_assistant_tokens_mask=True, padding=True)
+    old = tok.padding_side, slow.padding_side
+    tok.padding_side = slow.padding_side = side
+    try:
+        got, expected = tok.apply_chat_template(conversations, **options), slow.apply_chat_template(conversations, **options)
+    finally:
+        tok.padding_side, slow.padding_side = old
+    assert got["input_ids"] == expected["input_ids"]
+    assert got["assistant_masks"] == expected["assistant_masks"]
+
+
+def test_assistant_masks_need_a_known_or_marked_template(fast_tok):
+    tok = fast_tok("tiny", "chat-hf")
+    chat = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
+    with pytest.raises(ValueError, match="generation"):
+        tok.apply_chat_template(chat, chat_template="{% for m in messages %}{{ m.content }}{% endfor %}",
+                                tokenize=True, return_dict=True, return_assistant_tokens_mask=True)  # fmt: skip
+
+
+@given(conversation=chats())
+def test_sanitize_control_tokens_equals_the_slow_tokenizer(fast_tok, slow_for, vocab, conversation):
+    tok, slow = fast_tok(vocab, "chat-hf"), slow_for(vocab)
+    options = dict(tokenize=True, return_dict=True, sanitize_control_tokens=True)
+    assert tok.apply_chat_template(conversation, **options)["input_ids"] == slow.apply_chat_template(
+        conversation, **options
+    )["input_ids"]

@@ -158,7 +158,9 @@ def convert_folder(src: PathLike, out: PathLike, style: str = "chat-hf") -> Path
     ``out`` gets ``tokenizer.json`` (``build_backend``), ``tokenizer_config.json``, a copy of ``tokenizer.model``
     and the fixed modules with ``auto_map`` pointing at them (``glm4-tokfix patch``), so
     ``AutoTokenizer.from_pretrained(out, trust_remote_code=True)`` loads ``ChatGLM4TokenizerFast`` (and
-    ``use_fast=False`` the fixed ``ChatGLM4Tokenizer``), without glm4-tokfix installed. The folder is built
+    ``use_fast=False`` the fixed ``ChatGLM4Tokenizer``), without glm4-tokfix installed. A known GLM-4 chat template
+    is written as its copy with ``{% generation %}`` markers (same rendering), so assistant-token masks work there
+    too. The folder is built
     beside ``out`` and moved into place in one step; ``out`` must not exist or be an empty folder.
     """
     from glm4_tokfix.model_folder import VOCAB_FILE, patch_folder
@@ -173,6 +175,7 @@ def convert_folder(src: PathLike, out: PathLike, style: str = "chat-hf") -> Path
         shutil.copyfile(source / VOCAB_FILE, staging / VOCAB_FILE)
         patch_folder(staging)
         os.remove(staging / "tokenizer_config.json.glm4-tokfix-orig")  # a new folder: nothing to restore
+        _mark_chat_template(staging / "tokenizer_config.json")
         if target.exists():
             target.rmdir()
         os.replace(staging, target)
@@ -180,6 +183,23 @@ def convert_folder(src: PathLike, out: PathLike, style: str = "chat-hf") -> Path
         if staging.exists():
             shutil.rmtree(staging)
     return target
+
+
+def _mark_chat_template(config_path: Path) -> None:
+    """Give a new folder the marked copy of its GLM-4 chat template (renders byte for byte the same), so
+    ``return_assistant_tokens_mask=True`` works there without glm4-tokfix installed; other templates stay."""
+    from glm4_tokfix.chat_templates import marked_template
+
+    with open(config_path, encoding="utf-8") as handle:
+        config = json.load(handle)
+    template = config.get("chat_template")
+    marked = marked_template(template) if isinstance(template, str) else None
+    if marked is None or marked == template:
+        return
+    config["chat_template"] = marked
+    with open(config_path, "w", encoding="utf-8") as handle:
+        json.dump(config, handle, indent=2, ensure_ascii=False)
+        handle.write("\n")
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:

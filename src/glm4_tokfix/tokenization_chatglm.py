@@ -73,6 +73,7 @@ from transformers.utils import PaddingStrategy, TensorType
 __all__ = [
     "ChatGLM4Tokenizer",
     "GLM4BatchEncoder",
+    "GLM4ChatMixin",
     "GLM4FixMixin",
     "GLM4PaddingMixin",
     "GLM4_SPECIAL_TOKENS",
@@ -1239,15 +1240,238 @@ class GLM4BatchEncoder:
         return _as_framework(rows, kind)
 
 
-class GLM4FixMixin(GLM4BatchEncoder, GLM4PaddingMixin):
+class GLM4ChatMixin:
+    """Chat templates for training: assistant-token masks and control-token sanitizing.
+
+    Tokenizer-agnostic: it needs ``self(..., return_offsets_mapping=True)``, ``encode``, ``prepare_for_model``,
+    ``pad`` and the public ``added_tokens_*`` views, so the slow (``GLM4FixMixin``) and the fast
+    (``GLM4FastFixMixin``) GLM-4 fixes share it.
+    """
+
+    # ------------------------------------------------------- chat template
+    def apply_chat_template(self, conversation: Any, *args: Any, **kwargs: Any):
+        """transformers' ``apply_chat_template``, plus ``return_assistant_tokens_mask=True`` (both lines, slow
+        and fast GLM-4 tokenizers) and ``sanitize_control_tokens=True`` on transformers 4.x.
+
+        ``return_assistant_tokens_mask=True``: ``assistant_masks`` is 1 on the tokens of each assistant
+        reply (computed from the rendered text's ``{% generation %}`` spans and the token offsets), 0
+        elsewhere and on pads. A GLM-4 template without markers is swapped for its marked copy from
+        ``glm4_tokfix.chat_templates`` (same rendering); an unknown template without markers is a
+        ``ValueError``. ``sanitize_control_tokens=True``: control-token literals in messages, tools,
+        documents and template variables are encoded as text, with transformers 5.24's ids.
+        """
+        if args:  # tools, documents, ... given positionally: name them, as transformers' signature does
+            names = ("tools", "documents", "chat_template", "add_generation_prompt", "continue_final_message", "tokenize")
+            if len(args) > len(names):
+                raise TypeError(f"apply_chat_template takes at most {len(names)} positional options; pass the rest by name")
+            for name, value in zip(names, args):
+                if name in kwargs:
+                    raise TypeError(f"apply_chat_template got {name!r} twice")
+                kwargs[name] = value
+        mask = kwargs.get("return_assistant_tokens_mask", False)
+        own_sanitize = kwargs.get("sanitize_control_tokens", False) and not _transformers_sanitizes()
+        if mask or own_sanitize:
+            return self._glm4_apply_chat_template(conversation, **kwargs)
+        if "sanitize_control_tokens" in kwargs and not _transformers_sanitizes():
+            kwargs.pop("sanitize_control_tokens")  # False: nothing to do, and 4.x would pass it to the template
+        return super().apply_chat_template(conversation, **kwargs)
+
+    def _glm4_marked_template(self, template: str) -> str:
+        """``template`` if it has ``{% generation %}`` markers, else the shipped marked copy of it."""
+        if _GENERATION_TAG.search(template):
+            return template
+        try:  # optional: a model folder's copy of this module works without the package, minus this lookup
+            marked_template = importlib.import_module("glm4_tokfix.chat_templates").marked_template
+        except ImportError:
+            raise ValueError(
+                "return_assistant_tokens_mask=True needs a chat template with {% generation %} markers. This "
+                "tokenizer's template has none, and the marked copies of the GLM-4 templates come with the "
+                "glm4-tokfix package, which is not importable here: `pip install glm4-tokfix`, or pass "
+                "chat_template= a template with {% generation %}...{% endgeneration %} around assistant replies"
+            ) from None
+        marked = marked_template(template)
+        if marked is None:
+            raise ValueError(
+                "return_assistant_tokens_mask=True needs a chat template with {% generation %} markers; this "
+                "template has none and is not one of the GLM-4 templates glm4-tokfix has a marked copy of "
+                "(glm4_tokfix.chat_templates.TEMPLATE_NAMES). Pass chat_template= a template with "
+                "{% generation %}...{% endgeneration %} around each assistant reply"
+            )
+        return marked
+
+    def _glm4_apply_chat_template(
+        self,
+        conversation: Any,
+        tools: Any = None,
+        documents: Any = None,
+        chat_template: Optional[str] = None,
+        add_generation_prompt: bool = False,
+        continue_final_message: Any = False,
+        tokenize: bool = True,
+        sanitize_control_tokens: bool = False,
+        padding: Any = False,
+        truncation: Any = False,
+        max_length: Optional[int] = None,
+        return_tensors: Any = None,
+        return_dict: Optional[bool] = None,
+        return_assistant_tokens_mask: bool = False,
+        tokenizer_kwargs: Optional[Dict[str, Any]] = None,
+        **template_kwargs: Any,
+    ):
+        """``apply_chat_template`` with assistant masks and control-token sanitizing done here."""
+        from transformers import tokenization_utils_base as base
+        from transformers.tokenization_utils_base import BatchEncoding
+        from transformers.utils.chat_template_utils import render_jinja_template
+
+        if return_dict is None:
+            return_dict = _return_dict_default()
+        if not tokenize:
+            return_dict = False
+        if return_assistant_tokens_mask and not (return_dict and tokenize):
+            raise ValueError("`return_assistant_tokens_mask=True` requires `return_dict=True` and `tokenize=True`")
+        if sanitize_control_tokens and (not tokenize or return_assistant_tokens_mask):
+            raise ValueError(
+                "`sanitize_control_tokens=True` requires `tokenize=True` and is not compatible with "
+                "`return_assistant_tokens_mask=True`."
+            )
+        tokenizer_kwargs = dict(tokenizer_kwargs or {})
+        template = self.get_chat_template(chat_template, tools)
+        if return_assistant_tokens_mask:
+            template = self._glm4_marked_template(template)
+        if isinstance(conversation, (list, tuple)) and not conversation:
+            raise ValueError("Cannot apply chat template to an empty conversation. Provide at least one message.")
+        batched = isinstance(conversation, (list, tuple)) and (
+            isinstance(conversation[0], (list, tuple)) or hasattr(conversation[0], "messages")
+        )
+        conversations = list(conversation) if batched else [conversation]
+        normalize = getattr(base, "_normalize_chat_messages", None)  # transformers 5: message objects, None keys
+        if normalize is not None:
+            conversations = [normalize(chat) for chat in conversations]
+        if continue_final_message:
+            if add_generation_prompt:
+                raise ValueError("continue_final_message and add_generation_prompt are not compatible")
+            if return_assistant_tokens_mask:
+                raise ValueError("continue_final_message is not compatible with return_assistant_tokens_mask.")
+        if sanitize_control_tokens:
+            pattern = _control_pattern(self._glm4_control_tokens(template))
+            conversations = [_mark_control_tokens(getattr(c, "messages", c), pattern) for c in conversations]
+            tools = _mark_control_tokens(tools, pattern)
+            documents = _mark_control_tokens(documents, pattern)
+            template_kwargs = _mark_control_tokens(template_kwargs, pattern)
+        rendered, spans = render_jinja_template(
+            conversations=conversations,
+            tools=tools,
+            documents=documents,
+            chat_template=template,
+            return_assistant_tokens_mask=return_assistant_tokens_mask,
+            continue_final_message=continue_final_message,
+            add_generation_prompt=add_generation_prompt,
+            **{**self.special_tokens_map, **template_kwargs},
+        )
+        if not tokenize:
+            return rendered if batched else rendered[0]
+        options = dict(padding=padding, truncation=truncation, max_length=max_length)
+        if sanitize_control_tokens:
+            out = self._glm4_encode_id_rows(
+                [self._glm4_encode_marked(text) for text in rendered], batched, return_tensors, options, tokenizer_kwargs
+            )
+        else:
+            want_offsets = tokenizer_kwargs.pop("return_offsets_mapping", False)
+            out = self(
+                rendered if batched else rendered[0],
+                add_special_tokens=False,
+                return_tensors=None if return_assistant_tokens_mask else return_tensors,
+                return_offsets_mapping=want_offsets or return_assistant_tokens_mask,
+                **options,
+                **tokenizer_kwargs,
+            )
+            if return_assistant_tokens_mask:
+                offsets = out["offset_mapping"] if batched else [out["offset_mapping"]]
+                masks = [assistant_token_mask(row, row_spans) for row, row_spans in zip(offsets, spans)]
+                if not want_offsets:
+                    del out["offset_mapping"]
+                out["assistant_masks"] = masks if batched else masks[0]
+                if return_tensors is not None:
+                    out = BatchEncoding(dict(out), tensor_type=return_tensors, prepend_batch_axis=not batched)
+        return out if return_dict else out["input_ids"]
+
+    def _glm4_control_tokens(self, template: str) -> List[str]:
+        """The tokens ``sanitize_control_tokens=True`` encodes as text in user input, as transformers 5.24
+        picks them: the special added tokens, plus ``chat_control_tokens`` when set, else the added
+        tokens the template itself writes (whitespace-only tokens excepted)."""
+        chosen = getattr(self, "chat_control_tokens", None)
+        tokens = []
+        for token in self.added_tokens_decoder.values():
+            if token.special:
+                tokens.append(token.content)
+            elif chosen is not None:
+                if token.content in chosen:
+                    tokens.append(token.content)
+            elif token.content in template and not token.content.isspace():
+                tokens.append(token.content)
+        return tokens
+
+    def _glm4_encode_marked(self, text: str) -> List[int]:
+        """ids of a chat rendered from marked input: marked literals as text, the template's own tokens as tokens.
+
+        A lone marker (a template string method split a marked literal) is dropped but still separates
+        the text around it. Each piece after the first is encoded after a newline that is then taken off
+        again (when the newline stays a token of its own), as transformers 5.24 does.
+        """
+        pattern = _control_pattern(self.added_tokens_encoder)
+        splitter = regex.compile(
+            f"{_CONTROL_START}({pattern.pattern}){_CONTROL_END}|[{_CONTROL_START}{_CONTROL_END}]"
+        )
+        pieces = splitter.split(text)
+        newline = self.encode("\n", add_special_tokens=False)
+        ids = self.encode(pieces[0], add_special_tokens=False)
+        for i, piece in enumerate(pieces[1:], start=1):
+            if not piece:
+                continue
+            as_text = i % 2 == 1  # odd pieces are marked literals
+            piece_ids = self.encode("\n" + piece, add_special_tokens=False, split_special_tokens=as_text)
+            if piece_ids[: len(newline)] == newline:
+                piece_ids = piece_ids[len(newline) :]
+            else:
+                piece_ids = self.encode(piece, add_special_tokens=False, split_special_tokens=as_text)
+            ids += piece_ids
+        return ids
+
+    def _glm4_encode_id_rows(
+        self, rows: List[List[int]], batched: bool, return_tensors: Any, options: Dict[str, Any], extra: Dict[str, Any]
+    ):
+        """Truncate and pad ready ids as ``tok(texts, add_special_tokens=False, **options)`` would."""
+        from transformers.tokenization_utils_base import BatchEncoding
+
+        extra = dict(extra)
+        pad_kwargs = {k: extra.pop(k) for k in ("pad_to_multiple_of", "padding_side", "return_attention_mask") if k in extra}
+        encoded = [
+            self.prepare_for_model(
+                ids,
+                add_special_tokens=False,
+                truncation=options["truncation"],
+                max_length=options["max_length"],
+                padding=False,
+                return_attention_mask=False,
+                **extra,
+            )
+            for ids in rows
+        ]
+        data = {key: [row[key] for row in encoded] for key in encoded[0]} if batched else dict(encoded[0])
+        data = self.pad(data, padding=options["padding"], max_length=options["max_length"], **pad_kwargs)
+        return BatchEncoding(dict(data), tensor_type=return_tensors, prepend_batch_axis=not batched)
+
+
+class GLM4FixMixin(GLM4ChatMixin, GLM4BatchEncoder, GLM4PaddingMixin):
     """The GLM-4 batch-encoding fix, as methods to lay over a tokenizer class.
 
     Put it first in the bases (``class Fixed(GLM4FixMixin, UpstreamTokenizer)``).
     It relies only on transformers' slow-tokenizer API plus the attributes every
     GLM-4 tokenizer revision has: ``decoder`` (id -> bytes) and
     ``mergeable_ranks`` (bytes -> id). Its methods are the specification of the
-    fix; it inherits the padding rules (``GLM4PaddingMixin``) and the fast path
-    that gives the same output faster (``GLM4BatchEncoder``).
+    fix; it inherits the padding rules (``GLM4PaddingMixin``), the fast path
+    that gives the same output faster (``GLM4BatchEncoder``) and the chat
+    template's training options (``GLM4ChatMixin``).
     """
 
     # ----------------------------------------------------------------- ids
@@ -1570,219 +1794,6 @@ class GLM4FixMixin(GLM4BatchEncoder, GLM4PaddingMixin):
         if self.truncation_side == "left":
             return ids[num_tokens_to_remove:], None, ids[:window]
         return ids[: len(ids) - num_tokens_to_remove], None, ids[len(ids) - window :]
-
-    # ------------------------------------------------------- chat template
-    def apply_chat_template(self, conversation: Any, *args: Any, **kwargs: Any):
-        """transformers' ``apply_chat_template``, plus ``return_assistant_tokens_mask=True`` on slow
-        tokenizers (both lines) and ``sanitize_control_tokens=True`` on transformers 4.x.
-
-        ``return_assistant_tokens_mask=True``: ``assistant_masks`` is 1 on the tokens of each assistant
-        reply (computed from the rendered text's ``{% generation %}`` spans and the token offsets), 0
-        elsewhere and on pads. A GLM-4 template without markers is swapped for its marked copy from
-        ``glm4_tokfix.chat_templates`` (same rendering); an unknown template without markers is a
-        ``ValueError``. ``sanitize_control_tokens=True``: control-token literals in messages, tools,
-        documents and template variables are encoded as text, with transformers 5.24's ids.
-        """
-        if args:  # tools, documents, ... given positionally: name them, as transformers' signature does
-            names = ("tools", "documents", "chat_template", "add_generation_prompt", "continue_final_message", "tokenize")
-            if len(args) > len(names):
-                raise TypeError(f"apply_chat_template takes at most {len(names)} positional options; pass the rest by name")
-            for name, value in zip(names, args):
-                if name in kwargs:
-                    raise TypeError(f"apply_chat_template got {name!r} twice")
-                kwargs[name] = value
-        mask = kwargs.get("return_assistant_tokens_mask", False)
-        own_sanitize = kwargs.get("sanitize_control_tokens", False) and not _transformers_sanitizes()
-        if mask or own_sanitize:
-            return self._glm4_apply_chat_template(conversation, **kwargs)
-        if "sanitize_control_tokens" in kwargs and not _transformers_sanitizes():
-            kwargs.pop("sanitize_control_tokens")  # False: nothing to do, and 4.x would pass it to the template
-        return super().apply_chat_template(conversation, **kwargs)
-
-    def _glm4_marked_template(self, template: str) -> str:
-        """``template`` if it has ``{% generation %}`` markers, else the shipped marked copy of it."""
-        if _GENERATION_TAG.search(template):
-            return template
-        try:  # optional: a model folder's copy of this module works without the package, minus this lookup
-            marked_template = importlib.import_module("glm4_tokfix.chat_templates").marked_template
-        except ImportError:
-            raise ValueError(
-                "return_assistant_tokens_mask=True needs a chat template with {% generation %} markers. This "
-                "tokenizer's template has none, and the marked copies of the GLM-4 templates come with the "
-                "glm4-tokfix package, which is not importable here: `pip install glm4-tokfix`, or pass "
-                "chat_template= a template with {% generation %}...{% endgeneration %} around assistant replies"
-            ) from None
-        marked = marked_template(template)
-        if marked is None:
-            raise ValueError(
-                "return_assistant_tokens_mask=True needs a chat template with {% generation %} markers; this "
-                "template has none and is not one of the GLM-4 templates glm4-tokfix has a marked copy of "
-                "(glm4_tokfix.chat_templates.TEMPLATE_NAMES). Pass chat_template= a template with "
-                "{% generation %}...{% endgeneration %} around each assistant reply"
-            )
-        return marked
-
-    def _glm4_apply_chat_template(
-        self,
-        conversation: Any,
-        tools: Any = None,
-        documents: Any = None,
-        chat_template: Optional[str] = None,
-        add_generation_prompt: bool = False,
-        continue_final_message: Any = False,
-        tokenize: bool = True,
-        sanitize_control_tokens: bool = False,
-        padding: Any = False,
-        truncation: Any = False,
-        max_length: Optional[int] = None,
-        return_tensors: Any = None,
-        return_dict: Optional[bool] = None,
-        return_assistant_tokens_mask: bool = False,
-        tokenizer_kwargs: Optional[Dict[str, Any]] = None,
-        **template_kwargs: Any,
-    ):
-        """``apply_chat_template`` with assistant masks and control-token sanitizing done here."""
-        from transformers import tokenization_utils_base as base
-        from transformers.tokenization_utils_base import BatchEncoding
-        from transformers.utils.chat_template_utils import render_jinja_template
-
-        if return_dict is None:
-            return_dict = _return_dict_default()
-        if not tokenize:
-            return_dict = False
-        if return_assistant_tokens_mask and not (return_dict and tokenize):
-            raise ValueError("`return_assistant_tokens_mask=True` requires `return_dict=True` and `tokenize=True`")
-        if sanitize_control_tokens and (not tokenize or return_assistant_tokens_mask):
-            raise ValueError(
-                "`sanitize_control_tokens=True` requires `tokenize=True` and is not compatible with "
-                "`return_assistant_tokens_mask=True`."
-            )
-        tokenizer_kwargs = dict(tokenizer_kwargs or {})
-        template = self.get_chat_template(chat_template, tools)
-        if return_assistant_tokens_mask:
-            template = self._glm4_marked_template(template)
-        if isinstance(conversation, (list, tuple)) and not conversation:
-            raise ValueError("Cannot apply chat template to an empty conversation. Provide at least one message.")
-        batched = isinstance(conversation, (list, tuple)) and (
-            isinstance(conversation[0], (list, tuple)) or hasattr(conversation[0], "messages")
-        )
-        conversations = list(conversation) if batched else [conversation]
-        normalize = getattr(base, "_normalize_chat_messages", None)  # transformers 5: message objects, None keys
-        if normalize is not None:
-            conversations = [normalize(chat) for chat in conversations]
-        if continue_final_message:
-            if add_generation_prompt:
-                raise ValueError("continue_final_message and add_generation_prompt are not compatible")
-            if return_assistant_tokens_mask:
-                raise ValueError("continue_final_message is not compatible with return_assistant_tokens_mask.")
-        if sanitize_control_tokens:
-            pattern = _control_pattern(self._glm4_control_tokens(template))
-            conversations = [_mark_control_tokens(getattr(c, "messages", c), pattern) for c in conversations]
-            tools = _mark_control_tokens(tools, pattern)
-            documents = _mark_control_tokens(documents, pattern)
-            template_kwargs = _mark_control_tokens(template_kwargs, pattern)
-        rendered, spans = render_jinja_template(
-            conversations=conversations,
-            tools=tools,
-            documents=documents,
-            chat_template=template,
-            return_assistant_tokens_mask=return_assistant_tokens_mask,
-            continue_final_message=continue_final_message,
-            add_generation_prompt=add_generation_prompt,
-            **{**self.special_tokens_map, **template_kwargs},
-        )
-        if not tokenize:
-            return rendered if batched else rendered[0]
-        options = dict(padding=padding, truncation=truncation, max_length=max_length)
-        if sanitize_control_tokens:
-            out = self._glm4_encode_id_rows(
-                [self._glm4_encode_marked(text) for text in rendered], batched, return_tensors, options, tokenizer_kwargs
-            )
-        else:
-            want_offsets = tokenizer_kwargs.pop("return_offsets_mapping", False)
-            out = self(
-                rendered if batched else rendered[0],
-                add_special_tokens=False,
-                return_tensors=None if return_assistant_tokens_mask else return_tensors,
-                return_offsets_mapping=want_offsets or return_assistant_tokens_mask,
-                **options,
-                **tokenizer_kwargs,
-            )
-            if return_assistant_tokens_mask:
-                offsets = out["offset_mapping"] if batched else [out["offset_mapping"]]
-                masks = [assistant_token_mask(row, row_spans) for row, row_spans in zip(offsets, spans)]
-                if not want_offsets:
-                    del out["offset_mapping"]
-                out["assistant_masks"] = masks if batched else masks[0]
-                if return_tensors is not None:
-                    out = BatchEncoding(dict(out), tensor_type=return_tensors, prepend_batch_axis=not batched)
-        return out if return_dict else out["input_ids"]
-
-    def _glm4_control_tokens(self, template: str) -> List[str]:
-        """The tokens ``sanitize_control_tokens=True`` encodes as text in user input, as transformers 5.24
-        picks them: the special added tokens, plus ``chat_control_tokens`` when set, else the added
-        tokens the template itself writes (whitespace-only tokens excepted)."""
-        chosen = getattr(self, "chat_control_tokens", None)
-        tokens = []
-        for token in self._added_tokens_decoder.values():
-            if token.special:
-                tokens.append(token.content)
-            elif chosen is not None:
-                if token.content in chosen:
-                    tokens.append(token.content)
-            elif token.content in template and not token.content.isspace():
-                tokens.append(token.content)
-        return tokens
-
-    def _glm4_encode_marked(self, text: str) -> List[int]:
-        """ids of a chat rendered from marked input: marked literals as text, the template's own tokens as tokens.
-
-        A lone marker (a template string method split a marked literal) is dropped but still separates
-        the text around it. Each piece after the first is encoded after a newline that is then taken off
-        again (when the newline stays a token of its own), as transformers 5.24 does.
-        """
-        pattern = _control_pattern(self._added_tokens_encoder)
-        splitter = regex.compile(
-            f"{_CONTROL_START}({pattern.pattern}){_CONTROL_END}|[{_CONTROL_START}{_CONTROL_END}]"
-        )
-        pieces = splitter.split(text)
-        newline = self.encode("\n", add_special_tokens=False)
-        ids = self.encode(pieces[0], add_special_tokens=False)
-        for i, piece in enumerate(pieces[1:], start=1):
-            if not piece:
-                continue
-            as_text = i % 2 == 1  # odd pieces are marked literals
-            piece_ids = self.encode("\n" + piece, add_special_tokens=False, split_special_tokens=as_text)
-            if piece_ids[: len(newline)] == newline:
-                piece_ids = piece_ids[len(newline) :]
-            else:
-                piece_ids = self.encode(piece, add_special_tokens=False, split_special_tokens=as_text)
-            ids += piece_ids
-        return ids
-
-    def _glm4_encode_id_rows(
-        self, rows: List[List[int]], batched: bool, return_tensors: Any, options: Dict[str, Any], extra: Dict[str, Any]
-    ):
-        """Truncate and pad ready ids as ``tok(texts, add_special_tokens=False, **options)`` would."""
-        from transformers.tokenization_utils_base import BatchEncoding
-
-        extra = dict(extra)
-        pad_kwargs = {k: extra.pop(k) for k in ("pad_to_multiple_of", "padding_side", "return_attention_mask") if k in extra}
-        encoded = [
-            self.prepare_for_model(
-                ids,
-                add_special_tokens=False,
-                truncation=options["truncation"],
-                max_length=options["max_length"],
-                padding=False,
-                return_attention_mask=False,
-                **extra,
-            )
-            for ids in rows
-        ]
-        data = {key: [row[key] for row in encoded] for key in encoded[0]} if batched else dict(encoded[0])
-        data = self.pad(data, padding=options["padding"], max_length=options["max_length"], **pad_kwargs)
-        return BatchEncoding(dict(data), tensor_type=return_tensors, prepend_batch_axis=not batched)
 
     # -------------------------------------------------------------- decoding
     def convert_tokens_to_string(self, tokens: List[Union[str, bytes]]) -> str:

@@ -42,7 +42,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from transformers import PreTrainedTokenizerFast
 
-from .tokenization_chatglm import PREFIX_TOKENS, GLM4PaddingMixin, _as_id_list
+from .tokenization_chatglm import PREFIX_TOKENS, GLM4ChatMixin, GLM4PaddingMixin, _as_id_list
 
 __all__ = ["ChatGLM4TokenizerFast", "GLM4FastBackend", "GLM4FastFixMixin", "PrefixRule", "prefix_rule"]
 
@@ -387,13 +387,15 @@ def _pad_together(encodings: List[Any], padding: Dict[str, Any]) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ mixin
-class GLM4FastFixMixin(GLM4PaddingMixin):
+class GLM4FastFixMixin(GLM4ChatMixin, GLM4PaddingMixin):
     """The GLM-4 fix as methods to lay over a transformers fast tokenizer class (put it first in the bases).
 
     transformers reads the Rust tokenizer from ``self._tokenizer``; here that attribute is a property that hands
     out a ``GLM4FastBackend`` around the tokenizer stored on the instance (so patching an already loaded
     tokenizer needs only its class changed). ``pad()`` (collators) follows the slow tokenizer's exact padding
-    rules, ``GLM4PaddingMixin``.
+    rules, ``GLM4PaddingMixin``; ``apply_chat_template`` gains assistant-token masks (GLM-4 templates without
+    ``{% generation %}`` markers are swapped for their marked copies) and, on transformers 4.x,
+    ``sanitize_control_tokens``, as on the slow tokenizer (``GLM4ChatMixin``).
     """
 
     @property
