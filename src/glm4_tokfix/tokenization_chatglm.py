@@ -902,6 +902,22 @@ class GLM4FixMixin:
             return BatchEncoding(data, tensor_type=return_tensors, prepend_batch_axis=True)
         return BatchEncoding(data, tensor_type=return_tensors)
 
+    # -------------------------------------------------------------- saving
+    def save_chat_templates(self, save_directory: Any, tokenizer_config: Dict[str, Any], *args: Any, **kwargs: Any):
+        """transformers' step of ``save_pretrained`` that finishes ``tokenizer_config.json`` (both lines call
+        it just before writing): here the config is also made to load on either transformers line.
+
+        transformers 5 writes the added special tokens as an ``extra_special_tokens`` list, which 4.x cannot
+        read (it expects a dict of named tokens and fails on ``.keys()``); both lines read the list as
+        ``additional_special_tokens``, so it is written under that name.
+        """
+        extra = tokenizer_config.get("extra_special_tokens")
+        if isinstance(extra, (list, tuple)):
+            tokenizer_config = dict(tokenizer_config)
+            del tokenizer_config["extra_special_tokens"]
+            tokenizer_config["additional_special_tokens"] = list(extra)
+        return super().save_chat_templates(save_directory, tokenizer_config, *args, **kwargs)
+
     # -------------------------------------------------------------- decoding
     def convert_tokens_to_string(self, tokens: List[Union[str, bytes]]) -> str:
         """Join tokens: runs of byte tokens are UTF-8 decoded together, str tokens kept as they are."""
