@@ -376,13 +376,15 @@ class GLM4FixMixin:
         return super().tokenize(text, **kwargs)
 
     @classmethod
-    def _glm4_prepare_signature(cls) -> inspect.Signature:
-        signature = cls.__dict__.get("_glm4_prepare_sig")
-        if signature is None:
-            base = super(GLM4FixMixin, cls) if GLM4FixMixin in cls.__mro__ else cls
-            signature = inspect.signature(base.prepare_for_model)
-            cls._glm4_prepare_sig = signature
-        return signature
+    def _glm4_prepare_params(cls) -> Tuple[Tuple[str, ...], Dict[str, Any]]:
+        """The names of transformers' ``prepare_for_model`` arguments after ``pair_ids``, and their defaults."""
+        cached = cls.__dict__.get("_glm4_prepare_params_cache")
+        if cached is None:
+            params = list(inspect.signature(super(GLM4FixMixin, cls).prepare_for_model).parameters.values())[3:]
+            names = tuple(p.name for p in params if p.kind == p.POSITIONAL_OR_KEYWORD)
+            defaults = {p.name: p.default for p in params if p.default is not p.empty}
+            cached = cls._glm4_prepare_params_cache = (names, defaults)
+        return cached
 
     def prepare_for_model(self, ids: List[int], pair_ids: Optional[List[int]] = None, *args: Any, **kwargs: Any):
         """transformers' ``prepare_for_model`` with an idempotent prefix, exact pairs and overflow.
@@ -397,25 +399,23 @@ class GLM4FixMixin:
         ``num_truncated_tokens`` (0 then), also as tensors, on both transformers
         lines, so a batch's rows line up with single calls.
         """
-        call = self._glm4_prepare_signature().bind(self, ids, pair_ids, *args, **kwargs)
-        call.apply_defaults()
-        params = dict(call.arguments)
-        params.pop("self")
-        params.update(params.pop("kwargs", {}))
-        _, strategy, max_length, _ = self._get_padding_truncation_strategies(
-            padding=params["padding"], truncation=params["truncation"], max_length=params["max_length"],
-            pad_to_multiple_of=params["pad_to_multiple_of"], verbose=False,
-        )  # fmt: skip
-        truncating = strategy != TruncationStrategy.DO_NOT_TRUNCATE and max_length is not None
+        names, defaults = self._glm4_prepare_params()
+        params = {**defaults, **dict(zip(names, args)), **kwargs}
         add_special_tokens = params["add_special_tokens"]
-        ids = list(params.pop("ids"))
-        pair_ids = params.pop("pair_ids")
+        ids = list(ids)
+        overflow = params["return_overflowing_tokens"]
+        truncating = False
+        if overflow or (pair_ids is not None and add_special_tokens):
+            _, strategy, max_length, _ = self._get_padding_truncation_strategies(
+                padding=params["padding"], truncation=params["truncation"], max_length=params["max_length"],
+                pad_to_multiple_of=params["pad_to_multiple_of"], verbose=False,
+            )  # fmt: skip
+            truncating = strategy != TruncationStrategy.DO_NOT_TRUNCATE and max_length is not None
         if truncating and pair_ids is not None and add_special_tokens and max_length < 3:
             raise _max_length_too_small(3, len(ids) + len(pair_ids) + 3 - max_length, len(ids) + len(pair_ids))
         prefix = self.get_prefix_tokens() if add_special_tokens else []
         if prefix and self._glm4_has_prefix(ids, prefix):
             ids = ids[len(prefix) :]
-        overflow = params["return_overflowing_tokens"]
         if overflow:  # build lists here and make tensors below, so nothing is dropped on the way
             tensors, batch_axis = params["return_tensors"], params["prepend_batch_axis"]
             params.update(return_tensors=None, prepend_batch_axis=False, return_overflowing_tokens=truncating)
