@@ -1017,6 +1017,7 @@ class _ChatGLM4Vocab(PreTrainedTokenizer):
             kwargs.setdefault("eos_token", "<|endoftext|>")
             kwargs.setdefault("pad_token", "<|endoftext|>")
         super().__init__(
+            vocab_file=self.vocab_file,  # kept in init_kwargs like every argument (save_pretrained leaves it out)
             padding_side=padding_side,
             clean_up_tokenization_spaces=clean_up_tokenization_spaces,
             **kwargs,
