@@ -23,7 +23,6 @@ import uuid
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-import pytest
 
 from standins import make_model_folder
 
