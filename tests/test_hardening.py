@@ -299,3 +299,14 @@ def test_max_length_of_the_wrong_type(tok, bad):
 def test_max_length_as_a_numpy_integer(tok):
     for options in (dict(truncation=True), dict(padding="max_length")):
         assert tok(LONG, max_length=np.int64(5), **options).input_ids == tok(LONG, max_length=5, **options).input_ids
+
+
+# ------------------------------------------------ generic suite: init_kwargs hold every constructor argument
+def test_init_kwargs_hold_every_argument(tiny_tok, tmp_path):
+    import inspect
+
+    for name, parameter in inspect.signature(ChatGLM4Tokenizer.__init__).parameters.items():
+        if parameter.default is not inspect.Parameter.empty:
+            assert name in tiny_tok.init_kwargs, name
+    tiny_tok.save_pretrained(tmp_path)
+    assert "vocab_file" not in json.loads((tmp_path / "tokenizer_config.json").read_text())  # a local path
