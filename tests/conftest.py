@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 # Nothing in the test suite may reach the network.
@@ -10,6 +13,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+# Remote code loaded by the tests goes to a modules cache of this process's own (each pytest-xdist worker
+# is a process of its own), never the user's ~/.cache/huggingface/modules: transformers caches a folder's
+# module under the folder's basename, so a shared cache would mix our test folders with anyone else's.
+# transformers reads HF_MODULES_CACHE once, when it is first imported: nothing above imports it.
+_RUN_TMP = tempfile.mkdtemp(prefix="glm4-tokfix-tests-")
+atexit.register(shutil.rmtree, _RUN_TMP, ignore_errors=True)
+os.environ["HF_MODULES_CACHE"] = os.path.join(_RUN_TMP, "hf_modules")
 
 import pytest  # noqa: E402
 from hypothesis import HealthCheck, settings  # noqa: E402

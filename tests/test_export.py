@@ -18,7 +18,6 @@ import pytest
 
 import glm4_tokfix
 from test_patch_helpers import check_clean_report, load_in_clean_process, run_cli, snapshot, standin_folder
-from test_patch_helpers import forget_remote_modules  # noqa: F401 (autouse fixture)
 
 SOURCE = Path(glm4_tokfix.__file__).resolve().parent / "tokenization_chatglm.py"
 ALLOWED_THIRD_PARTY = {"transformers", "tiktoken", "regex"}

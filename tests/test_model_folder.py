@@ -30,7 +30,6 @@ from test_patch_helpers import (
     standin_folder,
     subprocess_env,
 )
-from test_patch_helpers import forget_remote_modules  # noqa: F401 (autouse fixture)
 
 TINY = Path(glm4_tokfix.TINY_GLM4_DIR)
 
@@ -199,36 +198,64 @@ def test_bad_folders_get_one_line_and_no_change(tmp_path, case):
         assert snapshot(tmp_path) == before
 
 
-def _world_readable_copy(revision: str) -> Path:
-    base = Path(tempfile.mkdtemp(prefix="glm4-tokfix-ro-"))
-    os.chmod(base, 0o755)
-    return standin_folder(base, revision, TINY)
+# Runs in a private mount namespace (as root): make folder $1 a read-only bind mount of itself, then run the rest.
+_READ_ONLY_MOUNT = 'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" "$1" && shift && exec "$@"'
+
+
+def _non_writer(tmp_path: Path, request):
+    """(base folder, command prefix, env) to run the CLI as a user who may read a folder in base but not write it.
+
+    Not root: the test makes the folder mode 0555. Root may write anywhere, so it gets a read-only bind
+    mount of the folder in a private mount namespace (``unshare``), which needs nothing from where the
+    checkout or the interpreter lives. Without that, ``setpriv`` runs the CLI as uid 65534, on a folder in a
+    world-readable temp folder holding an importable copy of the package, after a probe that this user can
+    run the interpreter and import transformers; otherwise the test skips with the reason.
+    """
+    env = subprocess_env()
+    if os.geteuid() != 0:
+        return tmp_path, [], env
+    if shutil.which("unshare"):
+        probe = subprocess.run(["unshare", "--mount", "true"], capture_output=True, text=True, timeout=60)
+        if probe.returncode == 0:
+            return tmp_path, ["unshare", "--mount", "--propagation", "private", "sh", "-c", _READ_ONLY_MOUNT, "sh"], env
+    if not shutil.which("setpriv"):
+        pytest.skip("running as root with neither a usable `unshare --mount` nor setpriv: no user who may not write")
+    shared = Path(tempfile.mkdtemp(prefix="glm4-tokfix-ro-"))
+    request.addfinalizer(lambda: shutil.rmtree(shared, ignore_errors=True))
+    shutil.copytree(Path(glm4_tokfix.__file__).parent, shared / "glm4_tokfix")
+    for path in [shared, *shared.rglob("*")]:
+        os.chmod(path, 0o755 if path.is_dir() else 0o644)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(shared), env.get("PYTHONPATH")) if p)
+    prefix = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    probe = subprocess.run(
+        [*prefix, sys.executable, "-c", "import glm4_tokfix.cli, transformers"],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    if probe.returncode != 0:
+        reason = (probe.stderr.strip().splitlines() or ["no output"])[-1]
+        pytest.skip(f"uid 65534 cannot run {sys.executable} with the package and transformers: {reason}")
+    return shared, prefix, env
 
 
 @pytest.mark.parametrize("command", ["patch", "unpatch"])
-def test_read_only_folder(command, revision):
-    """Run as a user who may read but not write the folder (root could write anywhere, so not as root)."""
-    folder = _world_readable_copy(revision)
+def test_read_only_folder(command, revision, tmp_path, request):
+    """Run as a user who may read but not write the folder (see _non_writer for how, as root)."""
+    base, prefix, env = _non_writer(tmp_path, request)
+    folder = standin_folder(base, revision, TINY)
+    if command == "unpatch":
+        assert run_cli("patch", folder).returncode == 0
+    before = snapshot(folder)
+    if prefix[:1] == ["unshare"]:
+        prefix = [*prefix, str(folder)]  # the folder to mount read-only
+    elif not prefix:
+        os.chmod(folder, 0o555)
     try:
-        if command == "unpatch":
-            assert run_cli("patch", folder).returncode == 0
-        before = snapshot(folder)
-        if os.geteuid() != 0:
-            os.chmod(folder, 0o555)
-            prefix = []
-        elif shutil.which("setpriv"):
-            prefix = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
-        else:
-            pytest.skip("running as root without setpriv: cannot run the CLI as a user who may not write")
-        try:
-            result = run_cli(command, folder, prefix=prefix)
-        finally:
-            os.chmod(folder, 0o755)
-        line = assert_one_line_error(result, command)
-        assert "not writable" in line and str(folder) in line
-        assert snapshot(folder) == before
+        result = run_cli(command, folder, prefix=prefix, env=env)
     finally:
-        shutil.rmtree(folder.parent, ignore_errors=True)
+        os.chmod(folder, 0o755)
+    line = assert_one_line_error(result, command)
+    assert "not writable" in line and str(folder) in line
+    assert snapshot(folder) == before
 
 
 # ------------------------------------------------------ failing writes (in-process)

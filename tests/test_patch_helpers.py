@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import stat
 import subprocess
 import sys
@@ -24,38 +23,13 @@ import uuid
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-import pytest
 
 from standins import make_model_folder
 
 PREFIX = "[gMASK]<sop>"
 
-# folder names whose remote code this process may have copied into transformers' modules cache
-_CREATED: List[str] = []
-
-
 def standin_folder(base: Path, revision: str, vocab_dir: Path) -> Path:
-    name = f"glm4_{revision}_{uuid.uuid4().hex[:10]}"
-    _CREATED.append(name)
-    return make_model_folder(Path(base) / name, revision, vocab_dir)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def forget_remote_modules():
-    """After a test module: remove the copies transformers made of our folders' remote code.
-
-    In-process loads copy each folder's module into the shared HF_MODULES_CACHE
-    (~/.cache/huggingface/modules) under the folder's name; the names are
-    unique, so this removes only what this test run put there.
-    """
-    yield
-    if not _CREATED:
-        return
-    from transformers.dynamic_module_utils import HF_MODULES_CACHE
-
-    root = Path(HF_MODULES_CACHE) / "transformers_modules"
-    while _CREATED:
-        shutil.rmtree(root / _CREATED.pop(), ignore_errors=True)
+    return make_model_folder(Path(base) / f"glm4_{revision}_{uuid.uuid4().hex[:10]}", revision, vocab_dir)
 
 
 def load(folder: Path, **kwargs: Any):

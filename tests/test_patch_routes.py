@@ -27,7 +27,6 @@ import glm4_tokfix
 from helpers import check_padded_row, real_tokens, rows
 from strategies import PREFIX, batches, chats, texts
 from test_patch_helpers import load, run_cli, standin_folder
-from test_patch_helpers import forget_remote_modules  # noqa: F401 (autouse fixture)
 
 ROUTES = ("patch", "from_pretrained", "enable", "cli_patch", "export")
 REVISIONS = ("current", "mid2024")

@@ -28,7 +28,6 @@ from test_patch_helpers import (
     standin_folder,
     subprocess_env,
 )
-from test_patch_helpers import forget_remote_modules  # noqa: F401 (autouse fixture)
 
 TEXTS = ["[gMASK]<sop><|user|>\nhi<|assistant|>", "<|user|>\na longer question 你好<|assistant|>", "x"]
 

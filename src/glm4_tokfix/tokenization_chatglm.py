@@ -55,6 +55,7 @@ import contextvars
 import copy
 import functools
 import importlib
+import inspect
 import itertools
 import operator
 import os
@@ -120,6 +121,13 @@ _OFFSET_ROWS: contextvars.ContextVar[Optional[List[Any]]] = contextvars.ContextV
 _TRUNCATION_LOG: contextvars.ContextVar[Optional[List[Tuple[int, int]]]] = contextvars.ContextVar(
     "glm4_truncation_log", default=None
 )
+
+# transformers 5 encodes singles and batches in one ``_encode_plus``; 4.x has ``_batch_encode_plus`` too.
+_ONE_ENCODE_PLUS = not hasattr(PreTrainedTokenizer, "_batch_encode_plus")
+
+# Set while transformers 4.x's generic batch path runs: its per-row ``tokenize`` call forgets the
+# caller's ``split_special_tokens``, so ``GLM4FixMixin.tokenize`` takes it from here.
+_SPLIT_SPECIAL: contextvars.ContextVar[Optional[bool]] = contextvars.ContextVar("glm4_split_special", default=None)
 
 
 def load_tiktoken_ranks(vocab_file: Union[str, os.PathLike]) -> Dict[bytes, int]:
@@ -349,8 +357,9 @@ def _return_dict_default() -> bool:
 
 
 def _max_length_too_small(n_special: int, remove: int, n_text: int) -> ValueError:
+    names = "[gMASK]<sop>" if n_special == 2 else "[gMASK]<sop> and <|endoftext|> (a pair)"
     return ValueError(
-        f"max_length is too small: it must leave room for the {n_special} special tokens [gMASK]<sop> "
+        f"max_length is too small: it must leave room for the {n_special} special tokens {names} "
         f"(asked to remove {remove} tokens from a text of {n_text})"
     )
 
@@ -812,6 +821,15 @@ class GLM4BatchEncoder:
                 and all(isinstance(t, str) for t in text)
             ):
                 return self._glm4_fast_encode(list(text), batched=True, **kwargs)
+        if _ONE_ENCODE_PLUS and kwargs.get("return_overflowing_tokens") and kwargs.get("return_tensors"):
+            # transformers 5 drops a batch's overflow silently when it makes tensors: make them here instead
+            # (a ragged overflow is then transformers' ValueError, as on 4.x; equal lengths become a tensor).
+            words = kwargs.get("is_split_into_words")
+            first = text[0] if isinstance(text, (list, tuple)) and text else None
+            if isinstance(first, (list, tuple)) or (isinstance(first, str) and not words):
+                tensors = kwargs.pop("return_tensors")
+                encoded = self._encode_plus(text=text, text_pair=text_pair, return_tensors=None, **kwargs)
+                return BatchEncoding(dict(encoded), tensor_type=tensors)
         if kwargs.get("return_offsets_mapping"):  # the generic path, with offsets of our own
             if isinstance(text, (list, tuple)) and text and not isinstance(text[0], int):  # a batch (5.x)
                 if text_pair is not None and (not isinstance(text_pair, (list, tuple)) or len(text_pair) != len(text)):
@@ -877,11 +895,16 @@ class GLM4BatchEncoder:
             and self._glm4_fast_applies(kwargs)
         ):
             return self._glm4_fast_encode(list(texts), batched=True, **kwargs)
-        if kwargs.get("return_offsets_mapping"):  # the generic path, with offsets of our own
-            rows = [_glm4_row(row, None) for row in texts]
-            encode = functools.partial(super()._batch_encode_plus, batch_text_or_text_pairs)
-            return self._glm4_generic_offsets(encode, rows, kwargs)
-        return super()._batch_encode_plus(batch_text_or_text_pairs, **kwargs)
+        # transformers 4.x's rows call tokenize() without split_special_tokens: hand it over (see tokenize).
+        token = _SPLIT_SPECIAL.set(kwargs.get("split_special_tokens", self.split_special_tokens))
+        try:
+            if kwargs.get("return_offsets_mapping"):  # the generic path, with offsets of our own
+                rows = [_glm4_row(row, None) for row in texts]
+                encode = functools.partial(super()._batch_encode_plus, batch_text_or_text_pairs)
+                return self._glm4_generic_offsets(encode, rows, kwargs)
+            return super()._batch_encode_plus(batch_text_or_text_pairs, **kwargs)
+        finally:
+            _SPLIT_SPECIAL.reset(token)
 
     _GLM4_FAST_KWARGS = frozenset(
         {
@@ -1515,6 +1538,13 @@ class GLM4FixMixin(GLM4ChatMixin, GLM4BatchEncoder, GLM4PaddingMixin):
             raise ValueError(f"token {token!r} is not in the GLM-4 vocabulary")
         return rank
 
+    def convert_tokens_to_ids(self, tokens: Any) -> Any:
+        """Token(s) to id(s). One ``bytes`` token -- what ``tokenize`` and ``convert_ids_to_tokens`` give -- is
+        one token (not a sequence of ints), so ``convert_tokens_to_ids(convert_ids_to_tokens(i)) == i``."""
+        if isinstance(tokens, (bytes, bytearray)):
+            return self._convert_token_to_id(bytes(tokens))
+        return super().convert_tokens_to_ids(tokens)
+
     def _convert_id_to_token(self, index: int) -> Union[str, bytes]:
         token = self.decoder.get(index)
         if token is None:
@@ -1666,6 +1696,17 @@ class GLM4FixMixin(GLM4ChatMixin, GLM4BatchEncoder, GLM4PaddingMixin):
         return BatchEncoding(encoded, tensor_type=return_tensors, prepend_batch_axis=prepend_batch_axis)
 
     # ------------------------------------------------------ special tokens
+    def _glm4_special_ids(self) -> set:
+        """``all_special_ids`` and the ids of the 14 GLM-4 tokens.
+
+        ``add_special_tokens({"additional_special_tokens": [...]})`` replaces the list that holds the 14, but
+        they stay special: ``skip_special_tokens=True`` drops them and the special-tokens mask marks them.
+        """
+        ids = set(self.all_special_ids)
+        encoder = self._added_tokens_encoder
+        ids.update(encoder[t] for t in GLM4_SPECIAL_TOKENS if t in encoder)
+        return ids
+
     def build_inputs_with_special_tokens(
         self, token_ids_0: List[int], token_ids_1: Optional[List[int]] = None
     ) -> List[int]:
@@ -1698,7 +1739,7 @@ class GLM4FixMixin(GLM4ChatMixin, GLM4BatchEncoder, GLM4PaddingMixin):
         if already_has_special_tokens:
             if token_ids_1 is not None:
                 raise ValueError("token_ids_1 must be None when already_has_special_tokens=True")
-            special = set(self.all_special_ids)
+            special = self._glm4_special_ids()
             return [1 if i in special else 0 for i in token_ids_0]
         if self._glm4_adds_prefix(token_ids_0):
             mask = [1, 1] + [0] * len(token_ids_0)
@@ -1720,13 +1761,46 @@ class GLM4FixMixin(GLM4ChatMixin, GLM4BatchEncoder, GLM4PaddingMixin):
     def num_special_tokens_to_add(self, pair: bool = False) -> int:
         return 3 if pair else 2
 
+    def _get_padding_truncation_strategies(
+        self, padding: Any = False, truncation: Any = None, max_length: Any = None, *args: Any, **kwargs: Any
+    ):
+        """transformers' argument check, plus: ``max_length`` is an int (TypeError naming it otherwise), and
+        truncating to ``max_length`` 0 or below is the ValueError a too-small ``max_length`` gets (transformers
+        takes 0 for "no limit" and returned the whole text)."""
+        if max_length is not None:
+            if isinstance(max_length, bool) or not hasattr(type(max_length), "__index__"):
+                raise TypeError(f"max_length must be an int or None, got {type(max_length).__name__} ({max_length!r})")
+            max_length = max_length.__index__()  # numpy and torch integers become a plain int
+        result = super()._get_padding_truncation_strategies(padding, truncation, max_length, *args, **kwargs)
+        if result[1] != TruncationStrategy.DO_NOT_TRUNCATE and result[2] is not None and result[2] < 1:
+            raise ValueError(f"max_length is too small: truncation needs max_length >= 1, got {result[2]}")
+        return result
+
+    def tokenize(self, text: Any, **kwargs: Any) -> List[Union[str, bytes]]:
+        split = _SPLIT_SPECIAL.get()
+        if split is not None:
+            kwargs.setdefault("split_special_tokens", split)
+        return super().tokenize(text, **kwargs)
+
+    @classmethod
+    def _glm4_prepare_params(cls) -> Tuple[Tuple[str, ...], Dict[str, Any]]:
+        """The names of transformers' ``prepare_for_model`` arguments after ``pair_ids``, and their defaults."""
+        cached = cls.__dict__.get("_glm4_prepare_params_cache")
+        if cached is None:
+            params = list(inspect.signature(super(GLM4FixMixin, cls).prepare_for_model).parameters.values())[3:]
+            names = tuple(p.name for p in params if p.kind == p.POSITIONAL_OR_KEYWORD)
+            defaults = {p.name: p.default for p in params if p.default is not p.empty}
+            cached = cls._glm4_prepare_params_cache = (names, defaults)
+        return cached
+
     def prepare_for_model(self, ids: List[int], pair_ids: Optional[List[int]] = None, *args: Any, **kwargs: Any):
-        """transformers' ``prepare_for_model`` with an idempotent prefix.
+        """transformers' ``prepare_for_model`` with an idempotent prefix, exact pairs and overflow.
 
         When special tokens are added and ``ids`` already starts with
         ``[gMASK]<sop>``, that copy is taken off before truncation and put back
         by ``build_inputs_with_special_tokens``, so length accounting and
-        ``truncation_side`` see the prefix exactly once.
+        ``truncation_side`` see the prefix exactly once (``_glm4_prepare``); rows
+        of ``_glm4_generic_offsets`` also get their offsets.
         """
         rows = _OFFSET_ROWS.get()
         if rows:
@@ -1741,18 +1815,47 @@ class GLM4FixMixin(GLM4ChatMixin, GLM4BatchEncoder, GLM4PaddingMixin):
         return self._glm4_prepare(ids, pair_ids, *args, **kwargs)
 
     def _glm4_prepare(self, ids: List[int], pair_ids: Optional[List[int]] = None, *args: Any, **kwargs: Any):
-        add_special_tokens = kwargs.get("add_special_tokens", args[0] if args else True)
-        if not add_special_tokens:
-            return super().prepare_for_model(ids, pair_ids, *args, **kwargs)
-        prefix = self.get_prefix_tokens()
+        """``prepare_for_model`` with an idempotent prefix, exact pairs and overflow.
+
+        A pair truncated to fewer than its 3 special tokens is a ValueError. With
+        ``return_overflowing_tokens=True`` the result always holds ``overflowing_tokens`` (``[]`` when nothing
+        was cut) and ``num_truncated_tokens`` (0 then), also as tensors, on both transformers lines, so a
+        batch's rows line up with single calls.
+        """
+        names, defaults = self._glm4_prepare_params()
+        params = {**defaults, **dict(zip(names, args)), **kwargs}
+        add_special_tokens = params["add_special_tokens"]
         ids = list(ids)
-        if self._glm4_has_prefix(ids, prefix):
+        overflow = params["return_overflowing_tokens"]
+        truncating = False
+        if overflow or (pair_ids is not None and add_special_tokens):
+            _, strategy, max_length, _ = self._get_padding_truncation_strategies(
+                padding=params["padding"], truncation=params["truncation"], max_length=params["max_length"],
+                pad_to_multiple_of=params["pad_to_multiple_of"], verbose=False,
+            )  # fmt: skip
+            truncating = strategy != TruncationStrategy.DO_NOT_TRUNCATE and max_length is not None
+        if truncating and pair_ids is not None and add_special_tokens and max_length < 3:
+            raise _max_length_too_small(3, len(ids) + len(pair_ids) + 3 - max_length, len(ids) + len(pair_ids))
+        prefix = self.get_prefix_tokens() if add_special_tokens else []
+        if prefix and self._glm4_has_prefix(ids, prefix):
             ids = ids[len(prefix) :]
-        token = _PREFIX_STRIPPED.set(True)
+        if overflow:  # build lists here and make tensors below, so nothing is dropped on the way
+            tensors, batch_axis = params["return_tensors"], params["prepend_batch_axis"]
+            params.update(return_tensors=None, prepend_batch_axis=False, return_overflowing_tokens=truncating)
+        token = _PREFIX_STRIPPED.set(bool(prefix))
         try:
-            return super().prepare_for_model(ids, pair_ids, *args, **kwargs)
+            encoded = super().prepare_for_model(ids, pair_ids, **params)
         finally:
             _PREFIX_STRIPPED.reset(token)
+        if not overflow:
+            return encoded
+        from transformers.tokenization_utils_base import BatchEncoding
+
+        total = len(ids) + len(pair_ids or ()) + (self.num_special_tokens_to_add(pair_ids is not None) if prefix else 0)
+        data = dict(encoded)
+        data["overflowing_tokens"] = list(data.get("overflowing_tokens", []))
+        data["num_truncated_tokens"] = max(0, total - max_length) if truncating else 0
+        return BatchEncoding(data, tensor_type=tensors, prepend_batch_axis=batch_axis)
 
     def truncate_sequences(
         self,
@@ -1795,6 +1898,22 @@ class GLM4FixMixin(GLM4ChatMixin, GLM4BatchEncoder, GLM4PaddingMixin):
             return ids[num_tokens_to_remove:], None, ids[:window]
         return ids[: len(ids) - num_tokens_to_remove], None, ids[len(ids) - window :]
 
+    # -------------------------------------------------------------- saving
+    def save_chat_templates(self, save_directory: Any, tokenizer_config: Dict[str, Any], *args: Any, **kwargs: Any):
+        """transformers' step of ``save_pretrained`` that finishes ``tokenizer_config.json`` (both lines call
+        it just before writing): here the config is also made to load on either transformers line.
+
+        transformers 5 writes the added special tokens as an ``extra_special_tokens`` list, which 4.x cannot
+        read (it expects a dict of named tokens and fails on ``.keys()``); both lines read the list as
+        ``additional_special_tokens``, so it is written under that name.
+        """
+        extra = tokenizer_config.get("extra_special_tokens")
+        if isinstance(extra, (list, tuple)):
+            tokenizer_config = dict(tokenizer_config)
+            del tokenizer_config["extra_special_tokens"]
+            tokenizer_config["additional_special_tokens"] = list(extra)
+        return super().save_chat_templates(save_directory, tokenizer_config, *args, **kwargs)
+
     # -------------------------------------------------------------- decoding
     def convert_tokens_to_string(self, tokens: List[Union[str, bytes]]) -> str:
         """Join tokens: runs of byte tokens are UTF-8 decoded together, str tokens kept as they are."""
@@ -1827,7 +1946,7 @@ class GLM4FixMixin(GLM4ChatMixin, GLM4BatchEncoder, GLM4PaddingMixin):
         around them) unless ``skip_special_tokens=True`` drops them.
         """
         ids = _as_id_list(token_ids, "token_ids")
-        skip = set(self.all_special_ids) if skip_special_tokens else ()
+        skip = self._glm4_special_ids() if skip_special_tokens else ()
         added = self._added_tokens_decoder
         decoder = self.decoder
         parts: List[str] = []
@@ -1883,8 +2002,8 @@ class _ChatGLM4Vocab(PreTrainedTokenizer):
             mergeable_ranks=self.mergeable_ranks,
             special_tokens={},
         )
-        if "added_tokens_decoder" not in kwargs:
-            # Built without a tokenizer_config.json: register GLM-4's 14 tokens right after the ranks.
+        if not kwargs.get("added_tokens_decoder"):
+            # Built, or loaded, without a tokenizer_config.json: register GLM-4's 14 tokens after the ranks.
             kwargs["added_tokens_decoder"] = {
                 self.n_words + i: AddedToken(t, lstrip=False, rstrip=False, normalized=False, special=True)
                 for i, t in enumerate(GLM4_SPECIAL_TOKENS)
@@ -1894,6 +2013,7 @@ class _ChatGLM4Vocab(PreTrainedTokenizer):
             kwargs.setdefault("eos_token", "<|endoftext|>")
             kwargs.setdefault("pad_token", "<|endoftext|>")
         super().__init__(
+            vocab_file=self.vocab_file,  # kept in init_kwargs like every argument (save_pretrained leaves it out)
             padding_side=padding_side,
             clean_up_tokenization_spaces=clean_up_tokenization_spaces,
             **kwargs,
@@ -1908,7 +2028,7 @@ class _ChatGLM4Vocab(PreTrainedTokenizer):
             return super()._from_pretrained(*args, **kwargs)
         except ImportError as exc:
             cause = exc.__context__
-            if "protobuf" in str(exc) and isinstance(cause, (ValueError, TypeError, OSError)):
+            if "protobuf" in str(exc) and isinstance(cause, Exception):
                 raise cause from None
             raise
 
