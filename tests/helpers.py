@@ -33,3 +33,31 @@ def check_padded_row(ids, mask, positions, side: str, pad_id: int) -> None:
     assert [p for p, m in zip(positions, mask) if m] == list(range(n_real))
     assert all(p == 0 for p, m in zip(positions, mask) if not m)
     assert all(t == pad_id for t, m in zip(ids, mask) if not m)
+
+
+def outcome(fn, errors=(ValueError, TypeError)):
+    """``("ok", fn())``, or ``(exception type, message)`` for one of ``errors``: compares results and errors alike."""
+    try:
+        return "ok", fn()
+    except errors as exc:
+        return type(exc), str(exc)
+
+
+def deep(value):
+    """Nested Python lists from arrays, tensors, object arrays of arrays and lists."""
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    return [deep(v) for v in value] if isinstance(value, (list, tuple)) else value
+
+
+def same(got, expected, same_container=False):
+    """Same keys in the same order, and per key the same type, dtype, shape and values."""
+    if same_container:
+        assert type(got) is type(expected)
+    assert list(got.keys()) == list(expected.keys())
+    for key in expected:
+        a, b = got[key], expected[key]
+        assert type(a) is type(b), key
+        if hasattr(b, "dtype"):
+            assert a.dtype == b.dtype and tuple(a.shape) == tuple(b.shape), (key, a.dtype, b.dtype, a.shape, b.shape)
+        assert deep(a) == deep(b), key

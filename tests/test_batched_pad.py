@@ -17,35 +17,14 @@ from transformers import DataCollatorForSeq2Seq, DataCollatorWithPadding, PreTra
 
 import glm4_tokfix
 from glm4_tokfix import tokenization_chatglm
-from helpers import check_padded_row
+from helpers import check_padded_row, deep, outcome, same
 from strategies import batches
 
 HAVE_TORCH = importlib.util.find_spec("torch") is not None
 KINDS = [None, "np", "pt"] if HAVE_TORCH else [None, "np"]
 
 
-def outcome(fn):
-    try:
-        return "ok", fn()
-    except (ValueError, TypeError, KeyError) as exc:
-        return type(exc), str(exc)
-
-
-def deep(value):
-    if hasattr(value, "tolist"):
-        value = value.tolist()
-    return [deep(v) for v in value] if isinstance(value, (list, tuple)) else value
-
-
-def same(got, expected):
-    assert type(got) is type(expected)
-    assert list(got.keys()) == list(expected.keys())
-    for key in expected:
-        a, b = got[key], expected[key]
-        assert type(a) is type(b), key
-        if hasattr(b, "dtype"):
-            assert a.dtype == b.dtype and tuple(a.shape) == tuple(b.shape), (key, a.dtype, b.dtype)
-        assert deep(a) == deep(b), key
+ERRORS = (ValueError, TypeError, KeyError)
 
 
 def generic_pad(tok, inputs, **options):
@@ -118,11 +97,11 @@ def test_batched_pad_equals_row_by_row_pad(tok, data, options, form):
     rows = data.draw(features(tok))
     inputs = as_input(rows, form)
     before = copy.deepcopy(inputs)
-    expected = outcome(lambda: generic_pad(tok, inputs, **options))
-    got = outcome(lambda: tok.pad(inputs, **options))
+    expected = outcome(lambda: generic_pad(tok, inputs, **options), ERRORS)
+    got = outcome(lambda: tok.pad(inputs, **options), ERRORS)
     assert got[0] == expected[0], (got, expected)
     if got[0] == "ok":
-        same(got[1], expected[1])
+        same(got[1], expected[1], same_container=True)
     else:
         assert got[1] == expected[1]
     assert deep(as_plain(inputs)) == deep(as_plain(before)), "pad() changed what it was given"
@@ -139,10 +118,11 @@ def test_single_encoding_pad_equals_transformers_pad(tok, data, kind, side):
     row = data.draw(features(tok))[0]
     width = len(row["input_ids"]) + data.draw(st.integers(0, 5))
     options = dict(padding="max_length", max_length=width, padding_side=side, return_tensors=kind)
-    got, expected = outcome(lambda: tok.pad(row, **options)), outcome(lambda: generic_pad(tok, row, **options))
+    got = outcome(lambda: tok.pad(row, **options), ERRORS)
+    expected = outcome(lambda: generic_pad(tok, row, **options), ERRORS)
     assert got[0] == expected[0], (got, expected)
     if got[0] == "ok":
-        same(got[1], expected[1])
+        same(got[1], expected[1], same_container=True)
     else:  # e.g. a scalar extra key with return_tensors: transformers' conversion refuses it either way
         assert got[1] == expected[1]
 
@@ -232,7 +212,7 @@ def test_collators_stay_exact_under_llamafactorys_pad_swap(tok, swapped, kind):
         ].dtype == object
 
     batch = DataCollatorWithPadding(swapped, return_tensors=kind)(copy.deepcopy(features))
-    same(batch, DataCollatorWithPadding(reference, return_tensors=kind)(copy.deepcopy(features)))
+    same(batch, DataCollatorWithPadding(reference, return_tensors=kind)(copy.deepcopy(features)), same_container=True)
     for i, f in enumerate(features):
         ids, mask, positions = (deep(batch[key][i]) for key in ("input_ids", "attention_mask", "position_ids"))
         check_padded_row(ids, mask, positions, "right", tok.pad_token_id)
@@ -240,7 +220,7 @@ def test_collators_stay_exact_under_llamafactorys_pad_swap(tok, swapped, kind):
 
     labelled = [dict(f, labels=f["input_ids"][:]) for f in features]
     seq2seq = DataCollatorForSeq2Seq(swapped, return_tensors=kind)(copy.deepcopy(labelled))
-    same(seq2seq, DataCollatorForSeq2Seq(reference, return_tensors=kind)(copy.deepcopy(labelled)))
+    same(seq2seq, DataCollatorForSeq2Seq(reference, return_tensors=kind)(copy.deepcopy(labelled)), same_container=True)
 
 
 def test_encoding_stays_exact_under_llamafactorys_pad_swap(tok, swapped):
@@ -250,12 +230,12 @@ def test_encoding_stays_exact_under_llamafactorys_pad_swap(tok, swapped):
         {"padding": "max_length", "max_length": 12},
         {"padding": True, "return_tensors": "np"},
     ):
-        same(swapped(texts, **options), tok(texts, padding_side="right", **options))
-        same(swapped(texts[1], **options), tok(texts[1], padding_side="right", **options))
+        same(swapped(texts, **options), tok(texts, padding_side="right", **options), same_container=True)
+        same(swapped(texts[1], **options), tok(texts[1], padding_side="right", **options), same_container=True)
     for slow in (swapped, tok):
         slow.glm4_fast_path = False
     try:
-        same(swapped(texts, padding=True), tok(texts, padding=True, padding_side="right"))
+        same(swapped(texts, padding=True), tok(texts, padding=True, padding_side="right"), same_container=True)
     finally:
         swapped.glm4_fast_path = tok.glm4_fast_path = True
 
@@ -304,5 +284,5 @@ def test_the_padding_mixin_works_over_a_fast_tokenizer(fast_folder, tiny_tok, ki
     ours.padding_side = "right"
     features = [dict(ours(t)) for t in ["a", "hello world", "[gMASK]<sop><|user|>\nhi"]]
     collated = DataCollatorWithPadding(fast, return_tensors=kind)(copy.deepcopy(features))
-    same(collated, DataCollatorWithPadding(ours, return_tensors=kind)(copy.deepcopy(features)))
-    same(fast.pad(features, padding_side="left"), generic_pad(fast, features, padding_side="left"))
+    same(collated, DataCollatorWithPadding(ours, return_tensors=kind)(copy.deepcopy(features)), same_container=True)
+    same(fast.pad(features, padding_side="left"), generic_pad(fast, features, padding_side="left"), same_container=True)

@@ -13,35 +13,11 @@ from hypothesis import strategies as st
 from transformers import BatchEncoding
 
 from glm4_tokfix import tokenization_chatglm
-from helpers import as_lists
+from helpers import as_lists, deep, outcome, same
 from strategies import batches, encode_options
 
 HAVE_TORCH = importlib.util.find_spec("torch") is not None
 KINDS = ["np", "pt"] if HAVE_TORCH else ["np"]
-
-
-def outcome(fn):
-    try:
-        return "ok", fn()
-    except (ValueError, TypeError) as exc:
-        return type(exc), str(exc)
-
-
-def deep(value):
-    """Nested Python lists from arrays, tensors, object arrays of arrays and lists."""
-    if hasattr(value, "tolist"):
-        value = value.tolist()
-    return [deep(v) for v in value] if isinstance(value, (list, tuple)) else value
-
-
-def same(got, expected):
-    assert list(got.keys()) == list(expected.keys())
-    for key in expected:
-        a, b = got[key], expected[key]
-        assert type(a) is type(b), key
-        if hasattr(b, "dtype"):
-            assert a.dtype == b.dtype and tuple(a.shape) == tuple(b.shape), (key, a.dtype, b.dtype, a.shape, b.shape)
-        assert deep(a) == deep(b), key
 
 
 @st.composite
