@@ -142,35 +142,17 @@ def prefix_rule(backend: Any, prefix_ids: List[int]) -> Optional[PrefixRule]:
 
 
 # ------------------------------------------------------------------------------------------- truncation
-def _keep_lengths(n1: int, n2: Optional[int], budget: int, strategy: str) -> Tuple[int, Optional[int]]:
-    """How many tokens of the first and second sequence fit in ``budget`` (the Rust tokenizer's strategies).
-
-    ``longest_first`` shortens the longer sequence first (for a pair: the shorter one keeps everything if it can,
-    otherwise the budget is split in halves); ``only_first``/``only_second`` cut one sequence and raise
-    ``ValueError`` when that one is too short.
-    """
-    total = n1 + (n2 or 0)
-    if total <= budget:
-        return n1, n2
-    if strategy == "longest_first":
-        if n2 is None:
-            return budget, None
-        short, long_, swapped = (n2, n1, True) if n1 > n2 else (n1, n2, False)
-        long_ = short if short > budget else max(short, budget - short)
-        if short + long_ > budget:
-            short = budget // 2
-            long_ = short + budget % 2
-        return (long_, short) if swapped else (short, long_)
-    remove = total - budget
+def _keep_single(n: int, budget: int, strategy: str) -> int:
+    """How many of a single sequence's ``n`` tokens fit in ``budget``, as the Rust tokenizer truncates one text:
+    ``longest_first`` keeps ``budget``; ``only_first`` too, but a ``ValueError`` where it would have to remove
+    every token; ``only_second`` has no second sequence to cut (``ValueError``)."""
+    if n <= budget:
+        return n
     if strategy == "only_second":
-        if n2 is None:
-            raise ValueError("truncation='only_second' needs a pair of sequences")
-        if n2 <= remove:
-            raise ValueError(f"the second sequence ({n2} tokens) is too short to remove {remove} tokens")
-        return n1, n2 - remove
-    if n1 <= remove:
-        raise ValueError(f"the first sequence ({n1} tokens without the prefix) is too short to remove {remove} tokens")
-    return n1 - remove, n2
+        raise ValueError("truncation='only_second' needs a pair of sequences")
+    if strategy == "only_first" and budget <= 0:
+        raise ValueError(f"the text ({n} tokens without the prefix) is too short to remove {n - budget} tokens")
+    return budget
 
 
 # --------------------------------------------------------------------------------------------- backend
@@ -325,7 +307,7 @@ class GLM4FastBackend:
         if truncation is not None:
             body = len(encoding) - n_prefix
             budget = truncation["max_length"] - rule.added(False)
-            keep, _ = _keep_lengths(body, None, budget, truncation["strategy"])
+            keep = _keep_single(body, budget, truncation["strategy"])
             if keep < body:
                 # the text's own prefix tokens: offsets, words and mask as inside the text
                 prefix = backend.encode(
