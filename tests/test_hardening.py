@@ -211,14 +211,14 @@ def test_saved_config_loads_on_both_lines(tok, tmp_path):
 
 def other_line_python():
     """A python with the other transformers major version (GLM4_TOKFIX_OTHER_PYTHON, or a .venv4/.venv5 next to
-    this checkout or in ../main); None when there is none."""
+    this checkout or in ../main, or a venv .ci/run made for the other line); None when there is none."""
     import transformers
 
     mine = transformers.__version__.split(".")[0]
     given = os.environ.get("GLM4_TOKFIX_OTHER_PYTHON")
     candidates = [Path(given)] if given else [
         base / venv / "bin" / "python" for base in (ROOT, ROOT.parent / "main") for venv in (".venv4", ".venv5")
-    ]  # fmt: skip
+    ] + sorted((ROOT / ".ci").glob("venv-*/bin/python"))  # fmt: skip
     for python in candidates:
         if not python.is_file():
             continue
