@@ -40,6 +40,14 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+if "HF_MODULES_CACHE" not in os.environ:  # remote code loads into a cache of this run's own, removed at exit
+    import atexit
+    import shutil
+    import tempfile
+
+    _MODULES = tempfile.mkdtemp(prefix="glm4-bench-modules-")
+    os.environ["HF_MODULES_CACHE"] = _MODULES
+    atexit.register(shutil.rmtree, _MODULES, ignore_errors=True)
 
 ROOT = Path(__file__).resolve().parent.parent
 REAL = ROOT.parent / "shared" / "glm-4-9b-chat"
