@@ -254,6 +254,12 @@ def test_pairs_keep_the_checkpoint_format(fast_tok, first, second):
     assert tok(PREFIX + bare, second, return_token_type_ids=True)["token_type_ids"] == expected["token_type_ids"]
     batch = tok([PREFIX + bare, bare], [second, second], padding=True)
     assert batch["input_ids"][0] == batch["input_ids"][1]
+    a = tok(bare, add_special_tokens=False)["input_ids"]
+    b = tok(second, add_special_tokens=False)["input_ids"]
+    full = plain(bare, second, return_token_type_ids=True, return_special_tokens_mask=True)
+    assert tok.build_inputs_with_special_tokens(a, b) == full["input_ids"]
+    assert tok.get_special_tokens_mask(a, b) == full["special_tokens_mask"]
+    assert tok.create_token_type_ids_from_sequences(a, b) == full["token_type_ids"]
 
 
 # ----------------------------------------------------------------------------- other entry points

@@ -56,33 +56,41 @@ class PrefixRule:
     ``ids``: the prefix ids. ``pair``: whether the pair template adds it too. ``tail``: a post-processor equal to
     the tokenizer's own without the leading prefix (None when leaving the template out is exactly what
     ``encode(..., add_special_tokens=False)`` gives, i.e. the rest of the templates is ``$A:0`` / ``$A:0 $B:1``).
-    ``single``/``pair_pieces``: the templates' pieces, to build ids by hand (``build_inputs_with_special_tokens``).
+    ``single_pieces``/``pair_pieces``: the templates' pieces and ``special`` (template token -> its ids), to build
+    ids by hand (``build_inputs_with_special_tokens``).
     """
 
-    __slots__ = ("ids", "pair", "tail", "single_pieces", "pair_pieces", "tail_added")
+    __slots__ = ("ids", "pair", "tail", "single_pieces", "pair_pieces", "special", "tail_added")
 
-    def __init__(self, ids, pair, tail, single_pieces, pair_pieces, tail_added):
+    def __init__(self, ids, pair, tail, single_pieces, pair_pieces, special):
         self.ids: List[int] = ids
         self.pair: bool = pair
         self.tail: Any = tail
         self.single_pieces: List[Dict[str, Any]] = single_pieces
         self.pair_pieces: List[Dict[str, Any]] = pair_pieces
-        self.tail_added: Tuple[int, int] = tail_added  # special tokens the template adds besides the prefix
+        self.special: Dict[str, List[int]] = special
+        # special tokens the templates add besides the prefix (single, pair)
+        n = len(ids)
+        tail_pair = pair_pieces[n:] if pair else pair_pieces
+        self.tail_added: Tuple[int, int] = (self._count(single_pieces[n:]), self._count(tail_pair))
+
+    def _count(self, pieces: Sequence[Dict[str, Any]]) -> int:
+        return sum(len(self.special[p["SpecialToken"]["id"]]) for p in pieces if "SpecialToken" in p)
 
     def added(self, is_pair: bool) -> int:
         """Special tokens a row gets in all (prefix included) when special tokens are added."""
         return len(self.ids) + self.tail_added[is_pair] if (self.pair or not is_pair) else self.tail_added[is_pair]
 
 
-def _template_of(state: Dict[str, Any]) -> Tuple[Optional[Dict[str, Any]], List[Dict[str, Any]]]:
-    """The TemplateProcessing step of a post-processor's JSON state, and the list that holds it (for editing)."""
+def _template_of(state: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+    """The TemplateProcessing step of a post-processor's JSON state (edited in place to make the tail)."""
     if state.get("type") == "TemplateProcessing":
-        return state, []
+        return state
     if state.get("type") == "Sequence":
         found = [step for step in state.get("processors", []) if step.get("type") == "TemplateProcessing"]
         if len(found) == 1:
-            return found[0], state["processors"]
-    return None, []
+            return found[0]
+    return None
 
 
 def _starts_with_prefix(pieces: Sequence[Dict[str, Any]], special: Dict[str, Any], prefix_ids: List[int]) -> bool:
@@ -112,7 +120,7 @@ def prefix_rule(backend: Any, prefix_ids: List[int]) -> Optional[PrefixRule]:
     if processor is None:
         return None
     state = json.loads(processor.__getstate__())
-    template, _ = _template_of(state)
+    template = _template_of(state)
     if template is None:
         if "TemplateProcessing" in json.dumps(state) or state.get("type") in ("BertProcessing", "RobertaProcessing"):
             raise TypeError(f"cannot follow this post-processor's special tokens: {json.dumps(state)[:200]}")
@@ -127,10 +135,6 @@ def prefix_rule(backend: Any, prefix_ids: List[int]) -> Optional[PrefixRule]:
     pair_adds = _starts_with_prefix(pair, special, prefix_ids)
     tail_single = single[n:]
     tail_pair = pair[n:] if pair_adds else pair
-
-    def n_special(pieces: Sequence[Dict[str, Any]]) -> int:
-        return sum(len(special[p["SpecialToken"]["id"]]["ids"]) for p in pieces if "SpecialToken" in p)
-
     tail = None
     if not (_is_plain(tail_single) and _is_plain(tail_pair)):
         template["single"], template["pair"] = tail_single, tail_pair
@@ -138,7 +142,8 @@ def prefix_rule(backend: Any, prefix_ids: List[int]) -> Optional[PrefixRule]:
 
         tail = processors.ByteLevel()  # any processor object: __setstate__ replaces what it holds
         tail.__setstate__(json.dumps(state).encode("utf-8"))
-    return PrefixRule(list(prefix_ids), pair_adds, tail, single, pair, (n_special(tail_single), n_special(tail_pair)))
+    token_ids = {name: list(entry["ids"]) for name, entry in special.items()}
+    return PrefixRule(list(prefix_ids), pair_adds, tail, single, pair, token_ids)
 
 
 # ------------------------------------------------------------------------------------------- truncation
@@ -415,66 +420,58 @@ class GLM4FastFixMixin(GLM4ChatMixin, GLM4PaddingMixin):
         return "none" if self._tokenizer.rule() is None else "adds"
 
     # -- special tokens by hand (prepare_for_model, collators that build ids themselves)
-    def _glm4_pieces(self, token_ids_0: Sequence[int], pair: bool) -> Optional[List[Dict[str, Any]]]:
+    def _glm4_with_template(
+        self, token_ids_0: Sequence[int], token_ids_1: Optional[Sequence[int]]
+    ) -> Optional[Tuple[List[int], List[int], List[int]]]:
+        """(ids, special-tokens mask, type ids) of the ids laid into the post-processor's template, without the
+        template's ``[gMASK]<sop>`` when ``token_ids_0`` already starts with it; None when it adds no prefix."""
         rule = self._tokenizer.rule()
         if rule is None:
             return None
+        pair = token_ids_1 is not None
         pieces = rule.pair_pieces if pair else rule.single_pieces
-        adds = rule.pair or not pair
-        if adds and list(token_ids_0[: len(rule.ids)]) == rule.ids:
+        if (rule.pair or not pair) and list(token_ids_0[: len(rule.ids)]) == rule.ids:
             pieces = pieces[len(rule.ids) :]
-        return pieces
-
-    def _glm4_apply_pieces(self, pieces, token_ids_0, token_ids_1, what: str) -> List[int]:
-        rule_special = json.loads(self._tokenizer.post_processor.__getstate__())
-        template, _ = _template_of(rule_special)
-        special = template.get("special_tokens", {}) if template else {}
-        out: List[int] = []
+        ids: List[int] = []
+        mask: List[int] = []
+        types: List[int] = []
         for piece in pieces:
             if "SpecialToken" in piece:
-                n = len(special[piece["SpecialToken"]["id"]]["ids"])
-                if what == "ids":
-                    out += special[piece["SpecialToken"]["id"]]["ids"]
-                elif what == "mask":
-                    out += [1] * n
-                else:
-                    out += [piece["SpecialToken"]["type_id"]] * n
+                part, special, type_id = rule.special[piece["SpecialToken"]["id"]], 1, piece["SpecialToken"]["type_id"]
             else:
-                seq = token_ids_0 if piece["Sequence"]["id"] == "A" else (token_ids_1 or [])
-                if what == "ids":
-                    out += list(seq)
-                elif what == "mask":
-                    out += [0] * len(seq)
-                else:
-                    out += [piece["Sequence"]["type_id"]] * len(seq)
-        return out
+                part = token_ids_0 if piece["Sequence"]["id"] == "A" else (token_ids_1 or [])
+                special, type_id = 0, piece["Sequence"]["type_id"]
+            ids += part
+            mask += [special] * len(part)
+            types += [type_id] * len(part)
+        return ids, mask, types
 
     def build_inputs_with_special_tokens(
         self, token_ids_0: List[int], token_ids_1: Optional[List[int]] = None
     ) -> List[int]:
         """The template's special tokens around the ids; ``[gMASK]<sop>`` only when ``token_ids_0`` lacks it."""
-        pieces = self._glm4_pieces(token_ids_0, token_ids_1 is not None)
-        if pieces is None:
+        built = self._glm4_with_template(token_ids_0, token_ids_1)
+        if built is None:
             return super().build_inputs_with_special_tokens(token_ids_0, token_ids_1)  # type: ignore[misc]
-        return self._glm4_apply_pieces(pieces, token_ids_0, token_ids_1, "ids")
+        return built[0]
 
     def get_special_tokens_mask(
         self, token_ids_0: List[int], token_ids_1: Optional[List[int]] = None, already_has_special_tokens: bool = False
     ) -> List[int]:
-        pieces = None if already_has_special_tokens else self._glm4_pieces(token_ids_0, token_ids_1 is not None)
-        if pieces is None:
+        built = None if already_has_special_tokens else self._glm4_with_template(token_ids_0, token_ids_1)
+        if built is None:
             return super().get_special_tokens_mask(  # type: ignore[misc]
                 token_ids_0, token_ids_1, already_has_special_tokens=already_has_special_tokens
             )
-        return self._glm4_apply_pieces(pieces, token_ids_0, token_ids_1, "mask")
+        return built[1]
 
     def create_token_type_ids_from_sequences(
         self, token_ids_0: List[int], token_ids_1: Optional[List[int]] = None
     ) -> List[int]:
-        pieces = self._glm4_pieces(token_ids_0, token_ids_1 is not None)
-        if pieces is None:
+        built = self._glm4_with_template(token_ids_0, token_ids_1)
+        if built is None:
             return super().create_token_type_ids_from_sequences(token_ids_0, token_ids_1)  # type: ignore[misc]
-        return self._glm4_apply_pieces(pieces, token_ids_0, token_ids_1, "types")
+        return built[2]
 
     # -- decoding
     def _decode(self, token_ids: Any, skip_special_tokens: bool = False, **kwargs: Any) -> str:
