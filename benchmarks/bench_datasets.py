@@ -25,7 +25,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_encode import REAL, make_texts  # noqa: E402
+from bench_encode import default_vocab, make_texts  # noqa: E402
 
 
 def make_chats(n: int, seed: int = 0) -> list:
@@ -54,7 +54,7 @@ def main() -> None:
     import glm4_tokfix
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    default = REAL if (REAL / "tokenizer.model").is_file() else Path(glm4_tokfix.TINY_GLM4_DIR)
+    default = default_vocab()
     parser.add_argument("--vocab", type=Path, default=default)
     parser.add_argument("--chats", type=int, default=4000)
     parser.add_argument("--repeat", type=int, default=3)

@@ -88,6 +88,13 @@ def make_texts(n: int, seed: int) -> list[str]:
     return texts
 
 
+def default_vocab() -> Path:
+    """../shared/glm-4-9b-chat when present, else the embedded tiny GLM-4 tokenizer."""
+    import glm4_tokfix
+
+    return REAL if (REAL / "tokenizer.model").is_file() else Path(glm4_tokfix.TINY_GLM4_DIR)
+
+
 def median_times(fns: dict, repeat: int) -> dict:
     """name -> median seconds of fns[name](), over ``repeat`` rounds that each run every fn once."""
     times: dict = {name: [] for name in fns}
@@ -116,7 +123,7 @@ def main() -> int:
 
     import glm4_tokfix
 
-    vocab = args.vocab or (REAL if (REAL / "tokenizer.model").is_file() else Path(glm4_tokfix.TINY_GLM4_DIR))
+    vocab = args.vocab or default_vocab()
     fixed = glm4_tokfix.ChatGLM4Tokenizer.from_pretrained(vocab)
     serial = copy.deepcopy(fixed)
     serial.glm4_encode_threads = 1

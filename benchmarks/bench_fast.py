@@ -31,7 +31,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))
 
-from bench_encode import REAL, make_texts, median_times  # noqa: E402
+from bench_encode import default_vocab, make_texts, median_times  # noqa: E402
 
 
 def main() -> int:
@@ -51,7 +51,7 @@ def main() -> int:
     import glm4_tokfix
     from glm4_tokfix.convert import write_fast_folder
 
-    vocab = args.vocab or (REAL if (REAL / "tokenizer.model").is_file() else Path(glm4_tokfix.TINY_GLM4_DIR))
+    vocab = args.vocab or default_vocab()
     with tempfile.TemporaryDirectory(prefix="glm4-bench-fast-") as tmp:
         folder = write_fast_folder(vocab, Path(tmp) / "glm-4-9b-chat-hf", "chat-hf")
         unpatched = AutoTokenizer.from_pretrained(str(folder))

@@ -28,7 +28,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_encode import REAL, make_texts  # noqa: E402
+from bench_encode import default_vocab, make_texts  # noqa: E402
 
 
 def main() -> None:
@@ -40,7 +40,7 @@ def main() -> None:
     from glm4_tokfix.convert import write_fast_folder
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    default = REAL if (REAL / "tokenizer.model").is_file() else Path(glm4_tokfix.TINY_GLM4_DIR)
+    default = default_vocab()
     parser.add_argument("--vocab", type=Path, default=default)
     parser.add_argument("--texts", type=int, default=2000)
     parser.add_argument("--repeat", type=int, default=5)

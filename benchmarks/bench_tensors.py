@@ -39,7 +39,7 @@ from pathlib import Path
 from types import MethodType
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_encode import REAL, make_texts, median_times  # noqa: E402
+from bench_encode import default_vocab, make_texts, median_times  # noqa: E402
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -64,7 +64,7 @@ def main() -> int:
     import glm4_tokfix
     from glm4_tokfix.convert import write_fast_folder
 
-    vocab = args.vocab or (REAL if (REAL / "tokenizer.model").is_file() else Path(glm4_tokfix.TINY_GLM4_DIR))
+    vocab = args.vocab or default_vocab()
     ours = glm4_tokfix.ChatGLM4Tokenizer.from_pretrained(vocab)
     texts = make_texts(args.texts, args.seed)
     n_tokens = sum(len(ours.tokenizer.encode_ordinary(t)) for t in texts)
