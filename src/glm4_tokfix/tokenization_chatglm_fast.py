@@ -253,13 +253,10 @@ class GLM4FastBackend:
     ) -> List[Any]:
         backend = self._backend
         truncation, padding = backend.truncation, backend.padding
-        plain = rule.tail is None
-        is_literal = [False] * len(items)
-        for i in literal:
-            is_literal[i] = True
-        others = [i for i in range(len(items)) if not is_literal[i]]
+        chosen = set(literal)
+        others = [i for i in range(len(items)) if i not in chosen]
         out: List[Any] = [None] * len(items)
-        simple = truncation is None and plain
+        simple = truncation is None and rule.tail is None
         try:
             if not simple and padding is not None:
                 backend.no_padding()  # rows are padded together at the end
