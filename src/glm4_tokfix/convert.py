@@ -40,6 +40,9 @@ STYLES = {"chat-hf": True, "0414": False}
 
 PathLike = Union[str, "os.PathLike[str]"]
 
+#: where transformers 5's ``save_pretrained`` writes the chat template (instead of tokenizer_config.json)
+CHAT_TEMPLATE_FILE = "chat_template.jinja"
+
 
 def read_added_tokens(config: Dict[str, Any], n_ranks: int, where: str = "tokenizer_config.json") -> List[str]:
     """The added tokens of a GLM-4 ``tokenizer_config.json``, in id order; they must follow the ranks without gaps."""
@@ -149,6 +152,8 @@ def write_fast_folder(src: PathLike, out: PathLike, style: str = "chat-hf") -> P
     with open(target / "tokenizer_config.json", "w", encoding="utf-8") as handle:
         json.dump(new_config, handle, indent=2, ensure_ascii=False)
         handle.write("\n")
+    if (path / CHAT_TEMPLATE_FILE).is_file():  # a folder saved by transformers 5 keeps its template there
+        shutil.copyfile(path / CHAT_TEMPLATE_FILE, target / CHAT_TEMPLATE_FILE)
     return target
 
 
@@ -176,6 +181,7 @@ def convert_folder(src: PathLike, out: PathLike, style: str = "chat-hf") -> Path
         patch_folder(staging)
         os.remove(staging / "tokenizer_config.json.glm4-tokfix-orig")  # a new folder: nothing to restore
         _mark_chat_template(staging / "tokenizer_config.json")
+        _mark_template_file(staging / CHAT_TEMPLATE_FILE)
         if target.exists():
             target.rmdir()
         os.replace(staging, target)
@@ -200,6 +206,18 @@ def _mark_chat_template(config_path: Path) -> None:
     with open(config_path, "w", encoding="utf-8") as handle:
         json.dump(config, handle, indent=2, ensure_ascii=False)
         handle.write("\n")
+
+
+def _mark_template_file(path: Path) -> None:
+    """``_mark_chat_template`` for a ``chat_template.jinja`` (the file's bytes are the template)."""
+    from glm4_tokfix.chat_templates import marked_template
+
+    if not path.is_file():
+        return
+    template = path.read_bytes().decode("utf-8")
+    marked = marked_template(template)
+    if marked is not None and marked != template:
+        path.write_bytes(marked.encode("utf-8"))
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:

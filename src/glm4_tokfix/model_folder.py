@@ -137,6 +137,11 @@ def _fast_ref(entry: Any) -> Optional[str]:
     return None
 
 
+def slow_class_ref(entry: Any) -> Optional[str]:
+    """The slow class named by an ``auto_map.AutoTokenizer`` entry (``"mod.Class"`` or ``[slow, fast]``), or None."""
+    return _slow_ref(entry)
+
+
 def _slow_ref(entry: Any) -> Optional[str]:
     if isinstance(entry, str):
         return entry
@@ -159,11 +164,36 @@ def _read_config(path: Path) -> tuple:
     return config, data
 
 
+def registered_tokens(folder: PathLike, config: Dict[str, Any]) -> set:
+    """The added tokens a tokenizer folder registers: ``config``'s ``added_tokens_decoder`` and, when that lacks
+    the GLM-4 ones, ``tokenizer.json``'s ``added_tokens`` (transformers 5's ``save_pretrained`` writes a fast
+    tokenizer's added tokens only there)."""
+    contents = set()
+    added = config.get("added_tokens_decoder")
+    if isinstance(added, dict):
+        contents = {v.get("content") if isinstance(v, dict) else v for v in added.values()}
+    json_path = Path(folder) / FAST_JSON_FILE
+    if all(t in contents for t in REQUIRED_TOKENS) or not json_path.is_file():
+        return contents
+    try:
+        with open(json_path, "rb") as handle:
+            tokenizer = json.loads(handle.read().decode("utf-8"))
+    except OSError as exc:
+        raise OSError(f"cannot read {json_path}: {exc.strerror or exc}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{json_path} is not valid JSON ({exc})") from None
+    entries = tokenizer.get("added_tokens") if isinstance(tokenizer, dict) else None
+    if isinstance(entries, list):
+        contents |= {e.get("content") for e in entries if isinstance(e, dict)}
+    return contents
+
+
 def inspect_folder(folder: PathLike) -> FolderInfo:
     """Check that ``folder`` holds a GLM-4 tokenizer and read its config.
 
-    Its ``tokenizer_config.json`` registers ``[gMASK]``, ``<sop>`` and
-    ``<|endoftext|>`` in ``added_tokens_decoder``, and it is one of two kinds:
+    It registers ``[gMASK]``, ``<sop>`` and ``<|endoftext|>`` as added tokens
+    (``tokenizer_config.json``'s ``added_tokens_decoder``, or ``tokenizer.json``'s
+    ``added_tokens`` in a fast folder saved by transformers 5), and it is one of two kinds:
 
     * ``"remote"`` (glm-4-9b-chat): ``tokenizer.model``, and
       ``auto_map.AutoTokenizer`` names the remote-code class;
@@ -182,15 +212,12 @@ def inspect_folder(folder: PathLike) -> FolderInfo:
     if not config_path.is_file():
         raise ValueError(f"{path} is not a GLM-4 tokenizer folder: it has no {CONFIG_FILE}")
     config, data = _read_config(config_path)
-    added = config.get("added_tokens_decoder")
-    contents = set()
-    if isinstance(added, dict):
-        contents = {v.get("content") if isinstance(v, dict) else v for v in added.values()}
-    missing = [t for t in REQUIRED_TOKENS if t not in contents]
+    missing = [t for t in REQUIRED_TOKENS if t not in registered_tokens(path, config)]
     if missing:
+        also = f" (nor {FAST_JSON_FILE} in added_tokens)" if (path / FAST_JSON_FILE).is_file() else ""
         raise ValueError(
             f"{path} is not a GLM-4 tokenizer folder: {CONFIG_FILE} does not register {', '.join(missing)} "
-            "in added_tokens_decoder"
+            f"in added_tokens_decoder{also}"
         )
     auto_map = config.get("auto_map")
     entry = auto_map.get("AutoTokenizer") if isinstance(auto_map, dict) else None

@@ -298,13 +298,58 @@ def _make_wrapper(original: classmethod) -> classmethod:
 
     @functools.wraps(func)
     def from_pretrained(cls: type, *args: Any, **kwargs: Any) -> Any:
-        tokenizer = func(cls, *args, **kwargs)
         hook = _HOOK
+        if hook is not None and hook.active and kwargs.get("trust_remote_code") is not True:
+            folder = remote_glm4_folder(args[0] if args else kwargs.get("pretrained_model_name_or_path"), kwargs)
+            if folder is not None:
+                return _load_installed_fix(args, kwargs)
+        tokenizer = func(cls, *args, **kwargs)
         if hook is not None and hook.active and not is_patched(tokenizer) and glm4_problem(tokenizer) is None:
             patch(tokenizer)
         return tokenizer
 
     return classmethod(from_pretrained)
+
+
+#: the keyword arguments ``AutoTokenizer.from_pretrained`` takes for itself (4.x and 5.x) and a tokenizer
+#: class's ``from_pretrained`` does not
+_AUTO_ONLY_KWARGS = ("config", "use_fast", "tokenizer_type", "trust_remote_code", "mistral_format", "code_revision")
+
+
+def remote_glm4_folder(name_or_path: Any, kwargs: Optional[Dict[str, Any]] = None) -> Optional[str]:
+    """The folder's path when ``name_or_path`` is a local glm-4-9b-chat remote-code tokenizer folder, else None.
+
+    That is a folder (``subfolder`` in ``kwargs`` is followed) that ``glm4-tokfix patch`` recognises as the
+    ``"remote"`` kind -- ``tokenizer.model``, the GLM-4 added tokens, and ``auto_map.AutoTokenizer`` naming a
+    ``ChatGLM4Tokenizer`` class (upstream's ``tokenization_chatglm.ChatGLM4Tokenizer``, or ours once patched).
+    Hub ids and every other folder give None. Never raises.
+    """
+    if not isinstance(name_or_path, (str, os.PathLike)):
+        return None
+    path = os.fspath(name_or_path)
+    subfolder = (kwargs or {}).get("subfolder")
+    if isinstance(subfolder, str) and subfolder:
+        path = os.path.join(path, subfolder)
+    if not os.path.isdir(path):
+        return None
+    from glm4_tokfix import model_folder
+
+    try:
+        info = model_folder.inspect_folder(path)
+    except (OSError, ValueError):
+        return None
+    ref = model_folder.slow_class_ref(info.auto_tokenizer) if info.kind == "remote" else None
+    if ref is None or ref.rsplit(".", 1)[-1] != "ChatGLM4Tokenizer":
+        return None
+    return path
+
+
+def _load_installed_fix(args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Any:
+    """``glm4_tokfix.ChatGLM4Tokenizer`` (this package's code) on a remote-code folder; nothing of the folder runs."""
+    from glm4_tokfix.tokenization_chatglm import ChatGLM4Tokenizer
+
+    kwargs = {k: v for k, v in kwargs.items() if k not in _AUTO_ONLY_KWARGS}
+    return ChatGLM4Tokenizer.from_pretrained(*args, **kwargs)
 
 
 class EnableHandle:
