@@ -1,4 +1,4 @@
-"""What serving engines (vLLM, SGLang) need from glm4-tokfix, without an engine (tests/vllm/ runs the real vLLM).
+"""What serving engines (vLLM, SGLang) need from glm4-tokfix, without an engine (tests/vllm_tests/ runs the real vLLM).
 
 * ``enable()`` on a glm-4-9b-chat remote-code folder loaded without ``trust_remote_code`` (left out or False):
   the installed ``glm4_tokfix.ChatGLM4Tokenizer``; nothing from the folder runs. With trust: today's behaviour.

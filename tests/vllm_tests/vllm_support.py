@@ -1,4 +1,4 @@
-"""Model folders and engines for the vLLM integration tests (tests/vllm/test_vllm.py).
+"""Model folders and engines for the vLLM integration tests (tests/vllm_tests/test_vllm.py).
 
 * ``build_weights(dest, vocab_dir)`` -- a tiny randomly initialised ``Glm4ForCausalLM`` (2 layers, hidden 128,
   vocabulary 151552 like glm-4-9b-chat, bfloat16) saved with ``save_pretrained``: ``config.json``,
@@ -76,7 +76,7 @@ VARIANTS: Dict[str, Dict[str, Any]] = {
     "remote-upstream": {"trust": True, "plugin": False},
     "hf-unpatched": {"trust": False, "plugin": False},
 }
-#: the variants the tests assert on (the baselines are measured by hand: `python tests/vllm/probe.py`)
+#: the variants the tests assert on (the baselines are measured by hand: `python tests/vllm_tests/probe.py`)
 FIXED_VARIANTS = ("remote-patched", "hf-patched", "converted", "hf-plugin", "remote-plugin")
 
 

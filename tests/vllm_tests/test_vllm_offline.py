@@ -1,7 +1,7 @@
 """vLLM's offline ``LLM`` on each GLM-4 tokenizer variant: one prefix, text == decode(ids), structured output.
 
-One engine per variant (tests/vllm/probe.py in a subprocess, run once per module and variant); every test reads
-its report. The variants (tests/vllm/vllm_support.py): upstream remote code patched, glm-4-9b-chat-hf style
+One engine per variant (tests/vllm_tests/probe.py in a subprocess, run once per module and variant); every test reads
+its report. The variants (tests/vllm_tests/vllm_support.py): upstream remote code patched, glm-4-9b-chat-hf style
 ``tokenizer.json`` patched, ``glm4-tokfix convert`` output (all three with ``trust_remote_code=True``), and the
 -hf style and remote-code folders as they are, fixed by the plugin without trust.
 """

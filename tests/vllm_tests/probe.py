@@ -1,8 +1,8 @@
 """Run vLLM's offline ``LLM`` on a GLM-4 model folder and print what it saw, as JSON.
 
-    python tests/vllm/probe.py MODEL_DIR [--trust] [--out report.json]
+    python tests/vllm_tests/probe.py MODEL_DIR [--trust] [--out report.json]
 
-Used by tests/vllm/test_vllm.py in a subprocess (one engine per folder); run it by hand with
+Used by tests/vllm_tests/test_vllm.py in a subprocess (one engine per folder); run it by hand with
 ``VLLM_PLUGINS=""`` to see a folder without the glm4-tokfix plugin. Each case records the prompt's token ids,
 the generated ids and text, and ``decode`` of those ids with the engine's own tokenizer: ``LLM.generate`` on a
 rendered chat prompt and on plain text, ``LLM.chat``, the same with ``add_special_tokens`` flipped, and a JSON-schema

@@ -8,16 +8,22 @@ plugins through installed package metadata.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
-from vllm_support import HAVE_REAL, HAVE_VLLM, REAL_DIR, REAL_SKIP_REASON, VLLM_SKIP_REASON
+from vllm_support import HAVE_REAL, HAVE_VLLM, REAL_DIR, REAL_SKIP_REASON, VLLM_SKIP_REASON, plugin_installed
 
 
 def pytest_collection_modifyitems(config, items):
     here = Path(__file__).resolve().parent
     reason = VLLM_SKIP_REASON if not HAVE_VLLM else (REAL_SKIP_REASON if not HAVE_REAL else None)
+    if os.environ.get("GLM4_TOKFIX_REQUIRE_VLLM") == "1":  # .ci/run's vLLM stage: a skip would hide a broken setup
+        if reason is None and not plugin_installed():
+            reason = "glm4-tokfix's vLLM plugin is not installed (pip install --no-deps -e .)"
+        if reason is not None:
+            raise pytest.UsageError(f"GLM4_TOKFIX_REQUIRE_VLLM=1 but {reason}")
     if reason is None:
         return
     for item in items:
