@@ -173,17 +173,45 @@ def run_probe(folder: Path, trust: bool, plugin: bool, timeout: float = 300) -> 
     """Run probe.py on ``folder`` in a subprocess; its JSON report (plus ``log``: the subprocess's stderr)."""
     out = Path(tempfile.mkdtemp(prefix="glm4-vllm-probe-")) / "report.json"
     cmd = [sys.executable, str(PROBE), str(folder), "--out", str(out)] + (["--trust"] if trust else [])
+    proc = subprocess.Popen(
+        bounded(cmd, timeout), env=engine_env(plugin), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )  # fmt: skip
     try:
-        proc = subprocess.run(
-            cmd, env=engine_env(plugin), capture_output=True, text=True, timeout=timeout, start_new_session=True
-        )
+        stdout, stderr = proc.communicate(timeout=timeout + 30)
         if proc.returncode != 0 or not out.is_file():
-            raise AssertionError(f"probe failed (rc {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
+            raise AssertionError(f"probe failed (rc {proc.returncode}):\n{stdout[-3000:]}\n{stderr[-6000:]}")
         report = json.loads(out.read_text(encoding="utf-8"))
-        report["log"] = proc.stderr + proc.stdout
+        report["log"] = stderr + stdout
         return report
     finally:
+        kill_group(proc)
         shutil.rmtree(out.parent, ignore_errors=True)
+
+
+def bounded(cmd: List[str], seconds: float) -> List[str]:
+    """``cmd`` under coreutils' ``timeout`` when present: the engine dies after ``seconds`` even if pytest does."""
+    tool = shutil.which("timeout")
+    return [tool, "-k", "15", str(int(seconds)), *cmd] if tool else cmd
+
+
+def kill_group(proc: "subprocess.Popen[Any]") -> None:
+    """Stop ``proc`` and everything it started (its own session): TERM, then KILL after 20 s."""
+    if proc.poll() is None:
+        for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 20)):
+            try:
+                os.killpg(proc.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                proc.wait(timeout=wait)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+    try:  # engine processes left behind in the group
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def free_port() -> int:
@@ -195,7 +223,7 @@ def free_port() -> int:
 class Server:
     """vLLM's OpenAI server on ``folder`` in its own process group; ``close()`` kills it (always call it)."""
 
-    def __init__(self, folder: Path, trust: bool, plugin: bool, log_path: Path) -> None:
+    def __init__(self, folder: Path, trust: bool, plugin: bool, log_path: Path, lifetime: float = 480) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.model = str(folder)
@@ -207,8 +235,9 @@ class Server:
         ] + (["--trust-remote-code"] if trust else [])  # fmt: skip
         self._log = open(log_path, "w", encoding="utf-8")
         self.proc = subprocess.Popen(
-            cmd, env=engine_env(plugin), stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
-        )
+            bounded(cmd, lifetime), env=engine_env(plugin), stdout=self._log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
 
     def wait_ready(self, timeout: float = 240) -> None:
         deadline = time.monotonic() + timeout
@@ -264,17 +293,5 @@ class Server:
         return chunks
 
     def close(self) -> None:
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                try:
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                self.proc.wait(timeout=20)
+        kill_group(self.proc)
         self._log.close()
