@@ -264,13 +264,14 @@ def test_pairs_keep_the_checkpoint_format(fast_tok, first, second):
 
 # ----------------------------------------------------------------------------- other entry points
 @given(conversation=chats())
-def test_tokenize_encode_and_backend_add_no_second_prefix(fast_tok, conversation):
+def test_tokenize_and_encode_add_no_second_prefix(fast_tok, conversation):
     tok = fast_tok("tiny", "chat-hf")
     prompt = tok.apply_chat_template(conversation, tokenize=False)
     ids = tok.encode(prompt)
     assert ids == tok(prompt, add_special_tokens=False)["input_ids"]
     assert tok.tokenize(prompt, add_special_tokens=True) == tok.convert_ids_to_tokens(ids)
-    assert tok.backend_tokenizer.encode(prompt).ids == ids
+    # the Rust tokenizer is the checkpoint's own: the fix is in the Python encode paths, not in it
+    assert tok.backend_tokenizer.encode(prompt).ids == tok.convert_tokens_to_ids(["[gMASK]", "<sop>"]) + ids
     assert tok.apply_chat_template(conversation, tokenize=True, return_dict=True)["input_ids"] == ids
     assert tok.build_inputs_with_special_tokens(ids) == ids
     assert tok.build_inputs_with_special_tokens(ids[2:]) == ids

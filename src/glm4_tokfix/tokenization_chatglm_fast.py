@@ -8,10 +8,26 @@ which already starts with ``[gMASK]<sop>``, gets the prefix twice. This module a
 ``tokenization_chatglm`` -- the prefix is added exactly when it is missing -- to those tokenizers:
 
 ``GLM4FastFixMixin``
-    Laid over a fast tokenizer class (``glm4_tokfix.patch`` does it for a loaded tokenizer). It hands transformers
-    a ``GLM4FastBackend`` in place of the Rust tokenizer, so everything transformers builds from the Rust
-    encodings -- ``attention_mask``, ``token_type_ids``, ``special_tokens_mask``, ``offset_mapping``, overflow rows,
-    ``BatchEncoding.encodings`` -- follows the fixed ids. Padding (``pad()``) uses the slow tokenizer's exact rules.
+    Laid over a fast tokenizer class (``glm4_tokfix.patch`` does it for a loaded tokenizer). The Rust tokenizer
+    stays the checkpoint's genuine ``tokenizers.Tokenizer`` (``tok._tokenizer`` / ``tok.backend_tokenizer``:
+    ``DecodeStream``, ``to_str``, pickling, vLLM's detokenizer and structured-output backends take it as it is; its
+    own ``encode`` is the checkpoint's, unfixed). The mixin overrides the place where transformers encodes --
+    ``_encode_plus`` on transformers 5, ``_batch_encode_plus`` on 4.x (``encode``, ``tokenize``, ``__call__`` all go
+    through it) -- and builds the ``BatchEncoding`` from fixed ``tokenizers.Encoding`` rows with transformers' own
+    ``set_truncation_and_padding`` and ``_convert_encoding``, so ``attention_mask``, ``token_type_ids``,
+    ``special_tokens_mask``, ``offset_mapping``, overflow rows and ``BatchEncoding.encodings`` follow the fixed ids.
+    Padding (``pad()``) uses the slow tokenizer's exact rules.
+
+``GLM4FastEncoder``
+    Takes the Rust tokenizer and gives the fixed ``Encoding`` of each row (``encode_batch``). Rows that need no
+    change are the Rust tokenizer's own (``encode_plain``: one method, the place for a faster plain-text route);
+    rows starting with the literal prefix are encoded by a private copy without truncation/padding
+    (``plain_copy``, made once per vocabulary/post-processor, never changed afterwards) and cut/padded with
+    ``Encoding.truncate``/``merge``/``pad`` on those fresh encodings. A call changes nothing shared, so one
+    tokenizer serves many threads at once. ``GLM4FastBackend`` is its former name.
+
+``PrefixRule`` / ``prefix_rule``
+    How the post-processor adds the prefix (read from its JSON state), with the template's tail and counts.
 
 ``ChatGLM4TokenizerFast``
     ``GLM4FastFixMixin`` over ``PreTrainedTokenizerFast``: what ``glm4-tokfix patch``/``convert`` point a
@@ -37,14 +53,13 @@ the standard library and transformers/tokenizers.
 from __future__ import annotations
 
 import json
-import threading
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from transformers import PreTrainedTokenizerFast
 
 from .tokenization_chatglm import PREFIX_TOKENS, GLM4ChatMixin, GLM4PaddingMixin, _as_id_list
 
-__all__ = ["ChatGLM4TokenizerFast", "GLM4FastBackend", "GLM4FastFixMixin", "PrefixRule", "prefix_rule"]
+__all__ = ["ChatGLM4TokenizerFast", "GLM4FastBackend", "GLM4FastEncoder", "GLM4FastFixMixin", "PrefixRule", "prefix_rule"]
 
 PREFIX_TEXT = "".join(PREFIX_TOKENS)
 
@@ -160,7 +175,7 @@ def _keep_single(n: int, budget: int, strategy: str) -> int:
     return budget
 
 
-# --------------------------------------------------------------------------------------------- backend
+# --------------------------------------------------------------------------------------------- encoder
 def _is_pair(item: Any, is_pretokenized: bool) -> bool:
     if is_pretokenized:
         return isinstance(item, (list, tuple)) and bool(item) and isinstance(item[0], (list, tuple))
@@ -174,137 +189,146 @@ def _first_text(item: Any, is_pretokenized: bool) -> str:
     return first if isinstance(first, str) else ""
 
 
-class GLM4FastBackend:
-    """A Rust ``tokenizers.Tokenizer`` whose ``encode``/``encode_batch`` add ``[gMASK]<sop>`` only when missing.
+def _without_literal(first: Any, is_pretokenized: bool) -> Any:
+    """A first text (or its first word) with the literal ``[gMASK]<sop>`` taken off the front."""
+    if is_pretokenized:
+        return [first[0][len(PREFIX_TEXT) :]] + list(first[1:])
+    return first[len(PREFIX_TEXT) :]
 
-    Everything else (settings, vocabulary, decoding, saving) is the wrapped tokenizer's own: attribute reads and
-    writes go through to it. transformers' fast tokenizers call ``encode_batch`` for every encoding, so with this
-    backend in place their whole output follows the fixed ids. Rows are the same whether encoded alone or in a
-    batch; truncation and padding are applied as the wrapped tokenizer is set up (transformers sets both before
-    each call).
+
+class GLM4FastEncoder:
+    """Encodes rows with a real Rust ``tokenizers.Tokenizer``, adding ``[gMASK]<sop>`` only when it is missing.
+
+    ``backend`` is the tokenizer's own Rust tokenizer (``tok.backend_tokenizer``); the encoder only reads it: its
+    truncation and padding are the ones transformers set for the call (``set_truncation_and_padding``). Rows
+    that need no change -- every row of a tokenizer whose post-processor adds no prefix, and every row without a
+    literal prefix -- are the Rust tokenizer's own encodings (``encode_plain``). A row whose first text already
+    starts with the literal prefix (``_literal_row``) is encoded by a private copy of the Rust tokenizer without
+    truncation or padding (``plain_copy``: made once per vocabulary/post-processor, never changed after), then
+    cut, laid into the rest of the template and padded with ``tokenizers.Encoding``'s own methods on that fresh
+    encoding. Nothing shared is changed by a call, so one encoder serves many threads at once.
     """
 
-    __slots__ = ("_backend", "_prefix_ids", "_rule_key", "_rule", "_lock")
+    __slots__ = ("backend", "prefix_ids", "_rule_cache", "_copy_cache")
 
     def __init__(self, backend: Any, prefix_ids: Sequence[int]) -> None:
-        object.__setattr__(self, "_backend", backend)
-        object.__setattr__(self, "_prefix_ids", list(prefix_ids))
-        object.__setattr__(self, "_rule_key", None)
-        object.__setattr__(self, "_rule", None)
-        object.__setattr__(self, "_lock", threading.RLock())
-
-    # -- the wrapped tokenizer
-    @property
-    def wrapped(self) -> Any:
-        """The Rust tokenizer itself."""
-        return self._backend
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(object.__getattribute__(self, "_backend"), name)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        setattr(self._backend, name, value)
+        self.backend = backend
+        self.prefix_ids: List[int] = list(prefix_ids)
+        self._rule_cache: Tuple[Any, Optional[PrefixRule]] = (object(), None)  # (post-processor state, rule)
+        self._copy_cache: Tuple[Any, Any] = (object(), None)  # (what the copy was made from, the copy)
 
     def __reduce__(self) -> Tuple[Any, ...]:
-        return (GLM4FastBackend, (self._backend, self._prefix_ids))
+        return (GLM4FastEncoder, (self.backend, self.prefix_ids))
 
     def __repr__(self) -> str:
-        return f"GLM4FastBackend({self._backend!r})"
+        return f"GLM4FastEncoder({self.backend!r})"
 
     def rule(self) -> Optional[PrefixRule]:
-        """The prefix rule of the wrapped tokenizer's current post-processor (re-read when it changes)."""
-        processor = self._backend.post_processor
+        """The prefix rule of the Rust tokenizer's current post-processor (re-read when it changes)."""
+        processor = self.backend.post_processor
         key = None if processor is None else processor.__getstate__()
-        if key != self._rule_key:
-            object.__setattr__(self, "_rule", prefix_rule(self._backend, self._prefix_ids))
-            object.__setattr__(self, "_rule_key", key)
-        return self._rule
+        cached_key, rule = self._rule_cache
+        if key != cached_key:
+            rule = prefix_rule(self.backend, self.prefix_ids)
+            self._rule_cache = (key, rule)  # one assignment: other threads see the old pair or the new one
+        return rule
+
+    def plain_copy(self) -> Any:
+        """A private copy of the Rust tokenizer without truncation and padding, for the literal-prefix rows.
+
+        Made again when the vocabulary, the added tokens, the normalizer, the pre-tokenizer or the post-processor
+        of the real one change; published in one assignment and never changed afterwards.
+        """
+        backend = self.backend
+        key = (
+            backend.get_vocab_size(with_added_tokens=True),
+            repr(sorted(backend.get_added_tokens_decoder().items())),
+            *(None if part is None else part.__getstate__() for part in
+              (backend.normalizer, backend.pre_tokenizer, backend.post_processor)),
+        )  # fmt: skip
+        cached_key, copy = self._copy_cache
+        if key != cached_key or copy is None:
+            from tokenizers import Tokenizer
+
+            copy = Tokenizer.from_str(backend.to_str())
+            copy.no_truncation()
+            copy.no_padding()
+            copy.encode_special_tokens = False
+            self._copy_cache = (key, copy)
+        return copy
 
     # -- encoding
-    def encode(self, sequence: Any, pair: Any = None, is_pretokenized: bool = False, add_special_tokens: bool = True):
-        item = sequence if pair is None else (sequence, pair)
-        return self.encode_batch([item], is_pretokenized=is_pretokenized, add_special_tokens=add_special_tokens)[0]
+    def encode_batch(self, items: Sequence[Any], is_pretokenized: bool = False, add_special_tokens: bool = True):
+        """``tokenizers.Encoding`` rows for ``items`` (texts or pairs), as ``backend.encode_batch`` with the fix.
 
-    def encode_batch(self, input: Any, is_pretokenized: bool = False, add_special_tokens: bool = True) -> List[Any]:
-        backend = self._backend
+        ``ValueError`` (never a Rust panic) when the truncation settings cannot be followed.
+        """
+        backend = self.backend
+        items = list(items)
         truncation = backend.truncation
         rule = self.rule() if add_special_tokens and not backend.encode_special_tokens else None
-        if rule is None:
-            if truncation is not None:
-                input = list(input)
-                _check_room(input, backend, add_special_tokens, truncation, is_pretokenized)
-            return backend.encode_batch(input, is_pretokenized=is_pretokenized, add_special_tokens=add_special_tokens)
-        items = list(input)
         if truncation is not None:
-            _check_room(items, rule, True, truncation, is_pretokenized)
-        literal = [
-            i
-            for i, item in enumerate(items)
-            if (rule.pair or not _is_pair(item, is_pretokenized))
-            and _first_text(item, is_pretokenized).startswith(PREFIX_TEXT)
-        ]
+            _check_room(items, backend if rule is None else rule, add_special_tokens, truncation, is_pretokenized)
+        literal = (
+            []
+            if rule is None
+            else [
+                i
+                for i, item in enumerate(items)
+                if (rule.pair or not _is_pair(item, is_pretokenized))
+                and _first_text(item, is_pretokenized).startswith(PREFIX_TEXT)
+            ]
+        )
         if not literal:
-            return backend.encode_batch(items, is_pretokenized=is_pretokenized, add_special_tokens=True)
-        with self._lock:
-            return self._encode_with_literals(items, literal, rule, is_pretokenized)
+            return self.encode_plain(items, is_pretokenized, add_special_tokens)
+        return self._encode_with_literals(items, literal, rule, is_pretokenized)
+
+    def encode_plain(self, items: List[Any], is_pretokenized: bool, add_special_tokens: bool) -> List[Any]:
+        """Rows that need nothing from the fix: the Rust tokenizer's own encodings (the place for a faster route)."""
+        return self.backend.encode_batch(items, is_pretokenized=is_pretokenized, add_special_tokens=add_special_tokens)
 
     def _encode_with_literals(
         self, items: List[Any], literal: List[int], rule: PrefixRule, is_pretokenized: bool
     ) -> List[Any]:
-        backend = self._backend
+        backend = self.backend
         truncation, padding = backend.truncation, backend.padding
-        chosen = set(literal)
-        others = [i for i in range(len(items)) if i not in chosen]
-        out: List[Any] = [None] * len(items)
         simple = truncation is None and rule.tail is None
-        try:
-            if not simple and padding is not None:
-                backend.no_padding()  # rows are padded together at the end
-            if others:
-                encoded = backend.encode_batch([items[i] for i in others], is_pretokenized=is_pretokenized)
-                for i, encoding in zip(others, encoded):
-                    out[i] = encoding
-            if simple:  # no template part left, nothing to cut: the text's own encoding is the row
-                encoded = backend.encode_batch(
-                    [items[i] for i in literal], is_pretokenized=is_pretokenized, add_special_tokens=False
-                )
-                for i, encoding in zip(literal, encoded):
-                    out[i] = encoding
+        out: List[Any] = [None] * len(items)
+        chosen = set(literal)
+        # rows the real tokenizer encodes: those without a literal prefix, and literal pairs with a template
+        # part besides the prefix or with truncation (the checkpoint's pair format, prefix from the template)
+        by_backend = [i for i in range(len(items)) if i not in chosen]
+        own = []
+        for i in literal:
+            if not simple and _is_pair(items[i], is_pretokenized):
+                by_backend.append(i)
             else:
-                if truncation is not None:
-                    backend.no_truncation()
-                try:
-                    for i in literal:
-                        out[i] = self._literal_row(items[i], rule, truncation, is_pretokenized)
-                finally:
-                    if truncation is not None:
-                        backend.enable_truncation(**truncation)
-        finally:
-            if not simple and padding is not None:
-                backend.enable_padding(**padding)
-        if padding is not None and (not simple or (others and literal)):
+                own.append(i)
+        if by_backend:
+            rows = []
+            for i in by_backend:
+                item = items[i]
+                if i in chosen:
+                    item = (_without_literal(item[0], is_pretokenized), item[1])
+                rows.append(item)
+            for i, encoding in zip(by_backend, self.encode_plain(rows, is_pretokenized, True)):
+                out[i] = encoding
+        if own:
+            copy = self.plain_copy()
+            for i in own:
+                out[i] = self._literal_row(copy, items[i], rule, truncation, is_pretokenized)
+        if padding is not None:
             _pad_together(out, padding)
         return out
 
-    def _literal_row(self, item: Any, rule: PrefixRule, truncation: Optional[Dict[str, Any]], pretok: bool):
-        """One row whose first text starts with the prefix: no second copy; truncation keeps that prefix."""
+    def _literal_row(self, copy: Any, item: Any, rule: PrefixRule, truncation: Optional[Dict[str, Any]], pretok: bool):
+        """One row whose first text starts with the prefix, encoded by ``copy`` (no truncation, no padding): no
+        second copy of the prefix; truncation keeps that prefix and cuts the rest, as the slow tokenizer does."""
         from tokenizers import Encoding
 
-        backend = self._backend
-        pair = _is_pair(item, pretok)
-        first, second = (item[0], item[1]) if pair else (item, None)
-        if pair and rule.tail is None and truncation is None:
-            return backend.encode(first, second, is_pretokenized=pretok, add_special_tokens=False)
-        if pair:  # the checkpoint's pair format: the prefix comes from its template (see the module doc)
-            rest = [first[0][len(PREFIX_TEXT) :]] + list(first[1:]) if pretok else first[len(PREFIX_TEXT) :]
-            if truncation is not None:
-                backend.enable_truncation(**truncation)
-            try:
-                return backend.encode(rest, second, is_pretokenized=pretok, add_special_tokens=True)
-            finally:
-                if truncation is not None:
-                    backend.no_truncation()
-        encoding = backend.encode(first, is_pretokenized=pretok, add_special_tokens=False)
+        if _is_pair(item, pretok):  # only without truncation and template tail (see _encode_with_literals)
+            return copy.encode(item[0], item[1], is_pretokenized=pretok, add_special_tokens=False)
+        encoding = copy.encode(item, is_pretokenized=pretok, add_special_tokens=False)
         n_prefix = len(rule.ids)
         if truncation is not None:
             body = len(encoding) - n_prefix
@@ -312,15 +336,18 @@ class GLM4FastBackend:
             keep = _keep_single(body, budget, truncation["strategy"])
             if keep < body:
                 # the text's own prefix tokens: offsets, words and mask as inside the text
-                prefix = backend.encode(
-                    [PREFIX_TEXT] if pretok else PREFIX_TEXT, is_pretokenized=pretok, add_special_tokens=False
-                )
+                prefix = copy.encode([PREFIX_TEXT] if pretok else PREFIX_TEXT, is_pretokenized=pretok,
+                                     add_special_tokens=False)  # fmt: skip
                 encoding.truncate(body, 0, "left")  # now the body (its overflow pieces are replaced next)
                 encoding.truncate(keep, truncation["stride"], truncation["direction"])
                 encoding = Encoding.merge([prefix, encoding], growing_offsets=False)
         if rule.tail is not None:
             encoding = rule.tail.process(encoding, None, True)
         return encoding
+
+
+#: the former name of ``GLM4FastEncoder`` (it wrapped the Rust tokenizer; the encoder only takes it)
+GLM4FastBackend = GLM4FastEncoder
 
 
 def _check_room(
@@ -371,34 +398,73 @@ def _pad_together(encodings: List[Any], padding: Dict[str, Any]) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ mixin
+_TRANSFORMERS_5: Optional[bool] = None
+
+
+def _transformers_5() -> bool:
+    """Whether transformers is 5.x (its fast tokenizers encode in ``_encode_plus``; 4.x in ``_batch_encode_plus``)."""
+    global _TRANSFORMERS_5
+    if _TRANSFORMERS_5 is None:
+        import transformers
+
+        _TRANSFORMERS_5 = int(transformers.__version__.split(".")[0]) >= 5
+    return _TRANSFORMERS_5
+
+
+def _valid_text_input(value: Any) -> bool:
+    """A text, a batch of texts, a pretokenized text or a batch of pretokenized texts/pairs (as transformers 5)."""
+    if isinstance(value, str):
+        return True
+    if not isinstance(value, (list, tuple)):
+        return False
+    if not value or isinstance(value[0], str):
+        return True
+    if not isinstance(value[0], (list, tuple)):
+        return False
+    inner = value[0]
+    if not inner or isinstance(inner[0], str):
+        return True
+    return isinstance(inner[0], (list, tuple)) and (not inner[0] or isinstance(inner[0][0], str))
+
+
+def _encode_keywords() -> Tuple[str, ...]:
+    return (
+        "return_token_type_ids", "return_attention_mask", "return_overflowing_tokens", "return_special_tokens_mask",
+        "return_offsets_mapping", "return_length", "verbose",
+    )  # fmt: skip
+
+
+#: the keywords of transformers 4.x's ``PreTrainedTokenizerFast._batch_encode_plus``
+_BATCH_KEYWORDS = frozenset(_encode_keywords()) | {
+    "add_special_tokens", "padding_strategy", "truncation_strategy", "max_length", "stride", "is_split_into_words",
+    "pad_to_multiple_of", "padding_side", "return_tensors", "split_special_tokens",
+}  # fmt: skip
+
+
 class GLM4FastFixMixin(GLM4ChatMixin, GLM4PaddingMixin):
     """The GLM-4 fix as methods to lay over a transformers fast tokenizer class (put it first in the bases).
 
-    transformers reads the Rust tokenizer from ``self._tokenizer``; here that attribute is a property that hands
-    out a ``GLM4FastBackend`` around the tokenizer stored on the instance (so patching an already loaded
-    tokenizer needs only its class changed). ``pad()`` (collators) follows the slow tokenizer's exact padding
-    rules, ``GLM4PaddingMixin``; ``apply_chat_template`` gains assistant-token masks (GLM-4 templates without
-    ``{% generation %}`` markers are swapped for their marked copies) and, on transformers 4.x,
-    ``sanitize_control_tokens``, as on the slow tokenizer (``GLM4ChatMixin``).
+    The Rust tokenizer stays the checkpoint's own: ``tok._tokenizer`` / ``tok.backend_tokenizer`` is a genuine
+    ``tokenizers.Tokenizer`` (``DecodeStream``, ``to_str``, pickling, vLLM's detokenizer and structured-output
+    backends take it as it is; its own ``encode`` is the checkpoint's, without the fix). The fix sits where
+    transformers encodes: ``_encode_plus`` (transformers 5) and ``_batch_encode_plus`` (4.x; its ``_encode_plus``,
+    ``encode``, ``tokenize`` go through it) set truncation and padding as transformers does, get the rows from a
+    ``GLM4FastEncoder`` over the Rust tokenizer (``_glm4_encodings``) and build the ``BatchEncoding`` from them with
+    transformers' ``_convert_encoding``, so ``attention_mask``, ``token_type_ids``, ``special_tokens_mask``,
+    ``offset_mapping``, overflow rows and ``BatchEncoding.encodings`` follow the fixed ids. ``pad()`` (collators)
+    follows the slow tokenizer's exact padding rules, ``GLM4PaddingMixin``; ``apply_chat_template`` gains
+    assistant-token masks (GLM-4 templates without ``{% generation %}`` markers are swapped for their marked
+    copies) and, on transformers 4.x, ``sanitize_control_tokens``, as on the slow tokenizer (``GLM4ChatMixin``).
     """
 
-    @property
-    def _tokenizer(self) -> Any:
-        state = self.__dict__
-        backend = state.get("_tokenizer")
-        if backend is None:
-            return None
-        wrapper = state.get("_glm4_backend")
-        if wrapper is None or wrapper.wrapped is not backend:
-            wrapper = state["_glm4_backend"] = GLM4FastBackend(backend, self._glm4_prefix_ids(backend))
-        return wrapper
-
-    @_tokenizer.setter
-    def _tokenizer(self, value: Any) -> None:
-        if isinstance(value, GLM4FastBackend):
-            value = value.wrapped
-        self.__dict__["_tokenizer"] = value
-        self.__dict__.pop("_glm4_backend", None)
+    # -- the encoder (one per Rust tokenizer; made on first use, dropped when pickling)
+    def _glm4_encoder(self) -> GLM4FastEncoder:
+        backend = self._tokenizer
+        encoder = self.__dict__.get("_glm4_fast_encoder")
+        if encoder is None or encoder.backend is not backend:
+            encoder = GLM4FastEncoder(backend, self._glm4_prefix_ids(backend))
+            self.__dict__["_glm4_fast_encoder"] = encoder
+        return encoder
 
     @staticmethod
     def _glm4_prefix_ids(backend: Any) -> List[int]:
@@ -409,12 +475,145 @@ class GLM4FastFixMixin(GLM4ChatMixin, GLM4PaddingMixin):
 
     def __getstate__(self) -> Dict[str, Any]:
         state = dict(self.__dict__)
-        state.pop("_glm4_backend", None)  # rebuilt on first use
+        state.pop("_glm4_fast_encoder", None)  # rebuilt on first use
         return state
 
     def glm4_prefix_policy(self) -> str:
         """``"adds"`` when the tokenizer puts ``[gMASK]<sop>`` in front of texts lacking it, else ``"none"``."""
-        return "none" if self._tokenizer.rule() is None else "adds"
+        return "none" if self._glm4_encoder().rule() is None else "adds"
+
+    # -- encoding: where transformers calls the Rust tokenizer's encode_batch
+    def _glm4_encodings(self, items: List[Any], is_pretokenized: bool, add_special_tokens: bool) -> List[Any]:
+        """The fixed ``tokenizers.Encoding`` of each row (a text or a pair), with the settings transformers set."""
+        return self._glm4_encoder().encode_batch(items, is_pretokenized=is_pretokenized,
+                                                 add_special_tokens=add_special_tokens)  # fmt: skip
+
+    def _glm4_batch(
+        self,
+        items: List[Any],
+        *,
+        add_special_tokens: bool,
+        padding_strategy: Any,
+        truncation_strategy: Any,
+        max_length: Optional[int],
+        stride: int,
+        is_split_into_words: bool,
+        pad_to_multiple_of: Optional[int],
+        padding_side: Optional[str],
+        return_tensors: Any,
+        split_special_tokens: bool,
+        convert: Dict[str, Any],
+    ):
+        """The ``BatchEncoding`` of a batch of rows: one entry per row and overflow piece, as transformers builds
+        it from the Rust encodings (``overflow_to_sample_mapping`` when overflow rows are asked for)."""
+        from transformers import BatchEncoding
+
+        if not isinstance(items, (list, tuple)):
+            raise TypeError(f"batch_text_or_text_pairs has to be a list or a tuple (got {type(items)})")
+        self.set_truncation_and_padding(  # type: ignore[attr-defined]
+            padding_strategy=padding_strategy,
+            truncation_strategy=truncation_strategy,
+            max_length=max_length,
+            stride=stride,
+            pad_to_multiple_of=pad_to_multiple_of,
+            padding_side=padding_side,
+        )
+        backend = self._tokenizer
+        if backend.encode_special_tokens != split_special_tokens:
+            backend.encode_special_tokens = split_special_tokens
+        encodings = self._glm4_encodings(list(items), is_split_into_words, add_special_tokens)
+        converted = [self._convert_encoding(encoding=e, **convert) for e in encodings]  # type: ignore[attr-defined]
+        data: Dict[str, List[Any]] = {}
+        for key in converted[0][0] if converted else ("input_ids",):
+            data[key] = [value for fields, _ in converted for value in fields[key]]
+        pieces = [e for _, row in converted for e in row]
+        if convert.get("return_overflowing_tokens"):
+            data["overflow_to_sample_mapping"] = [
+                i for i, (fields, _) in enumerate(converted) for _ in fields["input_ids"]
+            ]
+        for ids in data["input_ids"]:
+            self._eventual_warn_about_too_long_sequence(ids, max_length, convert.get("verbose", True))  # type: ignore
+        return BatchEncoding(data, pieces, tensor_type=return_tensors)
+
+    def _batch_encode_plus(self, batch_text_or_text_pairs: Any, *args: Any, **kwargs: Any):
+        """transformers 4.x: every encoding of a fast tokenizer comes here (``__call__``, ``encode``, ``tokenize``)."""
+        if args or _transformers_5():
+            return super()._batch_encode_plus(batch_text_or_text_pairs, *args, **kwargs)  # type: ignore[misc]
+        if set(kwargs) - _BATCH_KEYWORDS:  # transformers' own error for a keyword it does not take
+            return super()._batch_encode_plus(batch_text_or_text_pairs, **kwargs)  # type: ignore[misc]
+        from transformers.tokenization_utils_base import PaddingStrategy, TruncationStrategy
+
+        convert = {key: kwargs.pop(key) for key in _encode_keywords() if key in kwargs}
+        return self._glm4_batch(
+            batch_text_or_text_pairs,
+            add_special_tokens=kwargs.pop("add_special_tokens", True),
+            padding_strategy=kwargs.pop("padding_strategy", PaddingStrategy.DO_NOT_PAD),
+            truncation_strategy=kwargs.pop("truncation_strategy", TruncationStrategy.DO_NOT_TRUNCATE),
+            max_length=kwargs.pop("max_length", None),
+            stride=kwargs.pop("stride", 0),
+            is_split_into_words=kwargs.pop("is_split_into_words", False),
+            pad_to_multiple_of=kwargs.pop("pad_to_multiple_of", None),
+            padding_side=kwargs.pop("padding_side", None),
+            return_tensors=kwargs.pop("return_tensors", None),
+            split_special_tokens=bool(kwargs.pop("split_special_tokens", False)),
+            convert=convert,
+        )
+
+    def _encode_plus(self, text: Any = None, text_pair: Any = None, *args: Any, **kwargs: Any):
+        """transformers 5: every encoding of a fast tokenizer comes here (``__call__``, ``encode``, ``tokenize``)."""
+        if args or not _transformers_5() or kwargs.get("sanitize_control_tokens"):
+            return super()._encode_plus(text, text_pair, *args, **kwargs)  # type: ignore[misc]
+        from transformers.tokenization_utils_base import PaddingStrategy, TruncationStrategy
+
+        is_split = bool(kwargs.get("is_split_into_words", False))
+        for value in (text, text_pair):
+            if value is not None and not _valid_text_input(value):
+                raise ValueError(
+                    "text input must be of type `str` (single example), `list[str]` (batch or single pretokenized "
+                    "example) or `list[list[str]]` (batch of pretokenized examples) or "
+                    "`list[tuple[list[str], list[str]]]` (batch of pretokenized sequence pairs)."
+                )
+        if is_split:
+            batched = isinstance(text, (list, tuple)) and bool(text) and isinstance(text[0], (list, tuple))
+        else:
+            batched = isinstance(text, (list, tuple))
+        if batched:
+            if isinstance(text_pair, str):
+                raise TypeError(
+                    "when tokenizing batches of text, `text_pair` must be a list or tuple with the same length as"
+                    " `text`."
+                )
+            if text_pair is not None and len(text) != len(text_pair):
+                raise ValueError(
+                    f"batch length of `text`: {len(text)} does not match batch length of `text_pair`:"
+                    f" {len(text_pair)}."
+                )
+            items = list(zip(text, text_pair)) if text_pair is not None else text
+        else:
+            items = [(text, text_pair)] if text_pair else [text]
+        split = kwargs.pop("split_special_tokens", None)
+        return_tensors = kwargs.pop("return_tensors", None)
+        convert = {key: kwargs.pop(key) for key in _encode_keywords() if key in kwargs}
+        output = self._glm4_batch(
+            items,
+            add_special_tokens=kwargs.pop("add_special_tokens", True),
+            padding_strategy=kwargs.pop("padding_strategy", PaddingStrategy.DO_NOT_PAD),
+            truncation_strategy=kwargs.pop("truncation_strategy", TruncationStrategy.DO_NOT_TRUNCATE),
+            max_length=kwargs.pop("max_length", None),
+            stride=kwargs.pop("stride", 0),
+            is_split_into_words=is_split,
+            pad_to_multiple_of=kwargs.pop("pad_to_multiple_of", None),
+            padding_side=kwargs.pop("padding_side", None),
+            return_tensors=return_tensors,
+            split_special_tokens=self.split_special_tokens if split is None else split,  # type: ignore[attr-defined]
+            convert=convert,
+        )
+        if batched or return_tensors is not None or convert.get("return_overflowing_tokens"):
+            return output
+        from transformers import BatchEncoding
+
+        single = {key: value[0] if value and isinstance(value[0], list) else value for key, value in output.items()}
+        return BatchEncoding(single, output.encodings)
 
     # -- special tokens by hand (prepare_for_model, collators that build ids themselves)
     def _glm4_with_template(
@@ -422,7 +621,7 @@ class GLM4FastFixMixin(GLM4ChatMixin, GLM4PaddingMixin):
     ) -> Optional[Tuple[List[int], List[int], List[int]]]:
         """(ids, special-tokens mask, type ids) of the ids laid into the post-processor's template, without the
         template's ``[gMASK]<sop>`` when ``token_ids_0`` already starts with it; None when it adds no prefix."""
-        rule = self._tokenizer.rule()
+        rule = self._glm4_encoder().rule()
         if rule is None:
             return None
         pair = token_ids_1 is not None
