@@ -466,7 +466,8 @@ def patch_folder(folder: PathLike) -> str:
     if info.kind == "fast":
         summary += (
             ". Load it with AutoTokenizer.from_pretrained(path, trust_remote_code=True) (vLLM/SGLang: "
-            "--trust-remote-code); without trust_remote_code transformers loads its built-in class, unfixed"
+            "--trust-remote-code); without trust_remote_code transformers loads its built-in class, unfixed "
+            "(unless glm4_tokfix.enable() or, in vLLM, the glm4-tokfix plugin is active)"
         )
     return summary
 

@@ -19,7 +19,8 @@ Three routes, one fix (``GLM4FixMixin`` from ``glm4_tokfix.tokenization_chatglm`
 ``enable()`` / ``disable()``
     After ``enable()``, plain ``transformers.AutoTokenizer.from_pretrained``
     returns fixed tokenizers for GLM-4 and leaves every other tokenizer
-    untouched; ``disable()`` puts transformers' own attribute back. ``enable()``
+    untouched (remote-code GLM-4 folders load the installed fix even without
+    ``trust_remote_code``); ``disable()`` puts transformers' own attribute back. ``enable()``
     also works as a context manager that undoes exactly what it did::
 
         >>> with glm4_tokfix.enable():
@@ -385,7 +386,12 @@ def enable() -> EnableHandle:
     """Make ``transformers.AutoTokenizer.from_pretrained`` return fixed GLM-4 tokenizers.
 
     Every tokenizer it loads is checked with ``glm4_problem``; GLM-4 ones are
-    patched, all others come back untouched. Enabling twice changes nothing.
+    patched, all others come back untouched. A local glm-4-9b-chat remote-code
+    folder (``remote_glm4_folder``) loaded without ``trust_remote_code=True``
+    gives ``glm4_tokfix.ChatGLM4Tokenizer``, this package's code: nothing from
+    the folder runs (transformers 5 would build a generic fast tokenizer from
+    ``tokenizer.model`` that never adds ``[gMASK]<sop>``; 4.x refuses the folder).
+    Enabling twice changes nothing.
     Usable as a context manager::
 
         >>> with glm4_tokfix.enable():
