@@ -55,12 +55,12 @@ import contextvars
 import copy
 import functools
 import importlib
-import importlib.util
 import inspect
 import itertools
 import operator
 import os
 import shutil
+import threading
 import weakref
 from collections.abc import Mapping, Sized
 from itertools import chain
@@ -74,6 +74,10 @@ from transformers.utils import PaddingStrategy, TensorType
 
 __all__ = [
     "ChatGLM4Tokenizer",
+    "FastokensBackend",
+    "GLM4EncoderBackend",
+    "GLM4_ENCODERS",
+    "TiktokenBackend",
     "GLM4BatchEncoder",
     "GLM4ChatMixin",
     "GLM4FixMixin",
@@ -381,17 +385,21 @@ _BACKENDS: "weakref.WeakKeyDictionary[tiktoken.Encoding, Dict[Tuple[str, Any], G
 )
 # (pattern, ranks digest) -> fastokens.Tokenizer: one per vocabulary and process (it takes ~2 s to load)
 _FASTOKENS_NATIVE: Dict[Tuple[str, str], Any] = {}
-_FASTOKENS_LOCK = __import__("threading").Lock()
+_FASTOKENS_LOCK = threading.Lock()
+
+
+def _fastokens_missing() -> ImportError:
+    return ImportError(
+        "the fastokens encoder backend needs the fastokens package: pip install \"glm4-tokfix[fast]\" "
+        f"(or unset {GLM4_ENCODER_ENV} / set tok.glm4_encoder = 'tiktoken')"
+    )
 
 
 def _import_fastokens() -> Any:
     try:
         return importlib.import_module("fastokens")
     except ImportError:
-        raise ImportError(
-            "the fastokens encoder backend needs the fastokens package: pip install \"glm4-tokfix[fast]\" "
-            f"(or unset {GLM4_ENCODER_ENV} / set tok.glm4_encoder = 'tiktoken')"
-        ) from None
+        raise _fastokens_missing() from None
 
 
 def glm4_cache_dir() -> str:
@@ -422,16 +430,31 @@ def fastokens_tokenizer_json(ranks: Mapping[bytes, int], pat_str: str) -> str:
     that is itself a token become that token, as in tiktoken. (fastokens' own ``from_tiktoken`` builds
     the model without it and fails on GLM-4's ranks.)
     """
-    from transformers.convert_slow_tokenizer import TikTokenConverter
+    from transformers.convert_slow_tokenizer import TikTokenConverter, bytes_to_unicode
 
     given = dict(ranks)
 
     class _Converter(TikTokenConverter):
-        @staticmethod
-        def load_tiktoken_bpe(_url: Any) -> Dict[bytes, int]:
-            return given
+        # The converter reads a file through tiktoken's loader (which keeps a copy in a cache folder of
+        # its own on transformers 4.x); here the ranks are given, on both lines alike.
+        def extract_vocab_merges_from_model(self, _url: Any) -> Tuple[Dict[str, int], List[Tuple[str, str]]]:
+            byte_chars = bytes_to_unicode()
 
-    backend = _Converter(vocab_file="<ranks>", pattern=pat_str).converted()
+            def as_str(token: bytes) -> str:
+                return "".join(byte_chars[b] for b in token)
+
+            merges: List[Tuple[int, bytes, bytes]] = []
+            for token, rank in given.items():
+                # every way the token splits into two tokens, the lower-ranked parts first
+                splits = [(token[:k], token[k:]) for k in range(1, len(token)) if token[:k] in given and token[k:] in given]
+                splits.sort(key=lambda parts: (given[parts[0]], given[parts[1]]))
+                merges += [(rank, left, right) for left, right in splits]
+            merges.sort(key=operator.itemgetter(0))  # stable: by the merged token's rank
+            vocab = {as_str(token): rank for token, rank in given.items()}
+            return vocab, [(as_str(left), as_str(right)) for _, left, right in merges]
+
+    # 4.x adds `additional_special_tokens` (None fails); 5.x takes it as an unknown keyword: [] adds none on both
+    backend = _Converter(vocab_file="<ranks>", pattern=pat_str, additional_special_tokens=[]).converted()
     backend.post_processor = None
     return backend.to_str()
 
@@ -514,9 +537,14 @@ class FastokensBackend(GLM4EncoderBackend):
         return self._ordinary if split_special else self._special
 
 
+@functools.lru_cache(maxsize=None)
 def fastokens_available() -> bool:
-    """True when the fastokens package can be imported."""
-    return importlib.util.find_spec("fastokens") is not None
+    """True when the fastokens package imports (a broken install counts as absent)."""
+    try:
+        importlib.import_module("fastokens")
+    except ImportError:
+        return False
+    return True
 
 
 def resolve_encoder_name(choice: Optional[str] = None) -> str:
@@ -532,7 +560,7 @@ def resolve_encoder_name(choice: Optional[str] = None) -> str:
     if choice not in GLM4_ENCODERS:
         raise ValueError(f"{source} must be one of {', '.join(GLM4_ENCODERS)} (or unset), got {choice!r}")
     if choice == "fastokens" and not fastokens_available():
-        _import_fastokens()
+        raise _fastokens_missing()
     return choice
 
 
