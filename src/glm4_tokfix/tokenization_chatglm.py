@@ -1912,12 +1912,16 @@ class GLM4FixMixin(GLM4ChatMixin, GLM4BatchEncoder, GLM4PaddingMixin):
         return token
 
     # -------------------------------------------------------------- offsets
-    def _glm4_offsets(self, ids: Sequence[int]) -> List[Tuple[int, int]]:
+    def _glm4_offsets(self, ids: Sequence[int], text: Optional[str] = None) -> List[Tuple[int, int]]:
         """Character offsets of ``ids``, the tokens of one whole text (no added prefix), into that text.
 
         The same as ``token_char_offsets`` over the tokens' bytes, computed from per-id tables (characters
-        each token starts, and whether it begins inside a character) so the walk runs in C.
+        each token starts, and whether it begins inside a character) so the walk runs in C. When an added
+        token strips whitespace (``lstrip``/``rstrip``), the tokens' bytes no longer cover the text: given
+        ``text``, such a token then covers the whitespace it took, as in HF fast tokenizers.
         """
+        if text is not None and self._glm4_stripping_ids():
+            return self._glm4_aligned_offsets(ids, text)
         tables = self._glm4_offset_tables()
         if tables is None:
             decoder, added = self.decoder, self._added_tokens_decoder
@@ -1926,6 +1930,39 @@ class GLM4FixMixin(GLM4ChatMixin, GLM4BatchEncoder, GLM4PaddingMixin):
         ends = list(itertools.accumulate(map(starts_chars.__getitem__, ids)))
         starts = map(operator.sub, itertools.chain((0,), ends), map(begins_inside.__getitem__, ids))
         return list(zip(starts, ends))
+
+    def _glm4_stripping_ids(self) -> Dict[int, Any]:
+        """id -> added token, for the added tokens that strip whitespace next to them."""
+        return {i: t for i, t in self._added_tokens_decoder.items() if t.lstrip or t.rstrip}
+
+    def _glm4_aligned_offsets(self, ids: Sequence[int], text: str) -> List[Tuple[int, int]]:
+        """``_glm4_offsets`` walking ``text``: BPE tokens take their characters, an added token its literal
+        plus the whitespace transformers stripped next to it (lstrip: before it, rstrip: after it)."""
+        decoder, added = self.decoder, self._added_tokens_decoder
+        offsets: List[Tuple[int, int]] = []
+        position, size = 0, len(text)
+        for index in ids:
+            token = added.get(index)
+            piece = decoder.get(index) if token is None else None
+            if piece is not None or token is None:
+                (start, end), = token_char_offsets([piece or b""], position)
+                offsets.append((start, end))
+                position = end
+                continue
+            content = token.content
+            start = position
+            found = position
+            while found < size and not text.startswith(content, found) and text[found].isspace():
+                found += 1
+            if not text.startswith(content, found):  # not where expected: its length, as the bytes say
+                found = position
+            end = found + len(content)
+            if token.rstrip:
+                while end < size and text[end].isspace():
+                    end += 1
+            offsets.append((start, end))
+            position = end
+        return offsets
 
     def _glm4_offset_tables(self) -> Optional[Tuple[List[int], List[int]]]:
         """Per token id: how many characters it starts, and 1 if it begins inside a character.
@@ -1977,7 +2014,7 @@ class GLM4FixMixin(GLM4ChatMixin, GLM4BatchEncoder, GLM4PaddingMixin):
                         "character positions in a text"
                     )
                 ids = self.encode(text, add_special_tokens=False, split_special_tokens=split)
-                encoded.append((ids, self._glm4_offsets(ids)))
+                encoded.append((ids, self._glm4_offsets(ids, text)))
             pending.append(encoded)
         kwargs = dict(kwargs, return_offsets_mapping=False)
         token = _OFFSET_ROWS.set(pending)
