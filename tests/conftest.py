@@ -21,6 +21,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 _RUN_TMP = tempfile.mkdtemp(prefix="glm4-tokfix-tests-")
 atexit.register(shutil.rmtree, _RUN_TMP, ignore_errors=True)
 os.environ["HF_MODULES_CACHE"] = os.path.join(_RUN_TMP, "hf_modules")
+# Files glm4-tokfix builds once (fastokens' tokenizer.json) go to this run's own cache, never the user's.
+os.environ["GLM4_TOKFIX_CACHE_DIR"] = os.path.join(_RUN_TMP, "glm4_tokfix_cache")
 
 import pytest  # noqa: E402
 from hypothesis import HealthCheck, settings  # noqa: E402

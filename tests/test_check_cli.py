@@ -229,3 +229,23 @@ def test_check_without_hypothesis_says_what_to_install():
     assert result.returncode == 2
     assert "pip install 'glm4-tokfix[check]'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_encoder_backend_is_reported(capsys, monkeypatch):
+    from glm4_tokfix import tokenization_chatglm as tc
+
+    monkeypatch.setenv("GLM4_TOKFIX_ENCODER", "tiktoken")
+    code, out, _ = check(capsys, "--examples", 2, "--seed", 0)
+    assert code == 0 and "encoder backend: tiktoken ($GLM4_TOKFIX_ENCODER)" in out
+    code, report, _ = check_json(capsys, "--examples", 2, "--seed", 0)
+    assert report["encoder"] == "tiktoken ($GLM4_TOKFIX_ENCODER)"
+    monkeypatch.delenv("GLM4_TOKFIX_ENCODER")
+    code, out, _ = check(capsys, "--examples", 2, "--seed", 0)
+    assert f"encoder backend: {'fastokens' if tc.fastokens_available() else 'tiktoken'} (default)" in out
+    monkeypatch.setenv("GLM4_TOKFIX_ENCODER", "rust")
+    code, out, err = check(capsys, "--examples", 2)
+    assert code == 2 and "GLM4_TOKFIX_ENCODER must be one of tiktoken, fastokens" in err
+    monkeypatch.setenv("GLM4_TOKFIX_ENCODER", "fastokens")
+    monkeypatch.setattr(tc, "fastokens_available", lambda: False)
+    code, out, err = check(capsys, "--examples", 2)
+    assert code == 2 and 'pip install "glm4-tokfix[fast]"' in err

@@ -178,3 +178,45 @@ def test_patched_upstream_gives_the_same_offsets(standin, tiny_tok, revision):
         theirs = upstream(batch, padding=True, padding_side=side, return_offsets_mapping=True)
         assert as_lists(theirs["offset_mapping"]) == as_lists(ours["offset_mapping"])
         assert as_lists(theirs["input_ids"]) == as_lists(ours["input_ids"])
+
+
+# ------------------------------------------------------------- issue 19 item 3: stripping added tokens
+@pytest.mark.parametrize("strip", [dict(lstrip=True), dict(rstrip=True), dict(lstrip=True, rstrip=True)])
+def test_added_tokens_that_strip_whitespace_keep_offsets_aligned(tiny_tok, fast_folder, strip):
+    """An lstrip/rstrip added token covers the whitespace it took (as HF fast tokenizers say); the
+    tokens after it map to their own characters. Before: ``<x>`` mapped to '   ' and ' b' to '<x'."""
+    import copy
+
+    from transformers import AddedToken, AutoTokenizer
+
+    slow = copy.deepcopy(tiny_tok)
+    slow.add_tokens([AddedToken("<x>", **strip)])
+    fast = glm4_tokfix.patch(AutoTokenizer.from_pretrained(str(fast_folder("tiny", "chat-hf"))))
+    fast.add_tokens([AddedToken("<x>", **strip)])
+    for text in ("a   <x>   b", "a   <x> b", "<x>  x", "你好 <x>\n\n", " <x><x> 1", "a<x>b"):
+        for tok in (slow, fast):
+            out = tok(text, return_offsets_mapping=True, add_special_tokens=False)
+            spans = [text[a:b] for a, b in out["offset_mapping"]]
+            x = tok.convert_tokens_to_ids("<x>")
+            for index, span in zip(out["input_ids"], spans):
+                if index == x:
+                    assert span.strip() == "<x>", (type(tok).__name__, text, spans)
+                elif "\ufffd" not in tok.decode([index]):  # (a token inside a character covers that character)
+                    assert span == tok.decode([index]), (type(tok).__name__, text, spans)
+        expected = fast(text, return_offsets_mapping=True, add_special_tokens=False)["offset_mapping"]
+        assert slow(text, return_offsets_mapping=True, add_special_tokens=False)["offset_mapping"] == expected
+        batch = slow([text, "zz"], return_offsets_mapping=True, padding=True)  # a batch, with the prefix
+        assert batch["offset_mapping"][0][-len(expected) :] == expected
+
+
+def test_assistant_masks_after_a_stripping_added_token(tiny_tok):
+    import copy
+
+    from transformers import AddedToken
+
+    tok = copy.deepcopy(tiny_tok)
+    tok.add_tokens([AddedToken("<x>", lstrip=True)])
+    chat = [{"role": "user", "content": "a   <x> b"}, {"role": "assistant", "content": "the answer"}]
+    out = tok.apply_chat_template(chat, tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
+    masked = [i for i, m in zip(out["input_ids"], out["assistant_masks"]) if m]
+    assert tok.decode(masked).strip() == "the answer"

@@ -196,6 +196,23 @@ def summary_line(report: Any) -> str:
     )
 
 
+def _encoder_backend(tokenizer: Any) -> str:
+    """Which BPE engine the tokenizer's fast path runs on ("tiktoken", "fastokens"), a note for a tokenizer
+    without encoder backends, or "error: ..." when the choice ($GLM4_TOKFIX_ENCODER / glm4_encoder) is bad."""
+    name_of = getattr(tokenizer, "glm4_encoder_name", None)
+    if name_of is None:
+        return "none (this tokenizer encodes through its own engine)"
+    try:
+        name = name_of()
+        tokenizer.encode("glm4-tokfix check", add_special_tokens=False)  # builds the backend: its errors show here
+    except (ImportError, ValueError) as exc:
+        return f"error: {exc}"
+    source = "glm4_encoder" if getattr(tokenizer, "glm4_encoder", None) else (
+        "$GLM4_TOKFIX_ENCODER" if os.environ.get("GLM4_TOKFIX_ENCODER") else "default"
+    )
+    return f"{name} ({source})"
+
+
 def run(args: argparse.Namespace) -> int:
     """The ``check`` subcommand; returns the exit status."""
     model_dir: Optional[str] = args.model_dir
@@ -256,6 +273,10 @@ def run(args: argparse.Namespace) -> int:
     except Exception as exc:  # noqa: BLE001 -- the properties will report what is wrong
         policy = f"unknown ({type(exc).__name__}: {exc})"
 
+    encoder = _encoder_backend(tokenizer)
+    if encoder.startswith("error"):
+        return _usage_error(f"the encoder backend of {model_dir or glm4_tokfix.TINY_GLM4_DIR}: {encoder}")
+
     for stream in (sys.stdout, sys.stderr):  # texts hold CJK and emoji: never die on a narrow console encoding
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")
@@ -281,6 +302,7 @@ def run(args: argparse.Namespace) -> int:
             "unpatched": bool(args.unpatched),
             "class": type(tokenizer).__name__,
             "prefix_policy": policy,
+            "encoder": encoder,
             "transformers": transformers.__version__,
             "glm4_tokfix": glm4_tokfix.__version__,
             "load_seconds": round(load_seconds, 3),
@@ -294,6 +316,7 @@ def run(args: argparse.Namespace) -> int:
             f"glm4-tokfix check: {target}",
             f"loaded: {how} ({type(tokenizer).__name__}, {load_seconds:.1f} s)",
             f"prefix policy: {policy}",
+            f"encoder backend: {encoder}",
             f"transformers {transformers.__version__}, glm4-tokfix {glm4_tokfix.__version__}, "
             f"{args.examples} examples per property, seed {seed}",
         ]

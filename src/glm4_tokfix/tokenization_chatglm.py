@@ -60,6 +60,7 @@ import itertools
 import operator
 import os
 import shutil
+import threading
 import weakref
 from collections.abc import Mapping, Sized
 from itertools import chain
@@ -73,6 +74,10 @@ from transformers.utils import PaddingStrategy, TensorType
 
 __all__ = [
     "ChatGLM4Tokenizer",
+    "FastokensBackend",
+    "GLM4EncoderBackend",
+    "GLM4_ENCODERS",
+    "TiktokenBackend",
     "GLM4BatchEncoder",
     "GLM4ChatMixin",
     "GLM4FixMixin",
@@ -198,33 +203,43 @@ def _as_id_list(ids: Any, what: str) -> List[int]:
     return out
 
 
-# One text -> ids function per tiktoken Encoding (and mode), built on first use. Kept out of the
-# tokenizer's __dict__ because tiktoken's core objects cannot be pickled or deep-copied.
-_TEXT_ENCODERS: "weakref.WeakKeyDictionary[tiktoken.Encoding, Dict[bool, Callable[[str], List[int]]]]" = (
-    weakref.WeakKeyDictionary()
-)
+# ----------------------------------------------------------------- encoder backends
+# The engine that turns a text into BPE ids on the fast path. A backend is built from the vocabulary
+# alone -- ``ranks`` (bytes -> id), the split pattern and ``added_tokens`` (content -> id: the literals
+# split out as their own ids) -- so any GLM-4 tokenizer class can use one. Two exist:
+#
+# ``TiktokenBackend``   tiktoken: the default without fastokens, and the reference for the other.
+# ``FastokensBackend``  fastokens (``pip install "glm4-tokfix[fast]"``): the default when installed.
+#
+# Both give the same ids for every text (tests/test_encoder_backends.py). A tokenizer picks one with
+# ``tok.glm4_encoder`` or ``$GLM4_TOKFIX_ENCODER`` ("tiktoken" or "fastokens"; see
+# ``GLM4BatchEncoder.glm4_encoder``). transformers' generic path always runs on tiktoken.
+
+#: The environment variable that picks the encoder backend when ``tok.glm4_encoder`` is None.
+GLM4_ENCODER_ENV = "GLM4_TOKFIX_ENCODER"
+#: The encoder backends, by name.
+GLM4_ENCODERS = ("tiktoken", "fastokens")
+#: Where glm4-tokfix keeps files it builds once (fastokens' tokenizer.json); default
+#: ``$XDG_CACHE_HOME/glm4_tokfix`` or ``~/.cache/glm4_tokfix``.
+GLM4_CACHE_ENV = "GLM4_TOKFIX_CACHE_DIR"
 
 
-def _text_encoder(encoding: tiktoken.Encoding, special: bool) -> Callable[[str], List[int]]:
-    """``encoding``'s text -> ids, through tiktoken's Rust core (its Python wrapper re-checks arguments).
+def _is_rust_panic(exc: BaseException) -> bool:
+    """True for pyo3's PanicException (a BaseException, so ``except Exception`` would miss it)."""
+    return type(exc).__name__ == "PanicException"
 
-    ``special=True``: literals of ``encoding``'s special tokens become their ids. A text holding no
-    first character of any of them cannot hold one and takes the cheaper ``encode_ordinary``.
-    ``special=False``: every text is ordinary text. Either way lone surrogates become U+FFFD first, as
-    in tiktoken's own ``encode_ordinary`` (which transformers' generic path calls).
-    """
-    per_mode = _TEXT_ENCODERS.get(encoding)
-    if per_mode is None:
-        per_mode = _TEXT_ENCODERS.setdefault(encoding, {})
-    encoder = per_mode.get(special)
-    if encoder is None:
-        core = encoding._core_bpe
-        allowed = encoding.special_tokens_set if special else frozenset()
-        starts = tuple(sorted({token[0] for token in allowed}))
-        encoder = per_mode[special] = functools.partial(
-            _encode_text, core.encode_ordinary, core.encode, starts, allowed
-        )
-    return encoder
+
+def _engine_error(engine: str, text: str, exc: BaseException) -> ValueError:
+    return ValueError(
+        f"{engine} cannot encode this text ({len(text)} characters): {exc}. Texts that trigger this hold very "
+        "long runs of one kind of character (e.g. 1,000,000+ whitespace characters); split such a text, or "
+        f"use the other encoder backend ({GLM4_ENCODER_ENV}=fastokens copes with them)"
+    )
+
+
+def _without_surrogates(text: str) -> str:
+    """Each lone surrogate as U+FFFD (the UTF-16 round trip), as tiktoken's own ``encode_ordinary`` does."""
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
 
 def _encode_text(
@@ -234,14 +249,319 @@ def _encode_text(
     allowed: Any,
     text: str,
 ) -> List[int]:
+    """One text through tiktoken's core: ``with_special`` only when a special token may occur."""
     try:
         for start in starts:
             if start in text:
                 return with_special(text, allowed)
         return ordinary(text)
-    except UnicodeEncodeError:  # lone surrogates: the UTF-16 round trip turns each into U+FFFD
-        text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-        return _encode_text(ordinary, with_special, starts, allowed, text)
+    except UnicodeEncodeError:  # lone surrogates
+        return _encode_text(ordinary, with_special, starts, allowed, _without_surrogates(text))
+    except BaseException as exc:  # noqa: B036 -- only a Rust panic is turned into a ValueError
+        if _is_rust_panic(exc):
+            raise _engine_error("tiktoken", text, exc) from None
+        raise
+
+
+def _encode_in_threads(texts: List[str], encode: Callable[[str], List[int]], threads: int) -> List[List[int]]:
+    """``[encode(t) for t in texts]``, shared among ``threads`` threads (1: serially, in this thread).
+
+    The engines release the GIL while they merge. The calling thread encodes the first text itself,
+    before any worker: tiktoken's regex gives its fast cache to the first thread that uses it, and
+    later single-text calls come from this thread. Then it only waits (measured here, that beats it
+    taking a share). A worker's exception reaches the caller.
+    """
+    if threads <= 1 or len(texts) < 2:
+        return [encode(text) for text in texts]
+    threads = min(threads, len(texts))
+    encoded: List[Any] = [None] * len(texts)
+    encoded[0] = encode(texts[0])
+
+    def work(k: int) -> None:  # every threads-th text from 1 + k on: the shares stay balanced
+        encoded[1 + k :: threads] = [encode(text) for text in texts[1 + k :: threads]]
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="glm4-tokfix") as pool:
+        for _ in pool.map(work, range(threads)):  # re-raises a worker's exception
+            pass
+    return encoded
+
+
+class GLM4EncoderBackend:
+    """What the fast path needs from a BPE engine: text -> ids, one text or a batch.
+
+    ``added_tokens`` (content -> id) are split out of a text as their ids unless ``split_special`` is
+    True (then every text is ordinary text). Texts are encoded as tiktoken's ``encode_ordinary`` /
+    ``encode(allowed_special=...)`` do: lone surrogates become U+FFFD; a text the engine cannot encode
+    is a ``ValueError`` (never a Rust panic). Backends are immutable and shared between threads.
+    """
+
+    #: the name ``glm4_encoder`` / ``$GLM4_TOKFIX_ENCODER`` gives it
+    name = ""
+
+    def text_encoder(self, split_special: bool = False) -> Callable[[str], List[int]]:
+        """A function text -> ids (a fresh list, the caller's to change)."""
+        raise NotImplementedError
+
+    def encode(self, text: str, split_special: bool = False) -> List[int]:
+        return self.text_encoder(split_special)(text)
+
+    def encode_batch(self, texts: Sequence[str], split_special: bool = False, threads: int = 1) -> List[List[int]]:
+        """``[encode(t) for t in texts]``, shared among up to ``threads`` threads."""
+        return _encode_in_threads(list(texts), self.text_encoder(split_special), threads)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name}: {len(self.added_tokens)} added tokens>"
+
+
+class TiktokenBackend(GLM4EncoderBackend):
+    """tiktoken (``tiktoken.Encoding``; its Rust core is called directly, past the wrapper's checks)."""
+
+    name = "tiktoken"
+
+    def __init__(self, ranks: Mapping[bytes, int], pat_str: str, added_tokens: Mapping[str, int]) -> None:
+        ordinary = tiktoken.Encoding(name="glm4", pat_str=pat_str, mergeable_ranks=dict(ranks), special_tokens={})
+        special = None
+        if added_tokens:
+            special = tiktoken.Encoding(
+                name="glm4-with-added-tokens", pat_str=pat_str, mergeable_ranks=dict(ranks),
+                special_tokens=dict(added_tokens),
+            )  # fmt: skip
+        self._init(ordinary, special)
+
+    @classmethod
+    def from_encodings(cls, ordinary: tiktoken.Encoding, special: Optional[tiktoken.Encoding]) -> "TiktokenBackend":
+        """A backend over ready encodings: ``ordinary`` without special tokens, ``special`` with the added
+        tokens as its special tokens (None: no added tokens)."""
+        backend = cls.__new__(cls)
+        backend._init(ordinary, special)
+        return backend
+
+    def _init(self, ordinary: tiktoken.Encoding, special: Optional[tiktoken.Encoding]) -> None:
+        self.added_tokens = dict(special._special_tokens) if special is not None else {}
+        core = ordinary._core_bpe
+        self._ordinary = functools.partial(_encode_text, core.encode_ordinary, core.encode, (), frozenset())
+        if special is None:
+            self._special = self._ordinary
+        else:
+            allowed = special.special_tokens_set
+            starts = tuple(sorted({token[0] for token in allowed}))
+            core = special._core_bpe
+            self._special = functools.partial(_encode_text, core.encode_ordinary, core.encode, starts, allowed)
+
+    def text_encoder(self, split_special: bool = False) -> Callable[[str], List[int]]:
+        return self._ordinary if split_special else self._special
+
+
+def _fastokens_encode(
+    ordinary: Callable[[str], Any], pattern: Optional["regex.Pattern[str]"], starts: str, added: Dict[str, int], text: str
+) -> List[int]:
+    """One text through fastokens: the added-token literals split out here, the pieces between encoded."""
+    try:
+        if pattern is None or not any(c in text for c in starts):
+            return ordinary(text).ids
+        ids: List[int] = []
+        position = 0
+        for match in pattern.finditer(text):
+            if match.start() > position:
+                ids += ordinary(text[position : match.start()]).ids
+            ids.append(added[match.group()])
+            position = match.end()
+        if position < len(text):
+            ids += ordinary(text[position:]).ids
+        return ids
+    except UnicodeEncodeError:  # lone surrogates
+        return _fastokens_encode(ordinary, pattern, starts, added, _without_surrogates(text))
+    except BaseException as exc:  # noqa: B036 -- only a Rust panic is turned into a ValueError
+        if _is_rust_panic(exc):
+            raise _engine_error("fastokens", text, exc) from None
+        raise
+
+
+# a vocabulary's tiktoken encoding -> {(backend name, added tokens): backend}
+_BACKENDS: "weakref.WeakKeyDictionary[tiktoken.Encoding, Dict[Tuple[str, Any], GLM4EncoderBackend]]" = (
+    weakref.WeakKeyDictionary()
+)
+# (pattern, ranks digest) -> fastokens.Tokenizer: one per vocabulary and process (it takes ~2 s to load)
+_FASTOKENS_NATIVE: Dict[Tuple[str, str], Any] = {}
+_FASTOKENS_LOCK = threading.Lock()
+
+
+def _fastokens_missing() -> ImportError:
+    return ImportError(
+        "the fastokens encoder backend needs the fastokens package: pip install \"glm4-tokfix[fast]\" "
+        f"(or unset {GLM4_ENCODER_ENV} / set tok.glm4_encoder = 'tiktoken')"
+    )
+
+
+def _import_fastokens() -> Any:
+    try:
+        return importlib.import_module("fastokens")
+    except ImportError:
+        raise _fastokens_missing() from None
+
+
+def glm4_cache_dir() -> str:
+    """The folder glm4-tokfix caches built files in: ``$GLM4_TOKFIX_CACHE_DIR``, else
+    ``$XDG_CACHE_HOME/glm4_tokfix``, else ``~/.cache/glm4_tokfix``."""
+    given = os.environ.get(GLM4_CACHE_ENV)
+    if given:
+        return given
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "glm4_tokfix")
+
+
+def _ranks_digest(ranks: Mapping[bytes, int], pat_str: str) -> str:
+    """sha256 of the split pattern and the ranks (tokens in rank order, each length-prefixed)."""
+    import hashlib
+
+    digest = hashlib.sha256(b"glm4-tokfix fastokens tokenizer.json v1\0" + pat_str.encode("utf-8") + b"\0")
+    by_rank = sorted(ranks.items(), key=operator.itemgetter(1))
+    digest.update(b"".join(len(t).to_bytes(4, "little") + r.to_bytes(4, "little") + t for t, r in by_rank))
+    return digest.hexdigest()
+
+
+def fastokens_tokenizer_json(ranks: Mapping[bytes, int], pat_str: str) -> str:
+    """The ``tokenizer.json`` (BPE only: no added tokens, no post-processor) fastokens loads for ``ranks``.
+
+    Made by transformers' ``TikTokenConverter``, which sets ``ignore_merges=True``: GLM-4 has vocabulary
+    tokens that no chain of merges reaches (893 on glm-4-9b-chat), and only then does a whole pre-token
+    that is itself a token become that token, as in tiktoken. (fastokens' own ``from_tiktoken`` builds
+    the model without it and fails on GLM-4's ranks.)
+    """
+    from transformers.convert_slow_tokenizer import TikTokenConverter, bytes_to_unicode
+
+    given = dict(ranks)
+
+    class _Converter(TikTokenConverter):
+        # The converter reads a file through tiktoken's loader (which keeps a copy in a cache folder of
+        # its own on transformers 4.x); here the ranks are given, on both lines alike.
+        def extract_vocab_merges_from_model(self, _url: Any) -> Tuple[Dict[str, int], List[Tuple[str, str]]]:
+            byte_chars = bytes_to_unicode()
+
+            def as_str(token: bytes) -> str:
+                return "".join(byte_chars[b] for b in token)
+
+            merges: List[Tuple[int, bytes, bytes]] = []
+            for token, rank in given.items():
+                # every way the token splits into two tokens, the lower-ranked parts first
+                splits = [(token[:k], token[k:]) for k in range(1, len(token)) if token[:k] in given and token[k:] in given]
+                splits.sort(key=lambda parts: (given[parts[0]], given[parts[1]]))
+                merges += [(rank, left, right) for left, right in splits]
+            merges.sort(key=operator.itemgetter(0))  # stable: by the merged token's rank
+            vocab = {as_str(token): rank for token, rank in given.items()}
+            return vocab, [(as_str(left), as_str(right)) for _, left, right in merges]
+
+    # 4.x adds `additional_special_tokens` (None fails); 5.x takes it as an unknown keyword: [] adds none on both
+    backend = _Converter(vocab_file="<ranks>", pattern=pat_str, additional_special_tokens=[]).converted()
+    backend.post_processor = None
+    return backend.to_str()
+
+
+def _fastokens_native(ranks: Mapping[bytes, int], pat_str: str) -> Any:
+    """fastokens' tokenizer for ``ranks``: from this process's memory, else from the cache folder's
+    ``fastokens-<digest>.json``, else built (``fastokens_tokenizer_json``) and written there atomically.
+    An unwritable cache folder only means the file is rebuilt in the next process."""
+    fastokens = _import_fastokens()
+    # fastokens' own worker pool is process-wide and sized once, on first use: glm4-tokfix does the
+    # parallel work itself (glm4_encode_threads, TOKENIZERS_PARALLELISM), so that pool stays at one
+    # thread unless you set FASTOKENS_BPE_THREADS yourself. No thread of its own also keeps fork() safe.
+    os.environ.setdefault("FASTOKENS_BPE_THREADS", "1")
+    digest = _ranks_digest(ranks, pat_str)
+    with _FASTOKENS_LOCK:
+        native = _FASTOKENS_NATIVE.get((pat_str, digest))
+        if native is not None:
+            return native
+        folder = glm4_cache_dir()
+        path = os.path.join(folder, f"fastokens-{digest[:40]}.json")
+        if os.path.isfile(path):
+            try:
+                native = fastokens.Tokenizer.from_file(path)
+            except (ValueError, OSError):  # a damaged file: build it again
+                native = None
+        if native is None:
+            text = fastokens_tokenizer_json(ranks, pat_str)
+            native = fastokens.Tokenizer.from_json_str(text)
+            try:
+                os.makedirs(folder, exist_ok=True)
+                import tempfile
+
+                handle, temporary = tempfile.mkstemp(prefix=".fastokens-", suffix=".json.tmp", dir=folder)
+                try:
+                    with os.fdopen(handle, "w", encoding="utf-8") as out:
+                        out.write(text)
+                    os.replace(temporary, path)
+                except BaseException:
+                    os.unlink(temporary)
+                    raise
+            except OSError:
+                pass  # a read-only or full cache folder: the tokenizer is in memory
+        _FASTOKENS_NATIVE[(pat_str, digest)] = native
+        return native
+
+
+class FastokensBackend(GLM4EncoderBackend):
+    """fastokens (``fastokens.Tokenizer`` over a ``tokenizer.json`` from transformers' converter).
+
+    The JSON is built once per vocabulary and cached (``glm4_cache_dir()``, keyed by a hash of the ranks
+    and pattern; never in a model folder); the added tokens are split out here, as tiktoken does, so
+    adding tokens never rebuilds it.
+    """
+
+    name = "fastokens"
+
+    def __init__(self, ranks: Mapping[bytes, int], pat_str: str, added_tokens: Mapping[str, int]) -> None:
+        self._native = _fastokens_native(ranks, pat_str)
+        self._init(added_tokens)
+
+    def with_added_tokens(self, added_tokens: Mapping[str, int]) -> "FastokensBackend":
+        """The same vocabulary with other added tokens (no reload)."""
+        backend = type(self).__new__(type(self))
+        backend._native = self._native
+        backend._init(added_tokens)
+        return backend
+
+    def _init(self, added_tokens: Mapping[str, int]) -> None:
+        self.added_tokens = dict(added_tokens)
+        ordinary = self._native.encode_ordinary
+        self._ordinary = functools.partial(_fastokens_encode, ordinary, None, "", {})
+        if self.added_tokens:
+            pattern = _control_pattern(self.added_tokens)
+            starts = "".join(sorted({token[0] for token in self.added_tokens}))
+            self._special = functools.partial(_fastokens_encode, ordinary, pattern, starts, self.added_tokens)
+        else:
+            self._special = self._ordinary
+
+    def text_encoder(self, split_special: bool = False) -> Callable[[str], List[int]]:
+        return self._ordinary if split_special else self._special
+
+
+@functools.lru_cache(maxsize=None)
+def fastokens_available() -> bool:
+    """True when the fastokens package imports (a broken install counts as absent)."""
+    try:
+        importlib.import_module("fastokens")
+    except ImportError:
+        return False
+    return True
+
+
+def resolve_encoder_name(choice: Optional[str] = None) -> str:
+    """The backend a tokenizer with ``glm4_encoder = choice`` uses: ``choice``, else ``$GLM4_TOKFIX_ENCODER``,
+    else fastokens when installed, else tiktoken. An unknown name is a ValueError; fastokens asked for
+    but not installed an ImportError."""
+    source = "glm4_encoder"
+    if choice is None:
+        choice = os.environ.get(GLM4_ENCODER_ENV) or None
+        source = GLM4_ENCODER_ENV
+    if choice is None:
+        return "fastokens" if fastokens_available() else "tiktoken"
+    if choice not in GLM4_ENCODERS:
+        raise ValueError(f"{source} must be one of {', '.join(GLM4_ENCODERS)} (or unset), got {choice!r}")
+    if choice == "fastokens" and not fastokens_available():
+        raise _fastokens_missing()
+    return choice
 
 
 _UTF8_CONTINUATION = bytes(range(0x80, 0xC0))
@@ -808,6 +1128,10 @@ class GLM4BatchEncoder:
     glm4_encode_threads: Optional[int] = None
     #: A batch is split across threads only from this many characters on (a thread costs ~0.1 ms).
     glm4_parallel_min_chars = 65_536
+    #: The encoder backend of the fast path: "tiktoken" or "fastokens" (see the module's "encoder
+    #: backends"). None (the default) reads $GLM4_TOKFIX_ENCODER, and when that is unset too takes
+    #: fastokens when it is installed, else tiktoken. ``glm4_encoder_name()`` says which one runs.
+    glm4_encoder: Optional[str] = None
 
     def _encode_plus(self, text: Any = None, text_pair: Any = None, **kwargs: Any):
         # transformers 5: every __call__/encode goes through here (a batch too); 4.x: single texts only.
@@ -929,23 +1253,22 @@ class GLM4BatchEncoder:
         # transformers 4.x refuses this combination; let it say so
         return not (kwargs.get("return_token_type_ids") and not kwargs.get("add_special_tokens", True))
 
-    def _glm4_special_encoding(self) -> Optional[tiktoken.Encoding]:
-        """A tiktoken encoding that splits out this tokenizer's added tokens exactly as transformers does.
+    def _glm4_added_literals(self) -> Optional[Dict[str, int]]:
+        """content -> id of the added tokens, when a backend can split them out exactly as transformers does.
 
-        Built once per set of added tokens. None when an added token strips
-        whitespace, is single-word, or overlaps another one (then transformers'
-        own splitting is used).
+        Cached per set of added tokens. None when an added token strips whitespace, is single-word, or
+        overlaps another one (then transformers' own splitting is used).
         """
         added = self._added_tokens_decoder
-        cached = getattr(self, "_glm4_special_cache", None)
+        cached = getattr(self, "_glm4_literals_cache", None)
         key = (id(added), len(added))  # add_tokens() grows the dict; a new dict gets a new id
         if cached is not None and cached[0] == key:
             return cached[2]
         signature = tuple(sorted((i, t.content) for i, t in added.items()))
         if cached is not None and cached[1] == signature:
-            self._glm4_special_cache = (key, signature, cached[2])
+            self._glm4_literals_cache = (key, signature, cached[2])
             return cached[2]
-        encoding: Optional[tiktoken.Encoding] = None
+        literals: Optional[Dict[str, int]] = None
         contents = [content for _, content in signature]
         plain = all(not (t.lstrip or t.rstrip or t.single_word) for t in added.values())
         overlapping = any(
@@ -953,33 +1276,84 @@ class GLM4BatchEncoder:
             for a in contents
             for b in contents
         )
-        if plain and not overlapping and len(set(contents)) == len(contents):
+        if plain and not overlapping and len(set(contents)) == len(contents) and all(contents):
+            literals = {content: i for i, content in signature}
+        self._glm4_literals_cache = (key, signature, literals)
+        return literals
+
+    def _glm4_special_encoding(self) -> Optional[tiktoken.Encoding]:
+        """A tiktoken encoding that splits out this tokenizer's added tokens exactly as transformers does.
+
+        Built once per set of added tokens. None when ``_glm4_added_literals`` is None or tiktoken
+        refuses the vocabulary (then transformers' own splitting is used).
+        """
+        literals = self._glm4_added_literals()
+        cached = getattr(self, "_glm4_special_cache", None)
+        if cached is not None and cached[0] is literals:
+            return cached[1]
+        encoding: Optional[tiktoken.Encoding] = None
+        if literals is not None:
             try:
                 encoding = tiktoken.Encoding(
                     name="glm4-with-added-tokens",
                     pat_str=self.tokenizer._pat_str,
                     mergeable_ranks=self.mergeable_ranks,
-                    special_tokens={content: i for i, content in signature},
+                    special_tokens=literals,
                 )
             except Exception:  # tiktoken refuses some vocabularies (e.g. ids clashing): use the generic path
                 encoding = None
-        self._glm4_special_cache = (key, signature, encoding)
+        self._glm4_special_cache = (literals, encoding)
         return encoding
+
+    def glm4_encoder_name(self) -> str:
+        """The encoder backend this tokenizer's fast path runs on: ``"tiktoken"`` or ``"fastokens"``.
+
+        ``glm4_encoder`` when set, else ``$GLM4_TOKFIX_ENCODER``, else fastokens when installed, else
+        tiktoken. An unknown name is a ValueError; fastokens asked for but not installed an ImportError.
+        """
+        return resolve_encoder_name(self.glm4_encoder)
+
+    def _glm4_backend(self, split_special_tokens: bool = False) -> Optional[GLM4EncoderBackend]:
+        """The encoder backend for this tokenizer's vocabulary and added tokens (None: the fast path does
+        not apply). Built once per vocabulary, backend and set of added tokens, and kept next to the
+        tiktoken encoding, outside the tokenizer (pickles stay small)."""
+        name = self.glm4_encoder_name()
+        literals = None if split_special_tokens else self._glm4_added_literals()
+        if literals is None and not split_special_tokens:
+            return None
+        encoding = self.tokenizer
+        per_vocab = _BACKENDS.get(encoding)
+        if per_vocab is None:
+            per_vocab = _BACKENDS.setdefault(encoding, {})
+        signature = tuple(sorted(literals.items())) if literals else ()
+        backend = per_vocab.get((name, signature))
+        if backend is not None:
+            return backend
+        if name == "tiktoken":
+            special = self._glm4_special_encoding() if literals else None
+            if literals and special is None:
+                return None
+            backend = TiktokenBackend.from_encodings(encoding, special)
+        else:
+            base = per_vocab.get((name, ()))
+            if base is None:
+                base = per_vocab[(name, ())] = FastokensBackend(self.mergeable_ranks, encoding._pat_str, {})
+            backend = base.with_added_tokens(literals or {})
+        per_vocab[(name, signature)] = backend
+        return backend
 
     def _glm4_text_encoder(self, split_special_tokens: Optional[bool]) -> Optional[Callable[[str], List[int]]]:
         """text -> ids without special tokens added: literals of added tokens become their ids unless split.
 
         None when the fast path does not apply to this tokenizer (switched off, a custom ``_tokenize``,
-        ``do_lower_case``, or added tokens tiktoken cannot split like transformers does).
+        ``do_lower_case``, or added tokens the backend cannot split like transformers does).
         """
         if not self.glm4_fast_path or self.do_lower_case or type(self)._tokenize is not _ChatGLM4Vocab._tokenize:
             return None
         if split_special_tokens is None:
             split_special_tokens = self.split_special_tokens
-        if split_special_tokens:
-            return _text_encoder(self.tokenizer, special=False)
-        special = self._glm4_special_encoding()
-        return None if special is None else _text_encoder(special, special=True)
+        backend = self._glm4_backend(bool(split_special_tokens))
+        return None if backend is None else backend.text_encoder(bool(split_special_tokens))
 
     def _glm4_thread_count(self, texts: List[str]) -> int:
         """How many threads encode this batch (1: serially, in the calling thread)."""
@@ -1004,24 +1378,7 @@ class GLM4BatchEncoder:
 
     def _glm4_encode_texts(self, texts: List[str], encode: Callable[[str], List[int]]) -> List[List[int]]:
         """``[encode(t) for t in texts]``, split across threads for a large batch (see glm4_encode_threads)."""
-        threads = self._glm4_thread_count(texts)
-        if threads == 1:
-            return [encode(text) for text in texts]
-        encoded: List[Any] = [None] * len(texts)
-        # The calling thread encodes the first text itself, before any worker: tiktoken's regex gives its
-        # fast cache to the first thread that uses it, and later single-text calls come from this thread.
-        encoded[0] = encode(texts[0])
-
-        def work(k: int) -> None:  # every threads-th text from 1 + k on: the shares stay balanced
-            encoded[1 + k :: threads] = [encode(text) for text in texts[1 + k :: threads]]
-
-        from concurrent.futures import ThreadPoolExecutor
-
-        # Then the calling thread only waits: measured here, that beats it taking a share itself.
-        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="glm4-tokfix") as pool:
-            for _ in pool.map(work, range(threads)):  # re-raises a worker's exception
-                pass
-        return encoded
+        return _encode_in_threads(texts, encode, self._glm4_thread_count(texts))
 
     def _glm4_fast_encode(
         self,
@@ -1555,12 +1912,16 @@ class GLM4FixMixin(GLM4ChatMixin, GLM4BatchEncoder, GLM4PaddingMixin):
         return token
 
     # -------------------------------------------------------------- offsets
-    def _glm4_offsets(self, ids: Sequence[int]) -> List[Tuple[int, int]]:
+    def _glm4_offsets(self, ids: Sequence[int], text: Optional[str] = None) -> List[Tuple[int, int]]:
         """Character offsets of ``ids``, the tokens of one whole text (no added prefix), into that text.
 
         The same as ``token_char_offsets`` over the tokens' bytes, computed from per-id tables (characters
-        each token starts, and whether it begins inside a character) so the walk runs in C.
+        each token starts, and whether it begins inside a character) so the walk runs in C. When an added
+        token strips whitespace (``lstrip``/``rstrip``), the tokens' bytes no longer cover the text: given
+        ``text``, such a token then covers the whitespace it took, as in HF fast tokenizers.
         """
+        if text is not None and self._glm4_stripping_ids():
+            return self._glm4_aligned_offsets(ids, text)
         tables = self._glm4_offset_tables()
         if tables is None:
             decoder, added = self.decoder, self._added_tokens_decoder
@@ -1569,6 +1930,39 @@ class GLM4FixMixin(GLM4ChatMixin, GLM4BatchEncoder, GLM4PaddingMixin):
         ends = list(itertools.accumulate(map(starts_chars.__getitem__, ids)))
         starts = map(operator.sub, itertools.chain((0,), ends), map(begins_inside.__getitem__, ids))
         return list(zip(starts, ends))
+
+    def _glm4_stripping_ids(self) -> Dict[int, Any]:
+        """id -> added token, for the added tokens that strip whitespace next to them."""
+        return {i: t for i, t in self._added_tokens_decoder.items() if t.lstrip or t.rstrip}
+
+    def _glm4_aligned_offsets(self, ids: Sequence[int], text: str) -> List[Tuple[int, int]]:
+        """``_glm4_offsets`` walking ``text``: BPE tokens take their characters, an added token its literal
+        plus the whitespace transformers stripped next to it (lstrip: before it, rstrip: after it)."""
+        decoder, added = self.decoder, self._added_tokens_decoder
+        offsets: List[Tuple[int, int]] = []
+        position, size = 0, len(text)
+        for index in ids:
+            token = added.get(index)
+            piece = decoder.get(index) if token is None else None
+            if piece is not None or token is None:
+                (start, end), = token_char_offsets([piece or b""], position)
+                offsets.append((start, end))
+                position = end
+                continue
+            content = token.content
+            start = position
+            found = position
+            while found < size and not text.startswith(content, found) and text[found].isspace():
+                found += 1
+            if not text.startswith(content, found):  # not where expected: its length, as the bytes say
+                found = position
+            end = found + len(content)
+            if token.rstrip:
+                while end < size and text[end].isspace():
+                    end += 1
+            offsets.append((start, end))
+            position = end
+        return offsets
 
     def _glm4_offset_tables(self) -> Optional[Tuple[List[int], List[int]]]:
         """Per token id: how many characters it starts, and 1 if it begins inside a character.
@@ -1620,7 +2014,7 @@ class GLM4FixMixin(GLM4ChatMixin, GLM4BatchEncoder, GLM4PaddingMixin):
                         "character positions in a text"
                     )
                 ids = self.encode(text, add_special_tokens=False, split_special_tokens=split)
-                encoded.append((ids, self._glm4_offsets(ids)))
+                encoded.append((ids, self._glm4_offsets(ids, text)))
             pending.append(encoded)
         kwargs = dict(kwargs, return_offsets_mapping=False)
         token = _OFFSET_ROWS.set(pending)
@@ -2044,7 +2438,13 @@ class _ChatGLM4Vocab(PreTrainedTokenizer):
 
     def _tokenize(self, text: str, **kwargs: Any) -> List[bytes]:
         decoder = self.decoder
-        return [decoder[i] for i in self.tokenizer.encode_ordinary(text)]
+        try:
+            ids = self.tokenizer.encode_ordinary(text)
+        except BaseException as exc:  # noqa: B036 -- only a Rust panic is turned into a ValueError
+            if _is_rust_panic(exc):
+                raise _engine_error("tiktoken", text, exc) from None
+            raise
+        return [decoder[i] for i in ids]
 
     def save_vocabulary(self, save_directory: str, filename_prefix: Optional[str] = None) -> Tuple[str]:
         name = (filename_prefix + "-" if filename_prefix else "") + self.vocab_files_names["vocab_file"]
