@@ -2281,6 +2281,8 @@ class GLM4FixMixin(GLM4ChatMixin, GLM4BatchEncoder, GLM4PaddingMixin):
     ) -> Tuple[List[int], Optional[List[int]], List[int]]:
         strategy = TruncationStrategy(truncation_strategy)
         single = pair_ids is None and strategy in (TruncationStrategy.ONLY_FIRST, TruncationStrategy.LONGEST_FIRST)
+        if num_tokens_to_remove > 0 and pair_ids is not None:
+            return self._glm4_truncate_pair(ids, pair_ids, num_tokens_to_remove, strategy, stride)
         if num_tokens_to_remove <= 0 or not single:
             return super().truncate_sequences(ids, pair_ids, num_tokens_to_remove, truncation_strategy, stride)
         if num_tokens_to_remove > len(ids):
@@ -2291,6 +2293,28 @@ class GLM4FixMixin(GLM4ChatMixin, GLM4BatchEncoder, GLM4PaddingMixin):
         if self.truncation_side == "left":
             return ids[num_tokens_to_remove:], None, ids[:window]
         return ids[: len(ids) - num_tokens_to_remove], None, ids[len(ids) - window :]
+
+    def _glm4_truncate_pair(
+        self, ids: List[int], pair_ids: List[int], remove: int, strategy: TruncationStrategy, stride: int
+    ) -> Tuple[List[int], Optional[List[int]], List[int]]:
+        """A pair's truncation, the same on both transformers lines and as on the fast tokenizer.
+
+        ``only_first``/``only_second`` that would have to remove the whole text is a ``ValueError`` (4.x logged
+        an error and kept the pair too long; 5.x deleted the text). ``longest_first`` is transformers' own, but
+        an empty second text stays a (empty) second text: 5.x turned it into no second text with
+        ``truncation_side="left"``, losing the pair's ``<|endoftext|>``.
+        """
+        if strategy in (TruncationStrategy.ONLY_FIRST, TruncationStrategy.ONLY_SECOND):
+            which, target = ("first", ids) if strategy == TruncationStrategy.ONLY_FIRST else ("second", pair_ids)
+            if remove >= len(target):
+                raise ValueError(
+                    f"truncation={strategy.value!r} cannot fit this pair: it would have to remove {remove} tokens "
+                    f"from the {which} text, which has {len(target)} (the texts have {len(ids)} + {len(pair_ids)} "
+                    f"tokens without special tokens); nothing is dropped silently -- use a larger max_length or "
+                    f"truncation='longest_first'"
+                )
+        first, second, overflow = super().truncate_sequences(ids, pair_ids, remove, strategy, stride)  # type: ignore
+        return first, ([] if second is None else second), overflow
 
     # -------------------------------------------------------------- saving
     def save_chat_templates(self, save_directory: Any, tokenizer_config: Dict[str, Any], *args: Any, **kwargs: Any):

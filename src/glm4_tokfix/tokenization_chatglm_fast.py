@@ -56,6 +56,7 @@ import json
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from transformers import PreTrainedTokenizerFast
+from transformers import __version__ as _TRANSFORMERS_VERSION
 
 from .tokenization_chatglm import PREFIX_TOKENS, GLM4ChatMixin, GLM4PaddingMixin, _as_id_list
 
@@ -279,9 +280,44 @@ class GLM4FastEncoder:
                 and _first_text(item, is_pretokenized).startswith(PREFIX_TEXT)
             ]
         )
+        if truncation is not None and (truncation["stride"] or truncation["strategy"] != "longest_first"):
+            self._check_pairs(items, set(literal), rule, add_special_tokens, truncation, is_pretokenized)
         if not literal:
             return self.encode_plain(items, is_pretokenized, add_special_tokens)
         return self._encode_with_literals(items, literal, rule, is_pretokenized)
+
+    def _check_pairs(
+        self,
+        items: List[Any],
+        literal: Any,
+        rule: Optional[PrefixRule],
+        add_special_tokens: bool,
+        truncation: Dict[str, Any],
+        is_pretokenized: bool,
+    ) -> None:
+        """``ValueError`` for a pair the Rust tokenizer cannot truncate: ``only_first``/``only_second`` that would
+        have to remove the whole text (it raises a bare ``Exception``; transformers 5's slow path dropped the text)
+        and a ``stride`` not smaller than what a truncated text keeps (it panics: ``PanicException``)."""
+        rows = [i for i, item in enumerate(items) if _is_pair(item, is_pretokenized)]
+        if not rows:
+            return
+        if not add_special_tokens:
+            added = 0
+        elif rule is not None:
+            added = rule.added(True)
+        else:
+            added = self.backend.num_special_tokens_to_add(True)
+        budget = truncation["max_length"] - added
+        texts = []
+        for i in rows:
+            first, second = items[i]
+            if i in literal and rule is not None and rule.pair:
+                first = _without_literal(first, is_pretokenized)
+            texts += [first, second]
+        lengths = [len(e) for e in self.plain_copy().encode_batch(texts, is_pretokenized=is_pretokenized,
+                                                                  add_special_tokens=False)]  # fmt: skip
+        for k, i in enumerate(rows):
+            _check_pair_cut(i, lengths[2 * k], lengths[2 * k + 1], budget, truncation)
 
     def encode_plain(self, items: List[Any], is_pretokenized: bool, add_special_tokens: bool) -> List[Any]:
         """Rows that need nothing from the fix: the Rust tokenizer's own encodings (the place for a faster route)."""
@@ -376,6 +412,38 @@ def _check_room(
             raise ValueError(
                 f"stride={stride} must be smaller than max_length={max_length} minus the {needed} special tokens "
                 f"(the length each overflowing window keeps)"
+            )
+
+
+def _check_pair_cut(row: int, n1: int, n2: int, budget: int, truncation: Dict[str, Any]) -> None:
+    """The Rust tokenizer's pair truncation (``budget`` = ``max_length`` minus the special tokens) as arithmetic:
+    ``ValueError`` where it would fail or panic."""
+    strategy, stride = truncation["strategy"], truncation["stride"]
+    remove = n1 + n2 - budget
+    if remove <= 0:
+        return
+    where = f"pair {row} ({n1} + {n2} tokens without special tokens, max_length={truncation['max_length']})"
+    if strategy in ("only_first", "only_second"):
+        which, n = ("first", n1) if strategy == "only_first" else ("second", n2)
+        if n <= remove:
+            raise ValueError(
+                f"truncation={strategy!r} cannot fit {where}: it would have to remove {remove} tokens from the "
+                f"{which} text, which has {n}; nothing is dropped silently -- use a larger max_length or "
+                f"truncation='longest_first'"
+            )
+        cuts = [n - remove]
+    else:  # longest_first: the longer text is cut first, down to half of the budget each
+        short, long_ = sorted((n1, n2))
+        long_ = long_ if short > budget else max(short, budget - short)
+        if short + long_ > budget:
+            short, long_ = budget // 2, budget // 2 + budget % 2
+        kept = (short, long_) if n1 <= n2 else (long_, short)
+        cuts = [k for k, n in zip(kept, (n1, n2)) if k < n]
+    for keep in cuts:
+        if 0 < keep <= stride:
+            raise ValueError(
+                f"stride={stride} must be smaller than what truncation keeps of a text of {where}: {keep} tokens "
+                f"(each overflowing window repeats `stride` tokens)"
             )
 
 
@@ -668,6 +736,35 @@ class GLM4FastFixMixin(GLM4ChatMixin, GLM4PaddingMixin):
         if built is None:
             return super().create_token_type_ids_from_sequences(token_ids_0, token_ids_1)  # type: ignore[misc]
         return built[2]
+
+    # -- saving
+    def save_chat_templates(self, save_directory: Any, tokenizer_config: Dict[str, Any], *args: Any, **kwargs: Any):
+        """The last step of ``save_pretrained`` before ``tokenizer_config.json`` is written: the config is made
+        to load on either transformers line. transformers 5 writes the added special tokens as an
+        ``extra_special_tokens`` list, which 4.x cannot read (it wants a dict and fails on ``.keys()``, reported
+        as a missing protobuf); both lines read that list as ``additional_special_tokens``."""
+        extra = tokenizer_config.get("extra_special_tokens")
+        if isinstance(extra, (list, tuple)):
+            tokenizer_config = {k: v for k, v in tokenizer_config.items() if k != "extra_special_tokens"}
+            tokenizer_config["additional_special_tokens"] = list(extra)
+        return super().save_chat_templates(save_directory, tokenizer_config, *args, **kwargs)  # type: ignore[misc]
+
+    if int(_TRANSFORMERS_VERSION.split(".")[0]) < 5:  # transformers 5's fast tokenizers have no prepare_for_model
+
+        def prepare_for_model(self, ids: List[int], pair_ids: Optional[List[int]] = None, *args: Any, **kwargs: Any):
+            """transformers 4.x ``prepare_for_model`` with the prefix counted once: ids that already start with
+            ``[gMASK]<sop>`` give that copy back to the template, so truncation keeps ``max_length`` tokens
+            (transformers reserved room for a second prefix that is not added), as on the slow tokenizer."""
+            rule = self._glm4_encoder().rule()
+            if (
+                not args
+                and kwargs.get("add_special_tokens", True)
+                and rule is not None
+                and (pair_ids is None or rule.pair)
+                and list(ids[: len(rule.ids)]) == rule.ids
+            ):
+                ids = list(ids[len(rule.ids) :])
+            return super().prepare_for_model(ids, pair_ids, *args, **kwargs)  # type: ignore[misc]
 
     # -- decoding
     def _decode(self, token_ids: Any, skip_special_tokens: bool = False, **kwargs: Any) -> str:
