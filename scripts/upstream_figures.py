@@ -118,6 +118,12 @@ def main(argv: List[str]) -> int:
             print(f"  {name}: tok({prompt!r}) = {tok(prompt).input_ids}")
             print(f"  {name}: apply_chat_template(tokenize=True) = {list(tok.apply_chat_template(CHATS[0], add_generation_prompt=True, tokenize=True, return_dict=True)['input_ids'])}")
             print(f"  {name}: tok('你好') = {tok('你好').input_ids}")
+            # the example of docs/upstream.md (b)
+            prompt = tok.apply_chat_template([{"role": "user", "content": "你好，你是谁"}], add_generation_prompt=True,
+                                             tokenize=False)  # fmt: skip
+            padded = tok([prompt, "[gMASK]<sop><|user|>\nhi<|assistant|>"], padding=True)
+            print(f"  {name}: tok({prompt!r}) = {tok(prompt).input_ids}")
+            print(f"  {name}: padded row 1 = {padded['input_ids'][1]}, mask {padded['attention_mask'][1]}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0
