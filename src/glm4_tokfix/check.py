@@ -213,6 +213,24 @@ def _encoder_backend(tokenizer: Any) -> str:
     return f"{name} ({source})"
 
 
+def _minimal_patch_note(model_dir: Optional[str], unpatched: bool, report: Any) -> Optional[tuple]:
+    """For ``--unpatched`` on a folder whose remote code carries ``export --minimal``'s patch: (violated, note)."""
+    if not (model_dir and unpatched):
+        return None
+    from glm4_tokfix.testing.loading import is_minimally_patched_file, remote_code_module
+
+    if not is_minimally_patched_file(remote_code_module(model_dir)):
+        return None
+    violated = [r.name for r in report.results if r.violations]
+    if not violated:
+        return violated, "minimal patch: no property of this run is violated"
+    return violated, (
+        "minimal patch: the folder's tokenization_chatglm.py carries glm4-tokfix's minimal patch (prefix once, "
+        "padding side, pairs); what it still violates above (" + ", ".join(violated) + ") is what the full "
+        "module adds (glm4-tokfix export OUT_DIR, or glm4-tokfix patch MODEL_DIR)"
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     """The ``check`` subcommand; returns the exit status."""
     model_dir: Optional[str] = args.model_dir
@@ -295,6 +313,7 @@ def run(args: argparse.Namespace) -> int:
         hf_logging.set_verbosity(verbosity)
 
     target = os.path.abspath(model_dir) if model_dir else "embedded tiny GLM-4 tokenizer"
+    minimal = _minimal_patch_note(model_dir, args.unpatched, report)
     if args.json:
         payload = {
             "tokenizer": os.path.abspath(model_dir) if model_dir else None,
@@ -308,6 +327,8 @@ def run(args: argparse.Namespace) -> int:
             "load_seconds": round(load_seconds, 3),
             **report.as_dict(),
         }
+        if minimal is not None:
+            payload["minimal_patch"] = {"still_violated": minimal[0], "note": minimal[1]}
         json.dump(payload, sys.stdout, indent=2, ensure_ascii=False)
         sys.stdout.write("\n")
         print(summary_line(report), file=sys.stderr)
@@ -320,5 +341,8 @@ def run(args: argparse.Namespace) -> int:
             f"transformers {transformers.__version__}, glm4-tokfix {glm4_tokfix.__version__}, "
             f"{args.examples} examples per property, seed {seed}",
         ]
-        print(format_table(report, header))
+        table = format_table(report, header)
+        if minimal is not None:
+            table += "\n" + minimal[1]
+        print(table)
     return EXIT_OK if report.ok else EXIT_VIOLATIONS

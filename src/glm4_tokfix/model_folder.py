@@ -23,6 +23,11 @@
     module, ready to replace upstream's file in the model repository. An
     existing different file there is replaced only with ``--force``.
 
+``glm4-tokfix export --minimal MODEL_DIR OUT_DIR``
+    Writes ``OUT_DIR/tokenization_chatglm.py``, MODEL_DIR's own upstream file
+    with only the seed bug fixed, and ``OUT_DIR/tokenization_chatglm.py.diff``
+    (``glm4_tokfix.minimal_patch``).
+
 Every change is atomic: files are written under temporary names in the same
 folder and moved into place with ``os.replace``; if any step fails, the steps
 already taken are undone, so the folder is left exactly as it was. A folder
@@ -633,7 +638,16 @@ def _cmd_unpatch(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
+    if args.minimal is not None:
+        return _run("export", lambda: _export_minimal_summary(args.minimal, args.out_dir, args.force))
     return _run("export", lambda: f"wrote {export_module(args.out_dir, force=args.force)}")
+
+
+def _export_minimal_summary(model_dir: str, out_dir: str, force: bool) -> str:
+    from glm4_tokfix.minimal_patch import export_minimal
+
+    (module, diff), result = export_minimal(model_dir, out_dir, force=force)
+    return f"wrote {module} and {diff}: the minimal patch of {Path(model_dir) / EXPORT_FILE}, {result.describe()}"
 
 
 def register(subparsers: Any) -> None:
@@ -665,4 +679,11 @@ def register(subparsers: Any) -> None:
     )
     e.add_argument("out_dir", metavar="OUT_DIR", help="folder to write into (created if missing)")
     e.add_argument("--force", action="store_true", help="replace an existing different " + EXPORT_FILE)
+    e.add_argument(
+        "--minimal",
+        metavar="MODEL_DIR",
+        default=None,
+        help="instead, patch MODEL_DIR's own upstream " + EXPORT_FILE + " minimally (the prefix, padding side "
+        "and pair fixes only) and write it with a unified diff, " + EXPORT_FILE + ".diff, into OUT_DIR",
+    )
     e.set_defaults(func=_cmd_export)

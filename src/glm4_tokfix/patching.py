@@ -198,9 +198,26 @@ def patched_class(base: type) -> type:
                 "__doc__": f"{base.__name__} with the glm4-tokfix fix laid over it (see glm4_tokfix.patch).",
                 "_glm4_tokfix_base": base,
             }
-            cls = type(base.__name__, (_PatchedTokenizer, mixin, base), namespace)
+            cls = type(base.__name__, (_PatchedTokenizer, mixin, _without_own_prepare(base)), namespace)
             _PATCHED_CLASSES[base] = cls
         return cls
+
+
+def _without_own_prepare(base: type) -> type:
+    """``base``, or when it defines ``prepare_for_model`` itself a subclass whose ``prepare_for_model`` skips it.
+
+    The fix does what an upstream override of ``prepare_for_model`` does (``glm4-tokfix export --minimal``'s
+    leaves a text's own ``[gMASK]<sop>`` out of the special tokens), so running both would take the prefix off
+    twice.
+    """
+    if "prepare_for_model" not in base.__dict__:
+        return base
+
+    def prepare_for_model(self: Any, *args: Any, **kwargs: Any) -> Any:
+        return super(base, self).prepare_for_model(*args, **kwargs)
+
+    return type(base.__name__, (base,), {"__module__": base.__module__, "__qualname__": base.__qualname__,
+                                         "prepare_for_model": prepare_for_model})  # fmt: skip
 
 
 def patch(tokenizer: T) -> T:

@@ -49,6 +49,21 @@ def remote_code_module(folder: str) -> Optional[str]:
     return module_file if os.path.isfile(module_file) else None
 
 
+def is_minimally_patched_file(module_file: Optional[str]) -> bool:
+    """Whether ``module_file`` is upstream's ``tokenization_chatglm.py`` carrying ``glm4-tokfix export --minimal``'s patch."""
+    if not module_file:
+        return False
+    try:
+        from glm4_tokfix.minimal_patch import is_minimally_patched
+    except ModuleNotFoundError:
+        return False
+    try:
+        with open(module_file, encoding="utf-8") as handle:
+            return is_minimally_patched(handle.read())
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
 def _patching() -> Any:
     """``glm4_tokfix.patching``, or None while it is not part of the installed package."""
     try:
@@ -91,6 +106,8 @@ def load_tokenizer(name_or_path: Optional[str] = None, unpatched: bool = False) 
 
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=True)
         where = f" ({os.path.basename(module)})" if module else ""
+        if module and is_minimally_patched_file(module):
+            where = f" ({os.path.basename(module)}: upstream's file with glm4-tokfix's minimal patch)"
         return tokenizer, f"{owner}'s own remote code{where}, unpatched"
     if is_folder and module is None:
         return glm4_tokfix.ChatGLM4Tokenizer.from_pretrained(path), vocabulary_only
