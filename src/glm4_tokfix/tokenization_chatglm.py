@@ -79,6 +79,8 @@ __all__ = [
     "GLM4PaddingMixin",
     "GLM4_SPECIAL_TOKENS",
     "GLM4_PAT_STR",
+    "GLM4_ROLE_TOKENS",
+    "glm4_reply_spans",
 ]
 
 #: The split pattern GLM-4 uses before byte-pair merging (the cl100k pattern).
@@ -397,8 +399,9 @@ def glm4_reply_spans(
     is a ``ValueError`` saying which message and why.
     """
     template_kwargs = dict(template_kwargs or {})
-    for n, text in enumerate(rendered):
-        for ch in _SPAN_PRIVATE:
+    for n, (chat, text) in enumerate(zip(chats, rendered)):
+        has_reply = any(isinstance(m, Mapping) and m.get("role") == "assistant" for m in chat)
+        for ch in _SPAN_PRIVATE if has_reply else ():
             if ch in text:
                 raise ValueError(
                     f"chat {n}: assistant masks for a template without {{% generation %}} markers mark the chat with "
@@ -1604,7 +1607,9 @@ class GLM4ChatMixin:
         masks: Optional[List[List[int]]] = None
         if tables is not None:
             out = self(texts, add_special_tokens=False, return_tensors=None, **options, **tokenizer_kwargs)
-            masks = self._glm4_masks_from_ids(out, rendered, spans, batched, tables, bool(options["truncation"]))
+            masks = self._glm4_masks_from_ids(
+                out, rendered, spans, batched, tables, bool(options["truncation"]), padded
+            )
         if masks is None:
             want_offsets = tokenizer_kwargs.pop("return_offsets_mapping", False)
             out = self(
@@ -1628,6 +1633,7 @@ class GLM4ChatMixin:
         batched: bool,
         tables: Tuple[List[int], List[int]],
         truncated: bool,
+        padded: bool,
     ) -> Optional[List[List[int]]]:
         """Each row's assistant mask from its ids, or None when the rows are not one per text (then offsets)."""
         import bisect
@@ -1635,7 +1641,7 @@ class GLM4ChatMixin:
         rows = out["input_ids"] if batched else [out["input_ids"]]
         if len(rows) != len(rendered):
             return None
-        attention = out.get("attention_mask")
+        attention = out.get("attention_mask") if padded else None  # unpadded rows are all real tokens
         if attention is not None and not batched:
             attention = [attention]
         starts_chars, begins_inside = tables
