@@ -403,7 +403,7 @@ def glm4_reply_spans(
         has_reply = any(isinstance(m, Mapping) and m.get("role") == "assistant" for m in chat)
         for ch in _SPAN_PRIVATE if has_reply else ():
             if ch in text:
-                raise ValueError(
+                raise _span_error(
                     f"chat {n}: assistant masks for a template without {{% generation %}} markers mark the chat with "
                     f"private-use characters (U+{ord(ch):X}), and this chat already holds one"
                 )
@@ -432,10 +432,9 @@ def glm4_reply_spans(
     all_spans: List[List[Tuple[int, int]]] = []
     for n, (chat, text) in enumerate(zip(chats_h, texts_h)):
         if hide and text.replace(_HIDE_OPEN, "<").replace(_HIDE_CLOSE, ">") != rendered[n]:
-            raise ValueError(
+            raise _span_error(
                 f"chat {n}: the template renders role-token literals (<|user|>, ...) in the chat's text differently "
-                "from other text, so the turns it writes cannot be told from the text; assistant masks for this "
-                "template need {% generation %} markers"
+                "from other text, so the turns it writes cannot be told from the text"
             )
         spans: List[Tuple[int, int]] = []
         for i, k in where[n]:
@@ -451,25 +450,29 @@ def glm4_reply_spans(
                         "e.g. a <think> block, elsewhere; drops whitespace-only content; or writes it more than once "
                         "or not at all)"
                     )
-                raise ValueError(
-                    f"chat {n}, message {i} (assistant): cannot locate the reply in the rendering: {why}. Use a "
-                    "template with {% generation %}...{% endgeneration %} around assistant replies"
-                )
+                raise _span_error(f"chat {n}, message {i} (assistant): cannot locate the reply in the rendering: {why}")
             a, b = located
             start = text.rfind("<|assistant|>", 0, a)
             if start < 0 or _ROLE_LITERAL.search(text, start + len("<|assistant|>"), a):
-                raise ValueError(
+                raise _span_error(
                     f"chat {n}, message {i} (assistant): the template writes its content without an <|assistant|> "
-                    "token right before it, so the turn cannot be located"
+                    "token before it, so the turn cannot be located"
                 )
             start += len("<|assistant|>")
             following = _ROLE_LITERAL.search(text, b)
             end = following.start() if following is not None else len(text)
             if spans and start < spans[-1][1]:
-                raise ValueError(f"chat {n}, message {i} (assistant): its turn overlaps the previous one")
+                raise _span_error(f"chat {n}, message {i} (assistant): its turn overlaps the previous one")
             spans.append((start, end))
         all_spans.append(spans)
     return all_spans
+
+
+def _span_error(message: str) -> ValueError:
+    return ValueError(
+        f"return_assistant_tokens_mask=True: {message}. Pass chat_template= a template with "
+        "{% generation %}...{% endgeneration %} around each assistant reply"
+    )
 
 
 def _locate_content(text: str, marked: str) -> Optional[Tuple[int, int]]:
