@@ -42,6 +42,8 @@ def route_options(draw):
         options["return_dict"] = draw(st.booleans())
     if draw(st.booleans()):
         options["add_generation_prompt"] = True
+    elif draw(st.booleans()):
+        options["continue_final_message"] = True
     extra = {}
     if draw(st.booleans()):
         extra["return_attention_mask"] = draw(st.booleans())
