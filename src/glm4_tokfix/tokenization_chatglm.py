@@ -1433,12 +1433,14 @@ class GLM4ChatMixin:
         """transformers' ``apply_chat_template``, plus ``return_assistant_tokens_mask=True`` (both lines, slow
         and fast GLM-4 tokenizers) and ``sanitize_control_tokens=True`` on transformers 4.x.
 
-        ``return_assistant_tokens_mask=True``: ``assistant_masks`` is 1 on the tokens of each assistant
-        reply (computed from the rendered text's ``{% generation %}`` spans and the token offsets), 0
-        elsewhere and on pads. A GLM-4 template without markers is swapped for its marked copy from
-        ``glm4_tokfix.chat_templates`` (same rendering); an unknown template without markers is a
-        ``ValueError``. ``sanitize_control_tokens=True``: control-token literals in messages, tools,
-        documents and template variables are encoded as text, with transformers 5.24's ids.
+        ``tokenize=True`` renders the chats and encodes them in one list call (the tokenizer's fast path),
+        with transformers' output. ``return_assistant_tokens_mask=True``: ``assistant_masks`` is 1 on the
+        tokens of each assistant turn, 0 elsewhere and on pads. The turns are the template's
+        ``{% generation %}`` spans; a GLM-4 template without markers is swapped for its marked copy from
+        ``glm4_tokfix.chat_templates`` (same rendering) when there is one, and otherwise its turns are
+        located and verified by ``glm4_reply_spans`` (``ValueError`` when they cannot be proved).
+        ``sanitize_control_tokens=True``: control-token literals in messages, tools, documents and template
+        variables are encoded as text, with transformers 5.24's ids.
         """
         if args:  # tools, documents, ... given positionally: name them, as transformers' signature does
             names = ("tools", "documents", "chat_template", "add_generation_prompt", "continue_final_message", "tokenize")
