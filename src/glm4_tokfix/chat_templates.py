@@ -23,9 +23,12 @@ The templates live as files in ``glm4_tokfix/data/chat_templates/`` (``NAME.jinj
     ik_llama.cpp issue thread: identical to ``glm-4.5`` but for its user branch, which reads
     ``{% set content = visible_text(m.content) %}{{ content }}``. Marked like ``glm-4.5``.
 
-GLM-4-0414's template is not shipped: no copy of it was found in the sources this project could consult,
-and a template written from memory could not be proved byte-identical to the original. Until one is added,
-a GLM-4-0414 tokenizer asked for assistant masks gets the "unknown template" error below, not zeros.
+Any other GLM-4 template (GLM-4-0414, GLM-Z1, GLM-Z1-Rumination, a fine-tune's own) needs no marked copy:
+``reply_spans`` locates each assistant turn in the rendering and proves it (see
+``glm4_tokfix.tokenization_chatglm.glm4_reply_spans``), and the tokenizers use it for
+``return_assistant_tokens_mask=True`` when there is no marked copy. On the shipped templates it gives the
+marked copies' spans wherever it can prove them (a reply whose ``<think>`` block the template moves out
+of the content cannot be proved: ``ValueError``), so the marked copies stay the route for those.
 
 ``marked_template(template)`` is the lookup the tokenizers (and ``glm4-tokfix`` folder commands) use.
 """
@@ -35,9 +38,16 @@ from __future__ import annotations
 import functools
 import os
 import re
-from typing import Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
-__all__ = ["TEMPLATE_NAMES", "has_generation_markers", "marked_template", "original_template", "template_name"]
+__all__ = [
+    "TEMPLATE_NAMES",
+    "has_generation_markers",
+    "marked_template",
+    "original_template",
+    "reply_spans",
+    "template_name",
+]
 
 _DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "chat_templates")
 
@@ -92,3 +102,43 @@ def marked_template(template: str) -> Optional[str]:
         return template
     name = template_name(template)
     return None if name is None else _pairs()[name][1]
+
+
+def reply_spans(
+    template: str,
+    chats: List[List[Dict[str, Any]]],
+    tools: Any = None,
+    documents: Any = None,
+    add_generation_prompt: bool = False,
+    **template_kwargs: Any,
+) -> Tuple[List[str], List[List[Tuple[int, int]]]]:
+    """Each chat rendered with ``template`` and the ``(start, end)`` character span of each assistant turn.
+
+    With ``{% generation %}`` markers in ``template``: the marked spans, as transformers reports them.
+    Without: the turns located and verified by ``glm4_reply_spans`` (from just after the template's
+    ``<|assistant|>`` to its next role token), or a ``ValueError`` naming the message that cannot be
+    proved. ``template_kwargs`` reach the template as variables (pass the tokenizer's special tokens
+    yourself if the template reads them).
+    """
+    from transformers.utils.chat_template_utils import render_jinja_template
+
+    from glm4_tokfix.tokenization_chatglm import glm4_reply_spans
+
+    if not isinstance(template, str):
+        raise TypeError(f"a chat template is a str, got {type(template).__name__}")
+    chats = [list(chat) for chat in chats]
+    marked = has_generation_markers(template)
+    rendered, spans = render_jinja_template(
+        conversations=chats, tools=tools, documents=documents, chat_template=template,
+        return_assistant_tokens_mask=marked, add_generation_prompt=add_generation_prompt, **template_kwargs,
+    )  # fmt: skip
+    if marked:
+        return rendered, [[(int(a), int(b)) for a, b in row] for row in spans]
+
+    def render(chats_: List[Any], tools_: Any, documents_: Any, kwargs: Dict[str, Any]) -> List[str]:
+        return render_jinja_template(
+            conversations=chats_, tools=tools_, documents=documents_, chat_template=template,
+            add_generation_prompt=add_generation_prompt, **kwargs,
+        )[0]  # fmt: skip
+
+    return rendered, glm4_reply_spans(render, chats, rendered, tools, documents, template_kwargs)

@@ -29,6 +29,7 @@ Every row of a batch, without its pads, is exactly the single encoding of that c
 
 from __future__ import annotations
 
+import re
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 __all__ = ["IGNORE_INDEX", "SFTCollator", "labels_from_mask", "tokenize_chats", "use_marked_chat_template"]
@@ -41,7 +42,20 @@ def labels_from_mask(input_ids: Sequence[int], mask: Sequence[int]) -> List[int]
     """The id where ``mask`` is 1, ``IGNORE_INDEX`` where it is 0 (same lengths or ``ValueError``)."""
     if len(input_ids) != len(mask):
         raise ValueError(f"input_ids has {len(input_ids)} tokens but the mask has {len(mask)}")
+    if isinstance(input_ids, list) and isinstance(mask, list):
+        try:
+            flags = bytes(mask)  # masks are 0/1: the runs of ones are found in C, then copied as slices
+        except (TypeError, ValueError):
+            flags = None
+        if flags is not None:
+            labels = [IGNORE_INDEX] * len(input_ids)
+            for run in _NONZERO_RUNS.finditer(flags):
+                labels[run.start() : run.end()] = input_ids[run.start() : run.end()]
+            return labels
     return [token if bit else IGNORE_INDEX for token, bit in zip(input_ids, mask)]
+
+
+_NONZERO_RUNS = re.compile(b"[^\\x00]+")
 
 
 def use_marked_chat_template(tokenizer: Any) -> Any:

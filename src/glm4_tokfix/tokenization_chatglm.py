@@ -84,6 +84,8 @@ __all__ = [
     "GLM4PaddingMixin",
     "GLM4_SPECIAL_TOKENS",
     "GLM4_PAT_STR",
+    "GLM4_ROLE_TOKENS",
+    "glm4_reply_spans",
 ]
 
 #: The split pattern GLM-4 uses before byte-pair merging (the cl100k pattern).
@@ -647,6 +649,161 @@ def _mark_control_tokens(obj: Any, pattern: "regex.Pattern[str]") -> Any:
     if isinstance(obj, (list, tuple)):
         return [_mark_control_tokens(value, pattern) for value in obj]
     return obj
+
+
+# ---------------------------------------------------------------- assistant spans of any GLM-4 template
+#: The tokens that open a turn in every GLM-4 chat format.
+GLM4_ROLE_TOKENS = ("<|system|>", "<|user|>", "<|assistant|>", "<|observation|>")
+_ROLE_LITERAL = regex.compile("|".join(map(regex.escape, GLM4_ROLE_TOKENS)))
+# Private-use stand-ins: for "<" and ">" of role-token literals in the caller's strings (same length, so
+# positions carry over), and around the marker that takes an assistant reply's place.
+_HIDE_OPEN, _HIDE_CLOSE = "\U000f0010", "\U000f0012"
+_REPLY_MARK = "\U000f0013glm4-tokfix reply\U000f0014"
+_SPAN_PRIVATE = ("\U000f0010", "\U000f0012", "\U000f0013", "\U000f0014")
+
+
+def _hide_role_literals(obj: Any) -> Any:
+    """``obj`` with each role-token literal in its strings (recursively; dict keys excepted) written with
+    private-use characters for its ``<`` and ``>``: the same length, and no longer a role token."""
+    if isinstance(obj, str):
+        if "<|" not in obj:
+            return obj
+        return _ROLE_LITERAL.sub(lambda m: _HIDE_OPEN + m.group(0)[1:-1] + _HIDE_CLOSE, obj)
+    if isinstance(obj, dict):
+        return {key: _hide_role_literals(value) for key, value in obj.items()}
+    if isinstance(obj, list):
+        return [_hide_role_literals(value) for value in obj]
+    if isinstance(obj, tuple):
+        return tuple(_hide_role_literals(value) for value in obj)
+    return obj
+
+
+def _has_role_literal(obj: Any) -> bool:
+    if isinstance(obj, str):
+        return "<|" in obj and _ROLE_LITERAL.search(obj) is not None
+    if isinstance(obj, dict):
+        return any(_has_role_literal(value) for value in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return any(_has_role_literal(value) for value in obj)
+    return False
+
+
+def _empty_content(content: Any) -> bool:
+    return content is None or (isinstance(content, (str, list, tuple)) and not content)
+
+
+def glm4_reply_spans(
+    render: Callable[[List[Any], Any, Any, Dict[str, Any]], List[str]],
+    chats: List[Any],
+    rendered: List[str],
+    tools: Any = None,
+    documents: Any = None,
+    template_kwargs: Optional[Dict[str, Any]] = None,
+) -> List[List[Tuple[int, int]]]:
+    """The character span of each assistant turn in ``rendered`` (the real rendering of each chat), for
+    a GLM-4 chat template without ``{% generation %}`` markers; found and verified, never guessed.
+
+    ``render(chats, tools, documents, template_kwargs)`` renders chats with the template (same options
+    as ``rendered``). A turn's span runs from just after the ``<|assistant|>`` the template writes for
+    an assistant message to the next role token the template writes (or the end): for GLM-4's
+    templates, what the marked copies in ``glm4_tokfix.chat_templates`` mark.
+
+    How: role-token literals in the caller's strings are first written with private-use characters
+    (same length), and the rendering must then differ from the real one in exactly those characters,
+    so every role token left is the template's own. Then for each assistant message the chat is
+    rendered with that message's content replaced by a unique marker: the marker must appear exactly
+    once, and the rendering before and after it must be exactly the real rendering's start and end --
+    so the part in between is what the template wrote for that content, whatever it does to it
+    (``strip()``, ``split('</think>')[-1]``, ...). An empty content that cannot be located this way
+    must write nothing (the chat without the message renders alike) and gets no span. Anything else
+    is a ``ValueError`` saying which message and why.
+    """
+    template_kwargs = dict(template_kwargs or {})
+    for n, (chat, text) in enumerate(zip(chats, rendered)):
+        has_reply = any(isinstance(m, Mapping) and m.get("role") == "assistant" for m in chat)
+        for ch in _SPAN_PRIVATE if has_reply else ():
+            if ch in text:
+                raise _span_error(
+                    f"chat {n}: assistant masks for a template without {{% generation %}} markers mark the chat with "
+                    f"private-use characters (U+{ord(ch):X}), and this chat already holds one"
+                )
+    hide = _has_role_literal([chats, tools, documents, template_kwargs])
+    if hide:
+        chats_h = [_hide_role_literals(chat) for chat in chats]
+        tools_h, documents_h = _hide_role_literals(tools), _hide_role_literals(documents)
+        kwargs_h = _hide_role_literals(template_kwargs)
+    else:
+        chats_h, tools_h, documents_h, kwargs_h = chats, tools, documents, template_kwargs
+
+    variants: List[Any] = []  # every chat with one assistant content replaced by the marker
+    where: List[List[Tuple[int, int]]] = []  # per chat: (message index, variant index)
+    for chat in chats_h:
+        found = []
+        for i, message in enumerate(chat):
+            if isinstance(message, Mapping) and message.get("role") == "assistant":
+                variant = list(chat)
+                variant[i] = {**message, "content": _REPLY_MARK}
+                found.append((i, len(variants)))
+                variants.append(variant)
+        where.append(found)
+    texts_h = render(chats_h, tools_h, documents_h, kwargs_h) if hide else rendered
+    texts_v = render(variants, tools_h, documents_h, kwargs_h) if variants else []
+
+    all_spans: List[List[Tuple[int, int]]] = []
+    for n, (chat, text) in enumerate(zip(chats_h, texts_h)):
+        if hide and text.replace(_HIDE_OPEN, "<").replace(_HIDE_CLOSE, ">") != rendered[n]:
+            raise _span_error(
+                f"chat {n}: the template renders role-token literals (<|user|>, ...) in the chat's text differently "
+                "from other text, so the turns it writes cannot be told from the text"
+            )
+        spans: List[Tuple[int, int]] = []
+        for i, k in where[n]:
+            located = _locate_content(text, texts_v[k])
+            if located is None:
+                if _empty_content(chat[i].get("content")):
+                    if render([chat[:i] + chat[i + 1 :]], tools_h, documents_h, kwargs_h)[0] == text:
+                        continue  # the template writes nothing for this message: nothing to supervise
+                    why = "its content is empty, and the template writes it in a way that cannot be located"
+                else:
+                    why = (
+                        "the template's output around its content depends on the content (it moves part of it, "
+                        "e.g. a <think> block, elsewhere; drops whitespace-only content; or writes it more than once "
+                        "or not at all)"
+                    )
+                raise _span_error(f"chat {n}, message {i} (assistant): cannot locate the reply in the rendering: {why}")
+            a, b = located
+            start = text.rfind("<|assistant|>", 0, a)
+            if start < 0 or _ROLE_LITERAL.search(text, start + len("<|assistant|>"), a):
+                raise _span_error(
+                    f"chat {n}, message {i} (assistant): the template writes its content without an <|assistant|> "
+                    "token before it, so the turn cannot be located"
+                )
+            start += len("<|assistant|>")
+            following = _ROLE_LITERAL.search(text, b)
+            end = following.start() if following is not None else len(text)
+            if spans and start < spans[-1][1]:
+                raise _span_error(f"chat {n}, message {i} (assistant): its turn overlaps the previous one")
+            spans.append((start, end))
+        all_spans.append(spans)
+    return all_spans
+
+
+def _span_error(message: str) -> ValueError:
+    return ValueError(
+        f"return_assistant_tokens_mask=True: {message}. Pass chat_template= a template with "
+        "{% generation %}...{% endgeneration %} around each assistant reply"
+    )
+
+
+def _locate_content(text: str, marked: str) -> Optional[Tuple[int, int]]:
+    """(start, end) of what the template wrote for the marked content, or None when it cannot be proved."""
+    at = marked.find(_REPLY_MARK)
+    if at < 0 or marked.find(_REPLY_MARK, at + 1) >= 0:
+        return None
+    head, tail = marked[:at], marked[at + len(_REPLY_MARK) :]
+    if len(head) + len(tail) > len(text) or not text.startswith(head) or not text.endswith(tail):
+        return None
+    return len(head), len(text) - len(tail)
 
 
 def _glm4_row(text: Any, pair: Any) -> Tuple[Any, Any]:
@@ -1633,12 +1790,14 @@ class GLM4ChatMixin:
         """transformers' ``apply_chat_template``, plus ``return_assistant_tokens_mask=True`` (both lines, slow
         and fast GLM-4 tokenizers) and ``sanitize_control_tokens=True`` on transformers 4.x.
 
-        ``return_assistant_tokens_mask=True``: ``assistant_masks`` is 1 on the tokens of each assistant
-        reply (computed from the rendered text's ``{% generation %}`` spans and the token offsets), 0
-        elsewhere and on pads. A GLM-4 template without markers is swapped for its marked copy from
-        ``glm4_tokfix.chat_templates`` (same rendering); an unknown template without markers is a
-        ``ValueError``. ``sanitize_control_tokens=True``: control-token literals in messages, tools,
-        documents and template variables are encoded as text, with transformers 5.24's ids.
+        ``tokenize=True`` renders the chats and encodes them in one list call (the tokenizer's fast path),
+        with transformers' output. ``return_assistant_tokens_mask=True``: ``assistant_masks`` is 1 on the
+        tokens of each assistant turn, 0 elsewhere and on pads. The turns are the template's
+        ``{% generation %}`` spans; a GLM-4 template without markers is swapped for its marked copy from
+        ``glm4_tokfix.chat_templates`` (same rendering) when there is one, and otherwise its turns are
+        located and verified by ``glm4_reply_spans`` (``ValueError`` when they cannot be proved).
+        ``sanitize_control_tokens=True``: control-token literals in messages, tools, documents and template
+        variables are encoded as text, with transformers 5.24's ids.
         """
         if args:  # tools, documents, ... given positionally: name them, as transformers' signature does
             names = ("tools", "documents", "chat_template", "add_generation_prompt", "continue_final_message", "tokenize")
@@ -1649,35 +1808,26 @@ class GLM4ChatMixin:
                     raise TypeError(f"apply_chat_template got {name!r} twice")
                 kwargs[name] = value
         mask = kwargs.get("return_assistant_tokens_mask", False)
-        own_sanitize = kwargs.get("sanitize_control_tokens", False) and not _transformers_sanitizes()
-        if mask or own_sanitize:
+        sanitize = kwargs.get("sanitize_control_tokens", False)
+        own_sanitize = sanitize and not _transformers_sanitizes()
+        # Every tokenizing call renders here and encodes the texts in one list call: transformers 5 passes
+        # sanitize_control_tokens=False to the tokenizer, which sends each row down the per-token generic path.
+        if mask or own_sanitize or (kwargs.get("tokenize", True) and not sanitize):
             return self._glm4_apply_chat_template(conversation, **kwargs)
         if "sanitize_control_tokens" in kwargs and not _transformers_sanitizes():
             kwargs.pop("sanitize_control_tokens")  # False: nothing to do, and 4.x would pass it to the template
         return super().apply_chat_template(conversation, **kwargs)
 
-    def _glm4_marked_template(self, template: str) -> str:
-        """``template`` if it has ``{% generation %}`` markers, else the shipped marked copy of it."""
+    def _glm4_marked_template(self, template: str) -> Optional[str]:
+        """``template`` if it has ``{% generation %}`` markers, else the shipped marked copy of it, else None
+        (then the replies are located by ``glm4_reply_spans``)."""
         if _GENERATION_TAG.search(template):
             return template
-        try:  # optional: a model folder's copy of this module works without the package, minus this lookup
+        try:  # optional: a model folder's copy of this module works without the package (generic spans then)
             marked_template = importlib.import_module("glm4_tokfix.chat_templates").marked_template
         except ImportError:
-            raise ValueError(
-                "return_assistant_tokens_mask=True needs a chat template with {% generation %} markers. This "
-                "tokenizer's template has none, and the marked copies of the GLM-4 templates come with the "
-                "glm4-tokfix package, which is not importable here: `pip install glm4-tokfix`, or pass "
-                "chat_template= a template with {% generation %}...{% endgeneration %} around assistant replies"
-            ) from None
-        marked = marked_template(template)
-        if marked is None:
-            raise ValueError(
-                "return_assistant_tokens_mask=True needs a chat template with {% generation %} markers; this "
-                "template has none and is not one of the GLM-4 templates glm4-tokfix has a marked copy of "
-                "(glm4_tokfix.chat_templates.TEMPLATE_NAMES). Pass chat_template= a template with "
-                "{% generation %}...{% endgeneration %} around each assistant reply"
-            )
-        return marked
+            return None
+        return marked_template(template)
 
     def _glm4_apply_chat_template(
         self,
@@ -1698,7 +1848,8 @@ class GLM4ChatMixin:
         tokenizer_kwargs: Optional[Dict[str, Any]] = None,
         **template_kwargs: Any,
     ):
-        """``apply_chat_template`` with assistant masks and control-token sanitizing done here."""
+        """``apply_chat_template``, rendered here and encoded in one list call, with assistant masks and
+        control-token sanitizing done here."""
         from transformers import tokenization_utils_base as base
         from transformers.tokenization_utils_base import BatchEncoding
         from transformers.utils.chat_template_utils import render_jinja_template
@@ -1716,8 +1867,7 @@ class GLM4ChatMixin:
             )
         tokenizer_kwargs = dict(tokenizer_kwargs or {})
         template = self.get_chat_template(chat_template, tools)
-        if return_assistant_tokens_mask:
-            template = self._glm4_marked_template(template)
+        marked = self._glm4_marked_template(template) if return_assistant_tokens_mask else None
         if isinstance(conversation, (list, tuple)) and not conversation:
             raise ValueError("Cannot apply chat template to an empty conversation. Provide at least one message.")
         batched = isinstance(conversation, (list, tuple)) and (
@@ -1729,7 +1879,11 @@ class GLM4ChatMixin:
             conversations = [normalize(chat) for chat in conversations]
         if continue_final_message:
             if add_generation_prompt:
-                raise ValueError("continue_final_message and add_generation_prompt are not compatible")
+                raise ValueError(
+                    "continue_final_message and add_generation_prompt are not compatible. Use continue_final_message "
+                    "when you want the model to continue the final message, and add_generation_prompt when you want "
+                    "to add a header that will prompt it to start a new assistant message instead."
+                )
             if return_assistant_tokens_mask:
                 raise ValueError("continue_final_message is not compatible with return_assistant_tokens_mask.")
         if sanitize_control_tokens:
@@ -1738,16 +1892,31 @@ class GLM4ChatMixin:
             tools = _mark_control_tokens(tools, pattern)
             documents = _mark_control_tokens(documents, pattern)
             template_kwargs = _mark_control_tokens(template_kwargs, pattern)
+        special = self.special_tokens_map
         rendered, spans = render_jinja_template(
             conversations=conversations,
             tools=tools,
             documents=documents,
-            chat_template=template,
-            return_assistant_tokens_mask=return_assistant_tokens_mask,
+            chat_template=marked if marked is not None else template,
+            return_assistant_tokens_mask=marked is not None,
             continue_final_message=continue_final_message,
             add_generation_prompt=add_generation_prompt,
-            **{**self.special_tokens_map, **template_kwargs},
+            **{**special, **template_kwargs},
         )
+        if return_assistant_tokens_mask and marked is None:
+
+            def render(chats: List[Any], tools: Any, documents: Any, kwargs: Dict[str, Any]) -> List[str]:
+                return render_jinja_template(
+                    conversations=chats,
+                    tools=tools,
+                    documents=documents,
+                    chat_template=template,
+                    add_generation_prompt=add_generation_prompt,
+                    **{**special, **kwargs},
+                )[0]
+
+            chats = [list(getattr(c, "messages", c)) for c in conversations]
+            spans = glm4_reply_spans(render, chats, rendered, tools, documents, template_kwargs)
         if not tokenize:
             return rendered if batched else rendered[0]
         options = dict(padding=padding, truncation=truncation, max_length=max_length)
@@ -1755,25 +1924,122 @@ class GLM4ChatMixin:
             out = self._glm4_encode_id_rows(
                 [self._glm4_encode_marked(text) for text in rendered], batched, return_tensors, options, tokenizer_kwargs
             )
+        elif return_assistant_tokens_mask:
+            out = self._glm4_encode_with_masks(rendered, spans, batched, return_tensors, options, tokenizer_kwargs)
         else:
-            want_offsets = tokenizer_kwargs.pop("return_offsets_mapping", False)
             out = self(
                 rendered if batched else rendered[0],
                 add_special_tokens=False,
-                return_tensors=None if return_assistant_tokens_mask else return_tensors,
-                return_offsets_mapping=want_offsets or return_assistant_tokens_mask,
+                return_tensors=return_tensors,
                 **options,
                 **tokenizer_kwargs,
             )
-            if return_assistant_tokens_mask:
-                offsets = out["offset_mapping"] if batched else [out["offset_mapping"]]
-                masks = [assistant_token_mask(row, row_spans) for row, row_spans in zip(offsets, spans)]
-                if not want_offsets:
-                    del out["offset_mapping"]
-                out["assistant_masks"] = masks if batched else masks[0]
-                if return_tensors is not None:
-                    out = BatchEncoding(dict(out), tensor_type=return_tensors, prepend_batch_axis=not batched)
         return out if return_dict else out["input_ids"]
+
+    #: tokenizer_kwargs under which assistant masks come from the ids and per-token character counts (no offsets).
+    _GLM4_MASK_FAST_KWARGS = frozenset(
+        {"padding_side", "pad_to_multiple_of", "return_attention_mask", "return_token_type_ids",
+         "return_special_tokens_mask", "return_length", "verbose", "split_special_tokens"}
+    )  # fmt: skip
+
+    def _glm4_encode_with_masks(
+        self,
+        rendered: List[str],
+        spans: List[List[Tuple[int, int]]],
+        batched: bool,
+        return_tensors: Any,
+        options: Dict[str, Any],
+        tokenizer_kwargs: Dict[str, Any],
+    ):
+        """``self(rendered, add_special_tokens=False, ...)`` plus ``assistant_masks`` from the spans.
+
+        On a tokenizer with per-id character tables (``GLM4FixMixin``) the masks come from the ids: each
+        token's character range is a running sum of the characters its bytes start, so a span's tokens are
+        found by bisection (the same tokens ``assistant_token_mask`` picks from the offsets). Otherwise, or
+        with options that reshape rows (overflow, offsets asked for), from the offsets.
+        """
+        from transformers.tokenization_utils_base import BatchEncoding
+
+        texts = rendered if batched else rendered[0]
+        tables_of = getattr(self, "_glm4_offset_tables", None)
+        tables = tables_of() if tables_of is not None and tokenizer_kwargs.keys() <= self._GLM4_MASK_FAST_KWARGS else None
+        padded = options["padding"] not in (False, None, "do_not_pad", PaddingStrategy.DO_NOT_PAD)
+        if tables is not None and padded and tokenizer_kwargs.get("return_attention_mask") is False:
+            tables = None  # pads could not be told from ids
+        masks: Optional[List[List[int]]] = None
+        if tables is not None:
+            out = self(texts, add_special_tokens=False, return_tensors=None, **options, **tokenizer_kwargs)
+            masks = self._glm4_masks_from_ids(
+                out, rendered, spans, batched, tables, bool(options["truncation"]), padded
+            )
+        if masks is None:
+            want_offsets = tokenizer_kwargs.pop("return_offsets_mapping", False)
+            out = self(
+                texts, add_special_tokens=False, return_tensors=None, return_offsets_mapping=True, **options,
+                **tokenizer_kwargs,
+            )  # fmt: skip
+            offsets = out["offset_mapping"] if batched else [out["offset_mapping"]]
+            masks = [assistant_token_mask(row, row_spans) for row, row_spans in zip(offsets, spans)]
+            if not want_offsets:
+                del out["offset_mapping"]
+        out["assistant_masks"] = masks if batched else masks[0]
+        if return_tensors is not None:
+            out = BatchEncoding(dict(out), tensor_type=return_tensors, prepend_batch_axis=not batched)
+        return out
+
+    def _glm4_masks_from_ids(
+        self,
+        out: Any,
+        rendered: List[str],
+        spans: List[List[Tuple[int, int]]],
+        batched: bool,
+        tables: Tuple[List[int], List[int]],
+        truncated: bool,
+        padded: bool,
+    ) -> Optional[List[List[int]]]:
+        """Each row's assistant mask from its ids, or None when the rows are not one per text (then offsets)."""
+        import bisect
+
+        rows = out["input_ids"] if batched else [out["input_ids"]]
+        if len(rows) != len(rendered):
+            return None
+        attention = out.get("attention_mask") if padded else None  # unpadded rows are all real tokens
+        if attention is not None and not batched:
+            attention = [attention]
+        starts_chars, begins_inside = tables
+        left_cut = self.truncation_side == "left"
+        masks = []
+        for k, (row, text, row_spans) in enumerate(zip(rows, rendered, spans)):
+            width = len(row)
+            lead = 0
+            if attention is not None:
+                n_real = sum(attention[k])
+                if n_real < width and not attention[k][0]:
+                    lead = width - n_real
+                ids = row[lead : lead + n_real] if n_real < width else row
+            else:
+                ids = row
+            n = len(ids)
+            # ends[i]: the characters before token i's own (ends[i + 1] is where token i ends)
+            ends = list(itertools.accumulate(map(starts_chars.__getitem__, ids), initial=0))
+            total = ends[-1]
+            if total > len(text) or (not truncated and total != len(text)):
+                return None  # not the plain encoding of the text: let the offsets decide
+            if left_cut and total < len(text):  # a left cut keeps the text's last tokens
+                base = len(text) - total
+                ends = [base + e for e in ends]
+            mask = [0] * width
+            for a, b in sorted(row_spans):
+                if b <= a:
+                    continue
+                lo = max(bisect.bisect_right(ends, a) - 1, 0)
+                hi = min(bisect.bisect_left(ends, b, lo), n)
+                while hi < n and ends[hi] - begins_inside[ids[hi]] < b:
+                    hi += 1
+                if hi > lo:
+                    mask[lead + lo : lead + hi] = [1] * (hi - lo)
+            masks.append(mask)
+        return masks
 
     def _glm4_control_tokens(self, template: str) -> List[str]:
         """The tokens ``sanitize_control_tokens=True`` encodes as text in user input, as transformers 5.24

@@ -1,0 +1,190 @@
+"""apply_chat_template(tokenize=True) and assistant masks at list speed: outputs identical to the old routes.
+
+* ``apply_chat_template(..., tokenize=True)`` now renders and encodes the texts in one list call; transformers'
+  own ``apply_chat_template`` (``PreTrainedTokenizerBase.apply_chat_template``, the old route: on 5.x it sends
+  ``sanitize_control_tokens=False`` to the tokenizer, i.e. the per-token generic path) must give the same
+  output -- ids, every field, types, tensors -- single and batched, with padding, truncation, ``return_tensors``,
+  ``return_dict`` (both lines' defaults) and ``tokenizer_kwargs``; on the slow and the patched fast tokenizer.
+* ``return_assistant_tokens_mask=True`` now takes the masks from the ids and per-token character counts on the
+  slow tokenizer; they must equal the masks built from the offsets (``assistant_token_mask``), also under
+  truncation on both sides and padding on both sides.
+"""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from transformers.tokenization_utils_base import PreTrainedTokenizerBase
+
+import glm4_tokfix
+from glm4_tokfix.tokenization_chatglm import assistant_token_mask
+from helpers import as_lists
+from strategies import texts
+
+_content = texts(min_fragments=0, max_fragments=6)
+_message = st.fixed_dictionaries(
+    {"role": st.sampled_from(["system", "user", "assistant", "observation"]), "content": _content}
+)
+_chat = st.lists(_message, min_size=1, max_size=4)
+
+
+@st.composite
+def route_options(draw):
+    options = {}
+    if draw(st.booleans()):
+        options["padding"] = draw(st.sampled_from([True, "longest", "max_length", False]))
+    if draw(st.booleans()):
+        options["truncation"] = True
+    if options.get("truncation") or options.get("padding") == "max_length":
+        options["max_length"] = draw(st.integers(8, 60))
+    if draw(st.booleans()):
+        options["return_dict"] = draw(st.booleans())
+    if draw(st.booleans()):
+        options["add_generation_prompt"] = True
+    elif draw(st.booleans()):
+        options["continue_final_message"] = True
+    extra = {}
+    if draw(st.booleans()):
+        extra["return_attention_mask"] = draw(st.booleans())
+    if draw(st.booleans()):
+        extra["padding_side"] = draw(st.sampled_from(["left", "right"]))
+    if draw(st.booleans()):
+        extra["return_special_tokens_mask"] = True
+    if draw(st.booleans()):
+        extra["pad_to_multiple_of"] = 8
+    if extra:
+        options["tokenizer_kwargs"] = extra
+    return options
+
+
+def plain(value):
+    """Nested lists all the way down (ragged object arrays hold arrays)."""
+    value = as_lists(value)
+    return [plain(v) for v in value] if isinstance(value, (list, tuple)) else value
+
+
+def same(a, b):
+    assert type(a) is type(b)
+    if isinstance(a, (list, int)):
+        assert a == b
+        return
+    if hasattr(a, "dtype"):  # return_dict=False with tensors: the ids tensor itself
+        assert a.dtype == b.dtype and tuple(a.shape) == tuple(b.shape) and plain(a) == plain(b)
+        return
+    assert sorted(a.keys()) == sorted(b.keys())
+    for key in a:
+        x, y = a[key], b[key]
+        assert type(x) is type(y), key
+        if hasattr(x, "dtype"):
+            assert x.dtype == y.dtype and tuple(x.shape) == tuple(y.shape), key
+        assert plain(x) == plain(y), key
+
+
+def both_routes(tok, conversation, **options):
+    old = new = None
+    try:
+        old = PreTrainedTokenizerBase.apply_chat_template(tok, conversation, tokenize=True, **options)
+    except (ValueError, TypeError) as error:
+        with pytest.raises(type(error)):
+            tok.apply_chat_template(conversation, tokenize=True, **options)
+        return None, None
+    new = tok.apply_chat_template(conversation, tokenize=True, **options)
+    return old, new
+
+
+@given(chats=st.lists(_chat, min_size=1, max_size=4), batched=st.booleans(), options=route_options(),
+       tensors=st.sampled_from([None, None, "np", "pt"]))  # fmt: skip
+def test_new_route_equals_transformers_route(tok, chats, batched, options, tensors):
+    if tensors is not None:
+        options["return_tensors"] = tensors
+    conversation = chats if batched else chats[0]
+    old, new = both_routes(tok, conversation, **options)
+    if old is not None:
+        same(old, new)
+
+
+@pytest.fixture(scope="session")
+def patched_fast(fast_folder):
+    from transformers import AutoTokenizer
+
+    cache = {}
+
+    def load(style):
+        if style not in cache:
+            cache[style] = glm4_tokfix.patch(AutoTokenizer.from_pretrained(str(fast_folder("tiny", style))))
+        return cache[style]
+
+    return load
+
+
+@pytest.mark.parametrize("style", ["chat-hf", "0414"])
+@given(chats=st.lists(_chat, min_size=1, max_size=3), options=route_options(), tensors=st.sampled_from([None, "pt"]))
+def test_new_route_equals_transformers_route_on_the_fast_tokenizer(patched_fast, style, chats, options, tensors):
+    tok = patched_fast(style)
+    if tensors is not None:
+        options["return_tensors"] = tensors
+    old, new = both_routes(tok, chats, **options)
+    if old is not None:
+        same(old, new)
+
+
+def test_the_tokenizer_is_called_once_for_a_batch(tok, monkeypatch):
+    """The route is one list call (not one per row), without transformers 5's sanitize_control_tokens=False."""
+    calls = []
+    original = type(tok).__call__
+
+    def spy(self, *args, **kwargs):
+        calls.append(kwargs)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(tok), "__call__", spy)
+    chats = [[{"role": "user", "content": "hi"}], [{"role": "user", "content": "yo"}]]
+    tok.apply_chat_template(chats, tokenize=True, padding=True)
+    assert len(calls) == 1 and "sanitize_control_tokens" not in calls[0]
+
+
+# ------------------------------------------------------------------ masks from ids == masks from offsets
+@given(
+    chats=st.lists(_chat, min_size=1, max_size=4),
+    max_length=st.one_of(st.none(), st.integers(1, 50)),
+    side=st.sampled_from(["left", "right"]),
+    padding=st.sampled_from([False, True]),
+    padding_side=st.sampled_from(["left", "right"]),
+    template=st.sampled_from(["shipped", "generic"]),
+)
+def test_masks_from_ids_equal_masks_from_offsets(tok, chats, max_length, side, padding, padding_side, template):
+    kwargs = dict(tokenize=True, return_dict=True, return_assistant_tokens_mask=True, padding=padding,
+                  truncation=max_length is not None, max_length=max_length)  # fmt: skip
+    kwargs["tokenizer_kwargs"] = {"padding_side": padding_side}
+    if template == "generic":
+        kwargs["chat_template"] = (
+            "[gMASK]<sop>{% for m in messages %}<|{{ m.role }}|>\n{{ m.content.strip() }}{% endfor %}"
+        )
+    tok.truncation_side = side
+    try:
+        fast = tok.apply_chat_template(chats, **kwargs)
+        kwargs["tokenizer_kwargs"] = dict(kwargs["tokenizer_kwargs"], return_offsets_mapping=True)  # the offsets route
+        slow = tok.apply_chat_template(chats, **kwargs)
+    finally:
+        tok.truncation_side = "right"
+    assert fast["input_ids"] == slow["input_ids"]
+    assert fast["assistant_masks"] == slow["assistant_masks"]
+    for row_offsets, row_mask in zip(slow["offset_mapping"], slow["assistant_masks"]):
+        assert len(row_offsets) == len(row_mask)
+
+
+def test_masks_from_ids_on_a_cut_character():
+    """Tokens that split one character (emoji) around a span's edge: the same tokens as the offsets pick."""
+    tok = glm4_tokfix.ChatGLM4Tokenizer.from_pretrained(glm4_tokfix.TINY_GLM4_DIR)
+    chat = [{"role": "user", "content": "😀"}, {"role": "assistant", "content": "👨‍👩‍👧x😀"}]
+    out = tok.apply_chat_template(chat, return_dict=True, return_assistant_tokens_mask=True)
+    rendered = tok.apply_chat_template(chat, tokenize=False)
+    from glm4_tokfix.chat_templates import marked_template
+    from transformers.utils.chat_template_utils import render_jinja_template
+
+    _, spans = render_jinja_template(conversations=[chat], chat_template=marked_template(tok.chat_template),
+                                     return_assistant_tokens_mask=True, **tok.special_tokens_map)  # fmt: skip
+    offsets = tok(rendered, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+    assert out["assistant_masks"] == assistant_token_mask(offsets, spans[0])
+    assert sum(out["assistant_masks"]) > 0
