@@ -696,8 +696,16 @@ def _padded_body_field(
     ``heads[i]`` there, when given and not None: e.g. a literal prefix's own offsets)."""
     rows = []
     for i, (v, d) in enumerate(zip(values, gaps)):
-        head = list(heads[i]) if heads is not None and heads[i] is not None else [fill] * n_prefix
-        rows.append([fill] * d + head + list(v) if left else head + list(v) + [fill] * d)
+        head = heads[i] if heads is not None and heads[i] is not None else [fill] * n_prefix
+        if left:
+            row = [fill] * d if d else []
+            row += head
+        else:
+            row = list(head)
+        row += v  # one copy of the body
+        if d and not left:
+            row += [fill] * d
+        rows.append(row)
     return rows
 
 
@@ -1424,7 +1432,8 @@ class GLM4BatchEncoder:
         body_fields: Dict[str, Tuple[Any, ...]] = {}
         if offsets is not None:  # an added prefix and pads map to no characters; a literal prefix to its own
             heads = [offs[: len(head)] if lit else None for offs, lit in zip(offsets, literal)]
-            body_fields["offset_mapping"] = ([offs[k] for offs, k in zip(offsets, kept)], (0, 0), heads)
+            bodies_offsets = [offs if k.start == 0 and k.stop == len(offs) else offs[k] for offs, k in zip(offsets, kept)]
+            body_fields["offset_mapping"] = (bodies_offsets, (0, 0), heads)
 
         if return_token_type_ids is None:
             return_token_type_ids = "token_type_ids" in self.model_input_names
@@ -1926,8 +1935,10 @@ class GLM4FixMixin(GLM4ChatMixin, GLM4BatchEncoder, GLM4PaddingMixin):
         if tables is None:
             decoder, added = self.decoder, self._added_tokens_decoder
             return token_char_offsets([decoder.get(i) or added[i].content.encode("utf-8") for i in ids])
-        starts_chars, begins_inside = tables
+        starts_chars, begins_inside, inside_ids = tables
         ends = list(itertools.accumulate(map(starts_chars.__getitem__, ids)))
+        if inside_ids.isdisjoint(ids):  # the common case: every token starts where the previous one ended
+            return list(zip(itertools.chain((0,), ends), ends))
         starts = map(operator.sub, itertools.chain((0,), ends), map(begins_inside.__getitem__, ids))
         return list(zip(starts, ends))
 
@@ -1964,8 +1975,9 @@ class GLM4FixMixin(GLM4ChatMixin, GLM4BatchEncoder, GLM4PaddingMixin):
             position = end
         return offsets
 
-    def _glm4_offset_tables(self) -> Optional[Tuple[List[int], List[int]]]:
-        """Per token id: how many characters it starts, and 1 if it begins inside a character.
+    def _glm4_offset_tables(self) -> Optional[Tuple[List[int], List[int], frozenset]]:
+        """Per token id: how many characters it starts, and 1 if it begins inside a character (and the set
+        of the ids that do).
 
         Built once per vocabulary and set of added tokens (kept next to the tiktoken encoding, outside
         the tokenizer, so pickles stay small); None when the tokenizer has no tiktoken encoding.
@@ -1986,8 +1998,9 @@ class GLM4FixMixin(GLM4ChatMixin, GLM4BatchEncoder, GLM4PaddingMixin):
         for i, piece in pieces.items():
             starts_chars[i] = len(piece.translate(None, _UTF8_CONTINUATION))
             begins_inside[i] = int(bool(piece) and (piece[0] & 0xC0) == 0x80)
-        _OFFSET_TABLES[encoding] = (key, (starts_chars, begins_inside))
-        return starts_chars, begins_inside
+        inside_ids = frozenset(i for i, flag in enumerate(begins_inside) if flag)
+        _OFFSET_TABLES[encoding] = (key, (starts_chars, begins_inside, inside_ids))
+        return starts_chars, begins_inside, inside_ids
 
     def _glm4_generic_offsets(self, encode: Callable[..., Any], rows: List[Tuple[Any, Any]], kwargs: Dict[str, Any]):
         """Run transformers' generic ``encode`` (``_encode_plus``/``_batch_encode_plus``) with offsets.
