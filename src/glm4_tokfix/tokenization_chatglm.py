@@ -656,6 +656,18 @@ def _glm4_row(text: Any, pair: Any) -> Tuple[Any, Any]:
     return text, pair
 
 
+def _glm4_word_rows(text: Any, batch_only: bool = False) -> Optional[Tuple[List[List[str]], bool]]:
+    """``is_split_into_words`` input as (rows of words, batched), when every row is a non-empty list of str
+    words (a tuple row may be a pair in transformers 5: the generic path decides). None otherwise."""
+    if not isinstance(text, (list, tuple)) or not text:
+        return None
+    if all(isinstance(word, str) for word in text):
+        return None if batch_only else ([list(text)], False)
+    if all(type(row) is list and row and all(isinstance(word, str) for word in row) for row in text):
+        return [list(row) for row in text], True
+    return None
+
+
 @functools.lru_cache(maxsize=None)
 def _transformers_sanitizes() -> bool:
     """True when transformers' own apply_chat_template has sanitize_control_tokens (5.x)."""
@@ -1144,7 +1156,11 @@ class GLM4BatchEncoder:
     def _encode_plus(self, text: Any = None, text_pair: Any = None, **kwargs: Any):
         # transformers 5: every __call__/encode goes through here (a batch too); 4.x: single texts only.
         if text_pair is None and _OFFSET_ROWS.get() is None and self._glm4_fast_applies(kwargs):
-            if isinstance(text, str):
+            if kwargs.get("is_split_into_words"):
+                rows = _glm4_word_rows(text)
+                if rows is not None and not kwargs.get("return_offsets_mapping"):
+                    return self._glm4_fast_encode(rows[0], batched=rows[1], words=True, **kwargs)
+            elif isinstance(text, str):
                 return self._glm4_fast_encode([text], batched=False, **kwargs)
             if (
                 isinstance(text, (list, tuple))
@@ -1219,6 +1235,10 @@ class GLM4BatchEncoder:
     def _batch_encode_plus(self, batch_text_or_text_pairs: Any, **kwargs: Any):
         # transformers 4.x batch path (5.x has no _batch_encode_plus and never calls this).
         texts = batch_text_or_text_pairs
+        if kwargs.get("is_split_into_words") and not kwargs.get("return_offsets_mapping"):
+            rows = _glm4_word_rows(texts, batch_only=True)
+            if rows is not None and self._glm4_fast_applies(kwargs):
+                return self._glm4_fast_encode(rows[0], batched=True, words=True, **kwargs)
         if (
             isinstance(texts, (list, tuple))
             and texts
@@ -1406,9 +1426,14 @@ class GLM4BatchEncoder:
         return_offsets_mapping: bool = False,
         verbose: bool = True,
         split_special_tokens: Optional[bool] = None,
-        **_ignored: Any,  # stride, is_split_into_words=False, return_overflowing_tokens=False, ...
+        words: bool = False,
+        **_ignored: Any,  # stride, is_split_into_words, return_overflowing_tokens=False, ...
     ) -> BatchEncoding:
-        """``tok(texts, ...)`` for plain texts: what transformers' generic path returns, built directly."""
+        """``tok(texts, ...)`` for plain texts: what transformers' generic path returns, built directly.
+
+        ``words=True``: each of ``texts`` is a list of words (``is_split_into_words=True``), encoded word by
+        word and joined, as transformers' generic path does.
+        """
         padding_strategy = PaddingStrategy(padding_strategy)
         truncate = TruncationStrategy(truncation_strategy) != TruncationStrategy.DO_NOT_TRUNCATE and bool(max_length)
         encode = self._glm4_text_encoder(split_special_tokens)
@@ -1417,7 +1442,15 @@ class GLM4BatchEncoder:
         if truncate and self.truncation_side not in ("left", "right"):
             raise ValueError(f"truncation_side must be 'left' or 'right', got {self.truncation_side!r}")
 
-        encoded = self._glm4_encode_texts(texts, encode)
+        if words:
+            flat = self._glm4_encode_texts([word for row in texts for word in row], encode)
+            encoded, at = [], 0
+            for row in texts:
+                encoded.append(list(chain.from_iterable(flat[at : at + len(row)])))
+                at += len(row)
+            del flat
+        else:
+            encoded = self._glm4_encode_texts(texts, encode)
         offsets = literal = None
         if return_offsets_mapping:  # from the full ids, before the bodies are cut out of them in place
             offsets = [self._glm4_offsets(ids) for ids in encoded]
