@@ -656,6 +656,13 @@ def _glm4_row(text: Any, pair: Any) -> Tuple[Any, Any]:
     return text, pair
 
 
+def _glm4_pair_rows(rows: Any) -> Optional[Tuple[List[str], List[str]]]:
+    """A batch whose every row is a 2-tuple/list of texts, as (first texts, second texts); None otherwise."""
+    if not all(isinstance(row, (list, tuple)) and len(row) == 2 and all(isinstance(t, str) for t in row) for row in rows):
+        return None
+    return [row[0] for row in rows], [row[1] for row in rows]
+
+
 def _glm4_word_rows(text: Any, batch_only: bool = False) -> Optional[Tuple[List[List[str]], bool]]:
     """``is_split_into_words`` input as (rows of words, batched), when every row is a non-empty list of str
     words (a tuple row may be a pair in transformers 5: the generic path decides). None otherwise."""
@@ -1155,7 +1162,20 @@ class GLM4BatchEncoder:
 
     def _encode_plus(self, text: Any = None, text_pair: Any = None, **kwargs: Any):
         # transformers 5: every __call__/encode goes through here (a batch too); 4.x: single texts only.
+        if text_pair is not None and _OFFSET_ROWS.get() is None and self._glm4_fast_pairs_apply(kwargs):
+            if isinstance(text, str) and isinstance(text_pair, str):
+                return self._glm4_fast_encode([text], batched=False, pairs=[text_pair], **kwargs)
+            if (
+                isinstance(text, (list, tuple)) and isinstance(text_pair, (list, tuple))
+                and text and len(text) == len(text_pair)
+                and all(isinstance(t, str) for t in text) and all(isinstance(t, str) for t in text_pair)
+            ):  # fmt: skip
+                return self._glm4_fast_encode(list(text), batched=True, pairs=list(text_pair), **kwargs)
         if text_pair is None and _OFFSET_ROWS.get() is None and self._glm4_fast_applies(kwargs):
+            if _ONE_ENCODE_PLUS and isinstance(text, (list, tuple)) and text and self._glm4_fast_pairs_apply(kwargs):
+                rows = _glm4_pair_rows(text)
+                if rows is not None:
+                    return self._glm4_fast_encode(rows[0], batched=True, pairs=rows[1], **kwargs)
             if kwargs.get("is_split_into_words"):
                 rows = _glm4_word_rows(text)
                 if rows is not None and not kwargs.get("return_offsets_mapping"):
@@ -1235,6 +1255,10 @@ class GLM4BatchEncoder:
     def _batch_encode_plus(self, batch_text_or_text_pairs: Any, **kwargs: Any):
         # transformers 4.x batch path (5.x has no _batch_encode_plus and never calls this).
         texts = batch_text_or_text_pairs
+        if isinstance(texts, (list, tuple)) and texts and self._glm4_fast_pairs_apply(kwargs):
+            rows = _glm4_pair_rows(texts)
+            if rows is not None:
+                return self._glm4_fast_encode(rows[0], batched=True, pairs=rows[1], **kwargs)
         if kwargs.get("is_split_into_words") and not kwargs.get("return_offsets_mapping"):
             rows = _glm4_word_rows(texts, batch_only=True)
             if rows is not None and self._glm4_fast_applies(kwargs):
@@ -1267,6 +1291,17 @@ class GLM4BatchEncoder:
             "split_special_tokens",
         }
     )  # fmt: skip
+
+    def _glm4_fast_pairs_apply(self, kwargs: Dict[str, Any]) -> bool:
+        """Pairs take the fast path with special tokens added, no truncation, no special-tokens mask or offsets."""
+        return (
+            kwargs.get("add_special_tokens", True)
+            and not kwargs.get("is_split_into_words")
+            and not kwargs.get("return_special_tokens_mask")
+            and not kwargs.get("return_offsets_mapping")
+            and TruncationStrategy(kwargs.get("truncation_strategy", "do_not_truncate")) == TruncationStrategy.DO_NOT_TRUNCATE
+            and self._glm4_fast_applies(kwargs)
+        )
 
     def _glm4_fast_applies(self, kwargs: Dict[str, Any]) -> bool:
         """The fast path covers plain texts with every option of __call__ except overflow and pairs."""
@@ -1427,12 +1462,15 @@ class GLM4BatchEncoder:
         verbose: bool = True,
         split_special_tokens: Optional[bool] = None,
         words: bool = False,
+        pairs: Optional[List[str]] = None,
         **_ignored: Any,  # stride, is_split_into_words, return_overflowing_tokens=False, ...
     ) -> BatchEncoding:
         """``tok(texts, ...)`` for plain texts: what transformers' generic path returns, built directly.
 
         ``words=True``: each of ``texts`` is a list of words (``is_split_into_words=True``), encoded word by
-        word and joined, as transformers' generic path does.
+        word and joined, as transformers' generic path does. ``pairs``: the second text of each row
+        (``[gMASK]<sop> A B <|endoftext|>``; special tokens added, no truncation, no special-tokens mask or
+        offsets -- ``_glm4_fast_pairs_apply``).
         """
         padding_strategy = PaddingStrategy(padding_strategy)
         truncate = TruncationStrategy(truncation_strategy) != TruncationStrategy.DO_NOT_TRUNCATE and bool(max_length)
@@ -1457,6 +1495,11 @@ class GLM4BatchEncoder:
             literal = [prefix is not None and ids[: len(head)] == head for ids in encoded]
         bodies, kept = self._glm4_bodies(encoded, prefix, max_length if truncate else None)
         del encoded
+        if pairs is not None:  # B and the closing <|endoftext|> follow A in the body
+            suffix = [self._glm4_token_id(PAIR_SUFFIX_TOKEN)]
+            for body, second in zip(bodies, self._glm4_encode_texts(pairs, encode)):
+                body += second
+                body += suffix
         lengths = [len(b) + len(head) for b in bodies]
         for n in lengths:  # transformers' "longer than model_max_length" warning looks at the length only
             self._eventual_warn_about_too_long_sequence(range(n), max_length, verbose)
