@@ -13,7 +13,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from helpers import as_lists
-from strategies import batches, encode_options, prompt_texts
+from strategies import batches, encode_options, prompt_texts, texts
 
 HAVE_TORCH = importlib.util.find_spec("torch") is not None
 TRANSFORMERS_4 = int(transformers.__version__.split(".")[0]) < 5
@@ -265,3 +265,74 @@ def test_an_error_in_a_worker_thread_reaches_the_caller(tok, monkeypatch):
     _wrap_text_encoder(twin, monkeypatch, encode_or_fail)
     with pytest.raises(ValueError, match="cannot encode 'boom'"):
         twin(["fine", "also fine", "boom", "fine again"], padding=True)
+
+
+# ------------------------------------------------------------- is_split_into_words
+_word_lists = st.lists(st.one_of(texts(max_fragments=2), st.sampled_from(["[gMASK]", "<sop>", "<|user|>", " ", ""])), min_size=1, max_size=6)
+
+
+@given(rows=st.lists(_word_lists, min_size=1, max_size=4), options=full_options(), single=st.booleans())
+def test_split_into_words_fast_equals_slow(tok, slow, rows, options, single):
+    assume(not (TRANSFORMERS_4 and options.get("split_special_tokens")))  # see test_batch_fast_equals_slow
+    options.pop("return_offsets_mapping", None)  # refused with words on both paths (test_offsets)
+    text = rows[0] if single else rows
+    fast_result = outcome(lambda: tok(text, is_split_into_words=True, **options))
+    slow_result = outcome(lambda: slow(text, is_split_into_words=True, **options))
+    assert fast_result[0] == slow_result[0], (fast_result, slow_result)
+    if fast_result[0] == "ok":
+        same(fast_result[1], slow_result[1])
+    else:
+        assert fast_result[1] == slow_result[1]
+
+
+def test_split_into_words_takes_the_fast_path(tok, monkeypatch):
+    calls = []
+    original = type(tok)._glm4_fast_encode
+
+    def spy(self, *args, **kwargs):
+        calls.append(kwargs.get("words"))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(tok), "_glm4_fast_encode", spy)
+    tok(["a", "b"], is_split_into_words=True)
+    tok([["a", "b"], ["c"]], is_split_into_words=True, padding=True)
+    assert calls == [True, True]
+
+
+# ------------------------------------------------------------- pairs
+@given(
+    firsts=st.lists(prompt_texts(), min_size=1, max_size=4),
+    seconds=st.lists(prompt_texts(), min_size=4, max_size=4),
+    options=full_options(),
+    form=st.sampled_from(["single", "two-lists", "rows"]),
+)
+def test_pairs_fast_equal_slow(tok, slow, firsts, seconds, options, form):
+    assume(not (TRANSFORMERS_4 and options.get("split_special_tokens")))  # see test_batch_fast_equals_slow
+    seconds = seconds[: len(firsts)]
+    if form == "single":
+        args = (firsts[0], seconds[0])
+    elif form == "two-lists":
+        args = (firsts, seconds)
+    else:
+        args = (list(zip(firsts, seconds)),)
+    fast_result, slow_result = outcome(lambda: tok(*args, **options)), outcome(lambda: slow(*args, **options))
+    assert fast_result[0] == slow_result[0], (fast_result, slow_result)
+    if fast_result[0] == "ok":
+        same(fast_result[1], slow_result[1])
+    else:
+        assert fast_result[1] == slow_result[1]
+
+
+def test_pairs_take_the_fast_path(tok, monkeypatch):
+    calls = []
+    original = type(tok)._glm4_fast_encode
+
+    def spy(self, *args, **kwargs):
+        calls.append(kwargs.get("pairs"))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(tok), "_glm4_fast_encode", spy)
+    tok("a", "b")
+    tok(["a", "c"], ["b", "d"], padding=True)
+    tok([("a", "b")], padding=True, return_tensors="np")
+    assert calls == [["b"], ["b", "d"], ["b"]]

@@ -813,6 +813,25 @@ def _glm4_row(text: Any, pair: Any) -> Tuple[Any, Any]:
     return text, pair
 
 
+def _glm4_pair_rows(rows: Any) -> Optional[Tuple[List[str], List[str]]]:
+    """A batch whose every row is a 2-tuple/list of texts, as (first texts, second texts); None otherwise."""
+    if not all(isinstance(row, (list, tuple)) and len(row) == 2 and all(isinstance(t, str) for t in row) for row in rows):
+        return None
+    return [row[0] for row in rows], [row[1] for row in rows]
+
+
+def _glm4_word_rows(text: Any, batch_only: bool = False) -> Optional[Tuple[List[List[str]], bool]]:
+    """``is_split_into_words`` input as (rows of words, batched), when every row is a non-empty list of str
+    words (a tuple row may be a pair in transformers 5: the generic path decides). None otherwise."""
+    if not isinstance(text, (list, tuple)) or not text:
+        return None
+    if all(isinstance(word, str) for word in text):
+        return None if batch_only else ([list(text)], False)
+    if all(type(row) is list and row and all(isinstance(word, str) for word in row) for row in text):
+        return [list(row) for row in text], True
+    return None
+
+
 @functools.lru_cache(maxsize=None)
 def _transformers_sanitizes() -> bool:
     """True when transformers' own apply_chat_template has sanitize_control_tokens (5.x)."""
@@ -853,8 +872,16 @@ def _padded_body_field(
     ``heads[i]`` there, when given and not None: e.g. a literal prefix's own offsets)."""
     rows = []
     for i, (v, d) in enumerate(zip(values, gaps)):
-        head = list(heads[i]) if heads is not None and heads[i] is not None else [fill] * n_prefix
-        rows.append([fill] * d + head + list(v) if left else head + list(v) + [fill] * d)
+        head = heads[i] if heads is not None and heads[i] is not None else [fill] * n_prefix
+        if left:
+            row = [fill] * d if d else []
+            row += head
+        else:
+            row = list(head)
+        row += v  # one copy of the body
+        if d and not left:
+            row += [fill] * d
+        rows.append(row)
     return rows
 
 
@@ -1292,8 +1319,25 @@ class GLM4BatchEncoder:
 
     def _encode_plus(self, text: Any = None, text_pair: Any = None, **kwargs: Any):
         # transformers 5: every __call__/encode goes through here (a batch too); 4.x: single texts only.
+        if text_pair is not None and _OFFSET_ROWS.get() is None and self._glm4_fast_pairs_apply(kwargs):
+            if isinstance(text, str) and isinstance(text_pair, str):
+                return self._glm4_fast_encode([text], batched=False, pairs=[text_pair], **kwargs)
+            if (
+                isinstance(text, (list, tuple)) and isinstance(text_pair, (list, tuple))
+                and text and len(text) == len(text_pair)
+                and all(isinstance(t, str) for t in text) and all(isinstance(t, str) for t in text_pair)
+            ):  # fmt: skip
+                return self._glm4_fast_encode(list(text), batched=True, pairs=list(text_pair), **kwargs)
         if text_pair is None and _OFFSET_ROWS.get() is None and self._glm4_fast_applies(kwargs):
-            if isinstance(text, str):
+            if _ONE_ENCODE_PLUS and isinstance(text, (list, tuple)) and text and self._glm4_fast_pairs_apply(kwargs):
+                rows = _glm4_pair_rows(text)
+                if rows is not None:
+                    return self._glm4_fast_encode(rows[0], batched=True, pairs=rows[1], **kwargs)
+            if kwargs.get("is_split_into_words"):
+                rows = _glm4_word_rows(text)
+                if rows is not None and not kwargs.get("return_offsets_mapping"):
+                    return self._glm4_fast_encode(rows[0], batched=rows[1], words=True, **kwargs)
+            elif isinstance(text, str):
                 return self._glm4_fast_encode([text], batched=False, **kwargs)
             if (
                 isinstance(text, (list, tuple))
@@ -1368,6 +1412,14 @@ class GLM4BatchEncoder:
     def _batch_encode_plus(self, batch_text_or_text_pairs: Any, **kwargs: Any):
         # transformers 4.x batch path (5.x has no _batch_encode_plus and never calls this).
         texts = batch_text_or_text_pairs
+        if isinstance(texts, (list, tuple)) and texts and self._glm4_fast_pairs_apply(kwargs):
+            rows = _glm4_pair_rows(texts)
+            if rows is not None:
+                return self._glm4_fast_encode(rows[0], batched=True, pairs=rows[1], **kwargs)
+        if kwargs.get("is_split_into_words") and not kwargs.get("return_offsets_mapping"):
+            rows = _glm4_word_rows(texts, batch_only=True)
+            if rows is not None and self._glm4_fast_applies(kwargs):
+                return self._glm4_fast_encode(rows[0], batched=True, words=True, **kwargs)
         if (
             isinstance(texts, (list, tuple))
             and texts
@@ -1396,6 +1448,17 @@ class GLM4BatchEncoder:
             "split_special_tokens",
         }
     )  # fmt: skip
+
+    def _glm4_fast_pairs_apply(self, kwargs: Dict[str, Any]) -> bool:
+        """Pairs take the fast path with special tokens added, no truncation, no special-tokens mask or offsets."""
+        return (
+            kwargs.get("add_special_tokens", True)
+            and not kwargs.get("is_split_into_words")
+            and not kwargs.get("return_special_tokens_mask")
+            and not kwargs.get("return_offsets_mapping")
+            and TruncationStrategy(kwargs.get("truncation_strategy", "do_not_truncate")) == TruncationStrategy.DO_NOT_TRUNCATE
+            and self._glm4_fast_applies(kwargs)
+        )
 
     def _glm4_fast_applies(self, kwargs: Dict[str, Any]) -> bool:
         """The fast path covers plain texts with every option of __call__ except overflow and pairs."""
@@ -1555,9 +1618,17 @@ class GLM4BatchEncoder:
         return_offsets_mapping: bool = False,
         verbose: bool = True,
         split_special_tokens: Optional[bool] = None,
-        **_ignored: Any,  # stride, is_split_into_words=False, return_overflowing_tokens=False, ...
+        words: bool = False,
+        pairs: Optional[List[str]] = None,
+        **_ignored: Any,  # stride, is_split_into_words, return_overflowing_tokens=False, ...
     ) -> BatchEncoding:
-        """``tok(texts, ...)`` for plain texts: what transformers' generic path returns, built directly."""
+        """``tok(texts, ...)`` for plain texts: what transformers' generic path returns, built directly.
+
+        ``words=True``: each of ``texts`` is a list of words (``is_split_into_words=True``), encoded word by
+        word and joined, as transformers' generic path does. ``pairs``: the second text of each row
+        (``[gMASK]<sop> A B <|endoftext|>``; special tokens added, no truncation, no special-tokens mask or
+        offsets -- ``_glm4_fast_pairs_apply``).
+        """
         padding_strategy = PaddingStrategy(padding_strategy)
         truncate = TruncationStrategy(truncation_strategy) != TruncationStrategy.DO_NOT_TRUNCATE and bool(max_length)
         encode = self._glm4_text_encoder(split_special_tokens)
@@ -1566,13 +1637,26 @@ class GLM4BatchEncoder:
         if truncate and self.truncation_side not in ("left", "right"):
             raise ValueError(f"truncation_side must be 'left' or 'right', got {self.truncation_side!r}")
 
-        encoded = self._glm4_encode_texts(texts, encode)
+        if words:
+            flat = self._glm4_encode_texts([word for row in texts for word in row], encode)
+            encoded, at = [], 0
+            for row in texts:
+                encoded.append(list(chain.from_iterable(flat[at : at + len(row)])))
+                at += len(row)
+            del flat
+        else:
+            encoded = self._glm4_encode_texts(texts, encode)
         offsets = literal = None
         if return_offsets_mapping:  # from the full ids, before the bodies are cut out of them in place
             offsets = [self._glm4_offsets(ids) for ids in encoded]
             literal = [prefix is not None and ids[: len(head)] == head for ids in encoded]
         bodies, kept = self._glm4_bodies(encoded, prefix, max_length if truncate else None)
         del encoded
+        if pairs is not None:  # B and the closing <|endoftext|> follow A in the body
+            suffix = [self._glm4_token_id(PAIR_SUFFIX_TOKEN)]
+            for body, second in zip(bodies, self._glm4_encode_texts(pairs, encode)):
+                body += second
+                body += suffix
         lengths = [len(b) + len(head) for b in bodies]
         for n in lengths:  # transformers' "longer than model_max_length" warning looks at the length only
             self._eventual_warn_about_too_long_sequence(range(n), max_length, verbose)
@@ -1581,7 +1665,8 @@ class GLM4BatchEncoder:
         body_fields: Dict[str, Tuple[Any, ...]] = {}
         if offsets is not None:  # an added prefix and pads map to no characters; a literal prefix to its own
             heads = [offs[: len(head)] if lit else None for offs, lit in zip(offsets, literal)]
-            body_fields["offset_mapping"] = ([offs[k] for offs, k in zip(offsets, kept)], (0, 0), heads)
+            bodies_offsets = [offs if k.start == 0 and k.stop == len(offs) else offs[k] for offs, k in zip(offsets, kept)]
+            body_fields["offset_mapping"] = (bodies_offsets, (0, 0), heads)
 
         if return_token_type_ids is None:
             return_token_type_ids = "token_type_ids" in self.model_input_names
@@ -2192,8 +2277,10 @@ class GLM4FixMixin(GLM4ChatMixin, GLM4BatchEncoder, GLM4PaddingMixin):
         if tables is None:
             decoder, added = self.decoder, self._added_tokens_decoder
             return token_char_offsets([decoder.get(i) or added[i].content.encode("utf-8") for i in ids])
-        starts_chars, begins_inside = tables
+        starts_chars, begins_inside, inside_ids = tables
         ends = list(itertools.accumulate(map(starts_chars.__getitem__, ids)))
+        if inside_ids.isdisjoint(ids):  # the common case: every token starts where the previous one ended
+            return list(zip(itertools.chain((0,), ends), ends))
         starts = map(operator.sub, itertools.chain((0,), ends), map(begins_inside.__getitem__, ids))
         return list(zip(starts, ends))
 
@@ -2230,8 +2317,9 @@ class GLM4FixMixin(GLM4ChatMixin, GLM4BatchEncoder, GLM4PaddingMixin):
             position = end
         return offsets
 
-    def _glm4_offset_tables(self) -> Optional[Tuple[List[int], List[int]]]:
-        """Per token id: how many characters it starts, and 1 if it begins inside a character.
+    def _glm4_offset_tables(self) -> Optional[Tuple[List[int], List[int], frozenset]]:
+        """Per token id: how many characters it starts, and 1 if it begins inside a character (and the set
+        of the ids that do).
 
         Built once per vocabulary and set of added tokens (kept next to the tiktoken encoding, outside
         the tokenizer, so pickles stay small); None when the tokenizer has no tiktoken encoding.
@@ -2252,8 +2340,9 @@ class GLM4FixMixin(GLM4ChatMixin, GLM4BatchEncoder, GLM4PaddingMixin):
         for i, piece in pieces.items():
             starts_chars[i] = len(piece.translate(None, _UTF8_CONTINUATION))
             begins_inside[i] = int(bool(piece) and (piece[0] & 0xC0) == 0x80)
-        _OFFSET_TABLES[encoding] = (key, (starts_chars, begins_inside))
-        return starts_chars, begins_inside
+        inside_ids = frozenset(i for i, flag in enumerate(begins_inside) if flag)
+        _OFFSET_TABLES[encoding] = (key, (starts_chars, begins_inside, inside_ids))
+        return starts_chars, begins_inside, inside_ids
 
     def _glm4_generic_offsets(self, encode: Callable[..., Any], rows: List[Tuple[Any, Any]], kwargs: Dict[str, Any]):
         """Run transformers' generic ``encode`` (``_encode_plus``/``_batch_encode_plus``) with offsets.
