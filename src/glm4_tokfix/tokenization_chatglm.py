@@ -2048,6 +2048,8 @@ class GLM4ChatMixin:
         texts = rendered if batched else rendered[0]
         tables_of = getattr(self, "_glm4_offset_tables", None)
         tables = tables_of() if tables_of is not None and tokenizer_kwargs.keys() <= self._GLM4_MASK_FAST_KWARGS else None
+        if tables is not None and self._glm4_stripping_ids():
+            tables = None  # added tokens that strip whitespace: the ids no longer cover the text (offsets do)
         padded = options["padding"] not in (False, None, "do_not_pad", PaddingStrategy.DO_NOT_PAD)
         if tables is not None and padded and tokenizer_kwargs.get("return_attention_mask") is False:
             tables = None  # pads could not be told from ids
@@ -2078,7 +2080,7 @@ class GLM4ChatMixin:
         rendered: List[str],
         spans: List[List[Tuple[int, int]]],
         batched: bool,
-        tables: Tuple[List[int], List[int]],
+        tables: Tuple[List[int], List[int], Any],
         truncated: bool,
         padded: bool,
     ) -> Optional[List[List[int]]]:
@@ -2091,7 +2093,7 @@ class GLM4ChatMixin:
         attention = out.get("attention_mask") if padded else None  # unpadded rows are all real tokens
         if attention is not None and not batched:
             attention = [attention]
-        starts_chars, begins_inside = tables
+        starts_chars, begins_inside = tables[0], tables[1]
         left_cut = self.truncation_side == "left"
         masks = []
         for k, (row, text, row_spans) in enumerate(zip(rows, rendered, spans)):
