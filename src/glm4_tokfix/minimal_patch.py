@@ -3,12 +3,14 @@
 ``glm4-tokfix export --minimal MODEL_DIR OUT_DIR`` reads ``MODEL_DIR/tokenization_chatglm.py`` (upstream
 glm-4-9b-chat's file, current or mid-2024 revision) and writes ``OUT_DIR/tokenization_chatglm.py`` (the patched
 copy) and ``OUT_DIR/tokenization_chatglm.py.diff`` (a unified diff against the original, ``patch -p1`` /
-``git apply`` style). Only two methods of ``ChatGLM4Tokenizer`` change, and only their statements (the ``def``
-line and the docstring stay, except that a ``_pad`` without a ``padding_side`` parameter gets one):
+``git apply`` style). Two methods of ``ChatGLM4Tokenizer`` change, only in their statements (the ``def`` line
+and the docstring stay, except that a ``_pad`` without a ``padding_side`` parameter gets one), and one is added:
 
 * ``build_inputs_with_special_tokens`` puts ``[gMASK]<sop>`` in front only when the ids do not already start
   with it (a rendered chat template carries it), and a pair ends with ``<|endoftext|>`` (upstream asks for a
   token ``<eos>`` that GLM-4 does not have, so pairs raise);
+* ``prepare_for_model`` (new, 4 lines) builds ids that already start with the prefix without special tokens, so
+  truncation keeps no room for a prefix that is not added again;
 * ``_pad`` honours ``padding_side`` (call-time, else the tokenizer's): pads, attention mask 0 and position id 0
   go on that side; the mid-2024 revision's ``_pad`` did not accept the parameter at all.
 
@@ -19,12 +21,12 @@ ranges); a file whose structure is not the one expected (another class, other pa
 methods missing or defined twice, glm4-tokfix's full module, an already patched file) is a ``ValueError`` naming
 what was found.
 
-What the minimal patch does not fix (the full module, ``glm4-tokfix export``, does): ``decode`` of special tokens
-on transformers 5, unknown ids, ``return_attention_mask=False``, ``special_tokens_mask`` / ``token_type_ids``
-padding, truncation that keeps the prefix, and the rest listed by ``glm4-tokfix check --unpatched`` on the
-patched folder (``MINIMAL_FIX_LEAVES``).
+What the minimal patch does not fix (the full module, ``glm4-tokfix export``, does): ``decode`` around special tokens
+(current revision), unknown ids, ``return_attention_mask=False``, ``special_tokens_mask`` / ``token_type_ids``
+padding, left truncation that keeps the prefix: ``glm4-tokfix check --unpatched`` on the patched folder lists
+them.
 
-Standard library only.
+Standard library only (``export_minimal`` writes through ``glm4_tokfix.model_folder``'s atomic transaction).
 """
 
 from __future__ import annotations
