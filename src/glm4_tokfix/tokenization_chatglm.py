@@ -2,7 +2,7 @@
 """A GLM-4 (glm-4-9b-chat) tokenizer whose batch encoding is exact.
 
 This file stands alone: it imports only the standard library, ``regex``,
-``tiktoken`` and ``transformers``, so it can be copied into a model folder in
+``tiktoken`` and ``transformers`` (and ``fastokens`` lazily, when installed), so it can be copied into a model folder in
 place of the upstream ``tokenization_chatglm.py`` and loaded with
 ``AutoTokenizer.from_pretrained(folder, trust_remote_code=True)``.
 
@@ -21,6 +21,14 @@ It defines:
     ``GLM4BatchEncoder``
         The fast path for plain texts: tiktoken encodes, rows (lists, or numpy
         arrays and torch tensors) are built in one pass.
+
+Encoder backends (the section "encoder backends" below)
+    The engine the fast path encodes with, behind one small interface
+    (``GLM4EncoderBackend``: ``encode`` / ``encode_batch`` / ``text_encoder``, with or without
+    added-token splitting), built from ranks, split pattern and added tokens alone:
+    ``TiktokenBackend`` (the default without fastokens; the reference) and ``FastokensBackend``
+    (fastokens, the default when installed). Pick one with ``tok.glm4_encoder`` or
+    ``$GLM4_TOKFIX_ENCODER``.
 
 ``ChatGLM4Tokenizer``
     A complete tokenizer: ``GLM4FixMixin`` over a clean reimplementation of the
