@@ -473,7 +473,9 @@ def _as_framework(arrays: Dict[str, Any], kind: str) -> Dict[str, Any]:
     """numpy arrays as they are for 'np'; for 'pt', torch tensors over the same memory (no copy)."""
     if kind != "pt":
         return arrays
-    import torch
+    # Not an import statement: transformers refuses to load remote code whose file imports a package that is
+    # not installed, and torch is optional here (only "pt" needs it, and _tensor_kind checked it is there).
+    torch = importlib.import_module("torch")
 
     return {key: torch.from_numpy(value) for key, value in arrays.items()}
 
