@@ -7,6 +7,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Optional
 
 # Nothing in the test suite may reach the network.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -58,6 +59,37 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
 
 requires_real = pytest.mark.skipif(not HAVE_REAL, reason=REAL_SKIP_REASON)
+
+# Optional packages of the test extra (and of transformers' own features, such as jinja2 for chat
+# templates). A test or fixture that stops on an ImportError for one of them while it is not installed
+# is skipped with that reason instead of failing: the suite runs with only the package, pytest and
+# hypothesis. A package that is installed but fails to import still fails the test.
+OPTIONAL_PACKAGES = ("jinja2", "torch", "numpy", "datasets", "trl", "accelerate", "fastokens", "tokenizers", "dill")
+
+
+def _missing_optional(exc: ImportError) -> Optional[str]:
+    import importlib.util
+
+    names = [exc.name.split(".")[0]] if getattr(exc, "name", None) else []
+    names += [name for name in OPTIONAL_PACKAGES if name in str(exc)]
+    for name in names:
+        if name in OPTIONAL_PACKAGES and importlib.util.find_spec(name) is None:
+            return name
+    return None
+
+
+def _skip_when_optional_missing():
+    try:
+        return (yield)
+    except ImportError as exc:
+        name = _missing_optional(exc)
+        if name is None:
+            raise
+        pytest.skip(f"needs {name}, which is not installed ({exc})")
+
+
+pytest_runtest_setup = pytest.hookimpl(wrapper=True)(lambda item: (yield from _skip_when_optional_missing()))
+pytest_runtest_call = pytest.hookimpl(wrapper=True)(lambda item: (yield from _skip_when_optional_missing()))
 
 
 @pytest.fixture(scope="session")

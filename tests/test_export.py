@@ -100,3 +100,16 @@ def test_out_dir_that_is_a_file(tmp_path):
     result = run_cli("export", target)
     assert result.returncode == 1 and "not a folder" in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert target.read_text() == "x"
+
+
+def test_remote_code_requires_no_optional_package():
+    """transformers refuses remote code whose file imports a package that is not installed (its
+    ``check_imports``): the modules a patched folder holds may need only what transformers itself needs."""
+    from transformers.dynamic_module_utils import get_imports
+
+    import glm4_tokfix.tokenization_chatglm as slow
+    import glm4_tokfix.tokenization_chatglm_fast as fast
+
+    allowed = set(sys.stdlib_module_names) | {"regex", "tiktoken", "transformers", "numpy", "tokenizers"}
+    for module in (slow, fast):
+        assert set(get_imports(module.__file__)) - allowed == set(), module.__name__

@@ -39,9 +39,19 @@ CHATS = [
 ]
 
 
-def single(tok, chat):
+def single(tok, chat, turn_end=True):
+    """The single encoding of ``chat`` and its labels, written out from the assistant mask.
+
+    ``turn_end``: GLM-4's recipe -- reply tokens, the token after each reply, and a ``<|user|>`` appended
+    after a final reply. Otherwise the reply tokens only.
+    """
     out = tok.apply_chat_template(chat, tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
-    return out["input_ids"], labels_from_mask(out["input_ids"], out["assistant_masks"])
+    ids, mask = list(out["input_ids"]), list(out["assistant_masks"])
+    if not turn_end:
+        return ids, [t if m else IGNORE_INDEX for t, m in zip(ids, mask)]
+    if mask and mask[-1]:
+        ids, mask = ids + [tok.convert_tokens_to_ids("<|user|>")], mask + [0]
+    return ids, [t if m or (p and mask[p - 1]) else IGNORE_INDEX for p, (t, m) in enumerate(zip(ids, mask))]
 
 
 @given(chats=st.lists(conversations, min_size=1, max_size=4), side=st.sampled_from(["left", "right"]), raw=st.booleans())
@@ -68,6 +78,99 @@ def test_tokenize_chats_for_datasets_map(tok):
     assert tokenize_chats(tok, []) == {"input_ids": [], "assistant_masks": [], "labels": []}
 
 
+TOOL_CHAT = [
+    {"role": "user", "content": "weather?"},
+    {"role": "assistant", "content": "calling the tool"},
+    {"role": "observation", "content": "sunny"},
+    {"role": "assistant", "content": "it is sunny"},
+    {"role": "user", "content": "thanks"},
+]
+
+
+def ids_of(tok, chat, **kwargs):
+    return list(tok.apply_chat_template(chat, tokenize=True, return_dict=True, **kwargs)["input_ids"])
+
+
+def spans(mask):
+    """(start, end) of each run of 1s."""
+    out, start = [], None
+    for p, bit in enumerate(list(mask) + [0]):
+        if bit and start is None:
+            start = p
+        elif not bit and start is not None:
+            out.append((start, p))
+            start = None
+    return out
+
+
+def test_labels_teach_the_model_to_end_its_turn(tok):
+    """GLM-4's finetune.py: each reply and the token after it are supervised; a final reply gets <|user|>."""
+    user, observation = tok.convert_tokens_to_ids("<|user|>"), tok.convert_tokens_to_ids("<|observation|>")
+    chats = CHATS + [TOOL_CHAT]
+    rows = tokenize_chats(tok, chats)
+    for k, chat in enumerate(chats):
+        ids, labels, mask = rows["input_ids"][k], rows["labels"][k], rows["assistant_masks"][k]
+        rendered = tok.apply_chat_template(chat, tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
+        ends_with_reply = chat[-1]["role"] == "assistant"
+        assert ids == list(rendered["input_ids"]) + ([user] if ends_with_reply else [])
+        assert mask == list(rendered["assistant_masks"]) + ([0] if ends_with_reply else [])
+        runs = spans(mask)
+        assert len(runs) == sum(m["role"] == "assistant" for m in chat)
+        supervised = set()
+        for start, end in runs:
+            assert labels[start:end + 1] == ids[start:end + 1]  # the reply and the token that ends it
+            assert ids[end] in (user, observation)  # the next turn's token (or the appended <|user|>)
+            assert ids[start - 1] == tok.convert_tokens_to_ids("<|assistant|>") and labels[start - 1] == IGNORE_INDEX
+            supervised.update(range(start, end + 1))
+        assert all(l == IGNORE_INDEX for p, l in enumerate(labels) if p not in supervised)
+        assert (labels[-1] == user) == ends_with_reply
+    assert [rows["input_ids"][-1][e] for _, e in spans(rows["assistant_masks"][-1])] == [observation, user]
+    content_only = tokenize_chats(tok, chats, supervise_turn_end=False)
+    for k, chat in enumerate(chats):
+        assert (content_only["input_ids"][k], content_only["labels"][k]) == single(tok, chat, turn_end=False)
+    # a generation prompt ends the chat with <|assistant|>: nothing to end, nothing appended
+    open_row = tokenize_chats(tok, [CHATS[0][:1]], add_generation_prompt=True)
+    assert open_row["input_ids"][0] == ids_of(tok, CHATS[0][:1], add_generation_prompt=True)
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_truncation_and_the_turn_end(tok, side):
+    full = tokenize_chats(tok, CHATS)
+    other = copy.copy(tok)
+    other.truncation_side = side
+    user = tok.convert_tokens_to_ids("<|user|>")
+    for max_length in (6, 9, 12):
+        cut = tokenize_chats(other, CHATS, max_length=max_length)
+        for k in range(len(CHATS)):
+            ids, labels = cut["input_ids"][k], cut["labels"][k]
+            assert len(ids) == min(max_length, len(full["input_ids"][k]))
+            if len(full["input_ids"][k]) <= max_length:
+                assert (ids, labels) == (full["input_ids"][k], full["labels"][k])
+            elif side == "left":  # the tokenizer's truncation keeps the end: room for its <|user|>
+                own = ids_of(other, CHATS[k], truncation=True, max_length=max_length - 1)
+                assert ids == own + [user] and labels[-1] == user
+            else:  # the tokenizer's truncation cuts the last reply: nothing appended
+                assert ids == ids_of(other, CHATS[k], truncation=True, max_length=max_length)
+    assert labels_from_mask([5, 6, 7, 8, 9], [0, 1, 1, 0, 0], turn_end=True) == [-100, 6, 7, 8, -100]
+    assert labels_from_mask([5, 6, 7], [0, 0, 1], turn_end=True) == [-100, -100, 7]
+    assert labels_from_mask([5, 6, 7], [0, 1, 0]) == [-100, 6, -100]
+
+
+def test_padding_and_other_promise_breakers_are_refused(tok):
+    for kwargs in (
+        {"padding": True}, {"padding": "max_length"}, {"return_tensors": "pt"}, {"truncation": True},
+        {"return_offsets_mapping": True}, {"tokenize": False}, {"tokenizer_kwargs": {"padding": True}},
+    ):  # fmt: skip
+        with pytest.raises(TypeError, match="does not take .*unpadded lists"):
+            tokenize_chats(tok, CHATS, **kwargs)
+        with pytest.raises(TypeError, match="does not take"):
+            tokenize_chats(tok, [], **kwargs)
+    with pytest.raises(TypeError, match="supervise_turn_end"):
+        tokenize_chats(tok, CHATS, supervise_turn_end="yes")
+    with pytest.raises(TypeError, match="supervise_turn_end"):
+        SFTCollator(tok, supervise_turn_end=1)
+
+
 def test_bad_input(tok):
     with pytest.raises(TypeError, match="list of message dicts"):
         tokenize_chats(tok, ["not a chat"])
@@ -87,6 +190,7 @@ def test_bad_input(tok):
 
 # ------------------------------------------------------------------ training
 torch = pytest.importorskip("torch")
+pytest.importorskip("accelerate", reason="transformers' Trainer needs accelerate (in the test extra)")
 pytest.importorskip("transformers.models.glm4.modeling_glm4", reason="Glm4ForCausalLM needs a newer transformers")
 
 
@@ -151,7 +255,7 @@ def test_trl_sft_trainer_assistant_only_loss(tiny_tok, tiny_model, tmp_path):
     assert tok.apply_chat_template(CHATS[1], tokenize=False) == tiny_tok.apply_chat_template(CHATS[1], tokenize=False)
     model = copy.deepcopy(tiny_model)
     chats = CHATS[:2]  # datasets gives every message every key: on transformers 4 a missing metadata renders "None"
-    rows = tokenize_chats(tok, chats)
+    rows = tokenize_chats(tok, chats, supervise_turn_end=False)  # TRL supervises the generation spans only
     expected = hand_loss(model, SFTCollator(tok)([{"input_ids": i, "labels": l} for i, l in zip(rows["input_ids"], rows["labels"])]))
     config = trl.SFTConfig(**training_args(tmp_path, assistant_only_loss=True))
     trainer = trl.SFTTrainer(

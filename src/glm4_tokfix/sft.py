@@ -2,11 +2,11 @@
 
 Two pieces, usable apart:
 
-``tokenize_chats(tokenizer, chats, max_length=None)``
+``tokenize_chats(tokenizer, chats, max_length=None, supervise_turn_end=True)``
     Encodes a batch of conversations with the tokenizer's chat template (``apply_chat_template`` with
     ``return_assistant_tokens_mask=True``) and returns plain lists, one row per chat: ``input_ids``,
-    ``assistant_masks`` and ``labels`` (the id on assistant-reply tokens, -100 elsewhere). Unpadded, so
-    it is the function to give ``datasets.map(batched=True)``::
+    ``assistant_masks`` and ``labels`` (the id on supervised tokens, -100 elsewhere). Unpadded, so it is
+    the function to give ``datasets.map(batched=True)``::
 
         ds = ds.map(lambda b: tokenize_chats(tok, b["messages"], max_length=2048), batched=True,
                     remove_columns=ds.column_names)
@@ -22,9 +22,22 @@ Two pieces, usable apart:
     byte for byte like the original. Needed for tools that read ``tokenizer.chat_template`` themselves and
     want ``{% generation %}`` markers, such as TRL's ``SFTTrainer(assistant_only_loss=True)``.
 
-Labels are aligned with ``input_ids`` (transformers' causal LM models shift them). "Assistant reply" is what
-the template writes after ``<|assistant|>`` for each assistant message (see ``glm4_tokfix.chat_templates``).
-Every row of a batch, without its pads, is exactly the single encoding of that chat.
+What is supervised (labels are aligned with ``input_ids``; transformers' causal LM models shift them). A
+"reply" is what the template writes after ``<|assistant|>`` for an assistant message (the assistant mask,
+see ``glm4_tokfix.chat_templates``). By default (``supervise_turn_end=True``) labels do what GLM-4's own
+fine-tuning script (finetune_demo/finetune.py) does, so the model learns to end its turn:
+
+* every token of every reply, and
+* the token right after each reply: the next turn's ``<|user|>`` / ``<|observation|>`` (``<|assistant|>``,
+  ``<|system|>``: whatever the template writes next), and
+* when the chat ends with a reply, one ``<|user|>`` appended to the row (GLM-4's "EOS for chat"; the
+  generation config stops on ``<|endoftext|>``, ``<|user|>`` and ``<|observation|>``). Not after a reply
+  cut by truncation, nor after a generation prompt (the chat then ends with ``<|assistant|>``).
+
+``<|assistant|>`` itself, system/user/observation turns and ``[gMASK]<sop>`` are never supervised.
+``supervise_turn_end=False`` gives labels on the reply tokens only (the assistant mask as it is) and appends
+nothing. Every row of a batch, without its pads, is exactly the single encoding of that chat (plus the
+appended ``<|user|>``).
 """
 
 from __future__ import annotations
@@ -32,14 +45,20 @@ from __future__ import annotations
 import re
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
-__all__ = ["IGNORE_INDEX", "SFTCollator", "labels_from_mask", "tokenize_chats", "use_marked_chat_template"]
+__all__ = [
+    "IGNORE_INDEX", "SFTCollator", "TURN_END_TOKEN", "labels_from_mask", "tokenize_chats", "use_marked_chat_template",
+]  # fmt: skip
 
 #: The label of tokens the loss ignores (PyTorch's ``CrossEntropyLoss`` default).
 IGNORE_INDEX = -100
 
 
-def labels_from_mask(input_ids: Sequence[int], mask: Sequence[int]) -> List[int]:
-    """The id where ``mask`` is 1, ``IGNORE_INDEX`` where it is 0 (same lengths or ``ValueError``)."""
+def labels_from_mask(input_ids: Sequence[int], mask: Sequence[int], turn_end: bool = False) -> List[int]:
+    """The id where ``mask`` is 1, ``IGNORE_INDEX`` where it is 0 (same lengths or ``ValueError``).
+
+    ``turn_end=True`` also keeps the id of the token right after each run of 1s (the token that ends the
+    reply), as GLM-4's fine-tuning script does; nothing is added past the end of ``input_ids``.
+    """
     if len(input_ids) != len(mask):
         raise ValueError(f"input_ids has {len(input_ids)} tokens but the mask has {len(mask)}")
     if isinstance(input_ids, list) and isinstance(mask, list):
@@ -50,9 +69,16 @@ def labels_from_mask(input_ids: Sequence[int], mask: Sequence[int]) -> List[int]
         if flags is not None:
             labels = [IGNORE_INDEX] * len(input_ids)
             for run in _NONZERO_RUNS.finditer(flags):
-                labels[run.start() : run.end()] = input_ids[run.start() : run.end()]
+                end = min(run.end() + 1, len(input_ids)) if turn_end else run.end()
+                labels[run.start() : end] = input_ids[run.start() : end]
             return labels
-    return [token if bit else IGNORE_INDEX for token, bit in zip(input_ids, mask)]
+    if not turn_end:
+        return [token if bit else IGNORE_INDEX for token, bit in zip(input_ids, mask)]
+    out, previous = [], 0
+    for token, bit in zip(input_ids, mask):
+        out.append(token if bit or previous else IGNORE_INDEX)
+        previous = bit
+    return out
 
 
 _NONZERO_RUNS = re.compile(b"[^\\x00]+")
@@ -79,18 +105,70 @@ def use_marked_chat_template(tokenizer: Any) -> Any:
     return tokenizer
 
 
+#: GLM-4's end of a chat turn, appended after a chat's last reply (its fine-tuning script's "EOS for chat").
+TURN_END_TOKEN = "<|user|>"
+
+# Keywords of apply_chat_template that would break what tokenize_chats promises (plain unpadded lists of
+# input_ids, assistant_masks and labels, truncated only through max_length), or whose output it would drop.
+_REFUSED = (
+    "tokenize", "return_dict", "return_assistant_tokens_mask", "padding", "pad_to_multiple_of", "padding_side",
+    "return_tensors", "truncation", "stride", "return_overflowing_tokens", "return_attention_mask",
+    "return_token_type_ids", "return_special_tokens_mask", "return_offsets_mapping", "return_length",
+)  # fmt: skip
+
+
+def _check_template_kwargs(template_kwargs: Mapping[str, Any]) -> None:
+    nested = template_kwargs.get("tokenizer_kwargs") or {}
+    if not isinstance(nested, Mapping):
+        raise TypeError(f"tokenizer_kwargs must be a dict, got {type(nested).__name__}")
+    for where, given in (("", template_kwargs), ("tokenizer_kwargs ", nested)):
+        refused = [key for key in _REFUSED if key in given]
+        if refused:
+            raise TypeError(
+                f"tokenize_chats() does not take {where}{', '.join(f'{k}={given[k]!r}' for k in refused)}: it returns "
+                "unpadded lists of input_ids, assistant_masks and labels (pad them with SFTCollator or "
+                "tokenizer.pad, truncate with max_length)"
+            )
+
+
+def _turn_end_id(tokenizer: Any) -> int:
+    token_id = tokenizer.convert_tokens_to_ids(TURN_END_TOKEN)
+    if not isinstance(token_id, int) or token_id == getattr(tokenizer, "unk_token_id", None):
+        raise ValueError(
+            f"the tokenizer has no {TURN_END_TOKEN} token to end the last reply with; "
+            "pass supervise_turn_end=False for labels on the replies only"
+        )
+    return token_id
+
+
 def tokenize_chats(
     tokenizer: Any,
     chats: Sequence[Sequence[Mapping[str, Any]]],
     max_length: Optional[int] = None,
+    supervise_turn_end: bool = True,
     **template_kwargs: Any,
 ) -> Dict[str, List[List[int]]]:
     """``input_ids``, ``assistant_masks`` and ``labels`` for each chat, unpadded.
 
-    ``max_length`` truncates each row on the tokenizer's ``truncation_side``; ``template_kwargs`` (tools,
-    chat_template, ...) go to ``apply_chat_template``. A chat must be a list of message dicts.
+    ``input_ids`` is the tokenizer's encoding of the rendered chat; with ``supervise_turn_end=True``
+    (default) a chat that ends with a reply gets ``<|user|>`` appended. ``assistant_masks`` is the
+    template's mask of the reply tokens (0 on the appended ``<|user|>``). ``labels`` holds the id on every
+    reply token and, by default, on the token right after each reply (the next turn's ``<|user|>`` /
+    ``<|observation|>``, or the appended ``<|user|>``): what GLM-4's own fine-tuning script supervises, so
+    the model learns to stop. ``supervise_turn_end=False``: labels on the reply tokens only, nothing appended.
+
+    ``max_length`` truncates each row on the tokenizer's ``truncation_side`` and bounds the appended token
+    too: a row cut on the right gets no ``<|user|>`` (its last reply is unfinished); cut on the left, it keeps
+    its end and room for the ``<|user|>``. ``template_kwargs`` (tools, chat_template,
+    add_generation_prompt, sanitize_control_tokens, template variables, ...) go to
+    ``apply_chat_template``; keywords that would pad, give tensors, truncate other than by ``max_length``
+    or add outputs (``padding``, ``return_tensors``, ``truncation``, ``return_offsets_mapping``, ...) are a
+    ``TypeError``. A chat must be a list of message dicts.
     """
     chats = list(chats)
+    if not isinstance(supervise_turn_end, bool):
+        raise TypeError(f"supervise_turn_end must be True or False, got {supervise_turn_end!r}")
+    _check_template_kwargs(template_kwargs)
     if not chats:
         return {"input_ids": [], "assistant_masks": [], "labels": []}
     for i, chat in enumerate(chats):
@@ -98,25 +176,43 @@ def tokenize_chats(
             raise TypeError(f"chat {i} must be a list of message dicts, got {type(chat).__name__}")
     if max_length is not None and (isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1):
         raise ValueError(f"max_length must be a positive int or None, got {max_length!r}")
-    out = tokenizer.apply_chat_template(
-        [list(chat) for chat in chats],
-        tokenize=True,
-        return_dict=True,
-        return_assistant_tokens_mask=True,
-        truncation=max_length is not None,
-        max_length=max_length,
-        **template_kwargs,
-    )
+    end_id = _turn_end_id(tokenizer) if supervise_turn_end else None
+
+    def encode(rows: List[List[Mapping[str, Any]]], limit: Optional[int]) -> Any:
+        return tokenizer.apply_chat_template(
+            rows, tokenize=True, return_dict=True, return_assistant_tokens_mask=True,
+            truncation=limit is not None, max_length=limit, **template_kwargs,
+        )  # fmt: skip
+
+    out = encode([list(chat) for chat in chats], None)
     ids = [list(row) for row in out["input_ids"]]
     masks = [list(row) for row in out["assistant_masks"]]
-    return {"input_ids": ids, "assistant_masks": masks, "labels": [labels_from_mask(i, m) for i, m in zip(ids, masks)]}
+    appended = [bool(supervise_turn_end and mask and mask[-1]) for mask in masks]
+    too_long = [k for k in range(len(chats)) if max_length is not None and len(ids[k]) + appended[k] > max_length]
+    if too_long:  # the tokenizer truncates them (keeping its prefix rule), with room for the <|user|> if kept
+        keeps_end = getattr(tokenizer, "truncation_side", "right") == "left"
+        for limit in sorted({max_length - (appended[k] and keeps_end) for k in too_long}):  # type: ignore[operator]
+            group = [k for k in too_long if max_length - (appended[k] and keeps_end) == limit]  # type: ignore[operator]
+            cut = encode([list(chats[k]) for k in group], limit)
+            for j, k in enumerate(group):
+                ids[k], masks[k] = list(cut["input_ids"][j]), list(cut["assistant_masks"][j])
+                appended[k] = appended[k] and keeps_end
+    for k in range(len(chats)):
+        if appended[k]:
+            ids[k].append(end_id)  # type: ignore[arg-type]
+            masks[k].append(0)
+    labels = [labels_from_mask(i, m, turn_end=supervise_turn_end) for i, m in zip(ids, masks)]
+    return {"input_ids": ids, "assistant_masks": masks, "labels": labels}
 
 
 class SFTCollator:
     """Pad SFT rows into ``input_ids``, ``attention_mask``, ``position_ids`` and ``labels``.
 
     Rows are dicts with ``input_ids`` and ``labels`` (or ``assistant_masks``), as ``tokenize_chats`` makes
-    them, or dicts with ``messages`` (a chat), tokenized here with ``max_length``. Padding goes through the
+    them, or dicts with ``messages`` (a chat), tokenized here by ``tokenize_chats`` with ``max_length`` and
+    ``supervise_turn_end``. A row with ``assistant_masks`` but no ``labels`` gets
+    ``labels_from_mask(ids, mask, turn_end=supervise_turn_end)``: the token after each reply is supervised,
+    but nothing is appended (use ``tokenize_chats`` rows for the final ``<|user|>``). Padding goes through the
     tokenizer's own ``pad`` on ``padding_side`` (``"right"`` by default, as training usually pads), then the
     labels get -100 on the same side. ``return_tensors`` is ``"pt"`` (default), ``"np"`` or ``None`` (lists).
     """
@@ -128,7 +224,10 @@ class SFTCollator:
         max_length: Optional[int] = None,
         pad_to_multiple_of: Optional[int] = None,
         return_tensors: Optional[str] = "pt",
+        supervise_turn_end: bool = True,
     ) -> None:
+        if not isinstance(supervise_turn_end, bool):
+            raise TypeError(f"supervise_turn_end must be True or False, got {supervise_turn_end!r}")
         if padding_side not in ("left", "right"):
             raise ValueError(f"padding_side must be 'left' or 'right', got {padding_side!r}")
         if return_tensors not in ("pt", "np", None):
@@ -138,12 +237,16 @@ class SFTCollator:
         self.max_length = max_length
         self.pad_to_multiple_of = pad_to_multiple_of
         self.return_tensors = return_tensors
+        self.supervise_turn_end = supervise_turn_end
 
     def _rows(self, features: Sequence[Mapping[str, Any]]) -> List[Dict[str, List[int]]]:
         rows: List[Optional[Dict[str, List[int]]]] = [None] * len(features)
         chats = [(k, f["messages"]) for k, f in enumerate(features) if "input_ids" not in f and "messages" in f]
         if chats:
-            encoded = tokenize_chats(self.tokenizer, [chat for _, chat in chats], max_length=self.max_length)
+            encoded = tokenize_chats(
+                self.tokenizer, [chat for _, chat in chats], max_length=self.max_length,
+                supervise_turn_end=self.supervise_turn_end,
+            )  # fmt: skip
             for j, (k, _) in enumerate(chats):
                 rows[k] = {"input_ids": encoded["input_ids"][j], "labels": encoded["labels"][j]}
         for k, feature in enumerate(features):
@@ -155,7 +258,7 @@ class SFTCollator:
             if "labels" in feature:
                 labels = _as_list(feature["labels"])
             elif "assistant_masks" in feature:
-                labels = labels_from_mask(ids, _as_list(feature["assistant_masks"]))
+                labels = labels_from_mask(ids, _as_list(feature["assistant_masks"]), turn_end=self.supervise_turn_end)
             else:
                 raise ValueError(f"row {k} has input_ids but neither labels nor assistant_masks")
             if len(labels) != len(ids):

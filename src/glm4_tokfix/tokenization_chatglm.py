@@ -123,26 +123,72 @@ GLM4_SPECIAL_TOKENS = (
 PREFIX_TOKENS = ("[gMASK]", "<sop>")
 PAIR_SUFFIX_TOKEN = "<|endoftext|>"
 
+
+class _CallState:
+    """A value one call sets for the calls it makes: a ``contextvars.ContextVar`` that pickles by name.
+
+    A ContextVar is per thread (and per asyncio task), so one tokenizer shared between threads stays safe;
+    ``get``, ``set`` and ``reset`` are the ContextVar's own methods. The holder exists for pickling:
+    ``datasets`` fingerprints a ``ds.map`` function (and the tokenizer it closes over) with dill, which
+    pickles a remote-code class (``transformers_modules...``) by value, methods, globals and all. A bare
+    ContextVar cannot be pickled, so the hash failed and datasets re-tokenized on every run; this holder
+    pickles as its name and default, the same bytes in every process.
+    """
+
+    def __init__(self, name: str, default: Any) -> None:
+        self._args = (name, default)
+        var: contextvars.ContextVar[Any] = contextvars.ContextVar(name, default=default)
+        self.get, self.set, self.reset = var.get, var.set, var.reset
+
+    def __reduce__(self) -> Tuple[Any, ...]:
+        return (type(self), self._args)
+
+
+class _NameSet(frozenset):
+    """A frozenset of names that pickles in sorted order.
+
+    A frozenset pickles in iteration order, which for strings changes from process to process (hash
+    randomisation); ``datasets`` sorts sets and dicts before hashing but not frozensets. Class attributes
+    of this module use this type so a remote-code tokenizer's fingerprint is the same in every process.
+    """
+
+    __slots__ = ()
+
+    def __reduce__(self) -> Tuple[Any, ...]:
+        return (type(self), (tuple(sorted(self)),))
+
+
+class _Cache(weakref.WeakKeyDictionary):
+    """A cache of things built on first use, keyed (weakly) by the object they are built for.
+
+    It pickles empty: what it holds is rebuilt on demand, and some of it (tiktoken's core objects) cannot
+    be pickled at all. So a ``datasets`` fingerprint of a remote-code tokenizer (whose class, with the
+    module's globals, dill pickles by value) is the same before and after the tokenizer is first used,
+    and in every process. Caches live here, not in a tokenizer's ``__dict__``, for the same reason:
+    datasets hashes that ``__dict__`` as it is.
+    """
+
+    def __reduce__(self) -> Tuple[Any, ...]:
+        return (type(self), ())
+
+
 # Set while ``prepare_for_model`` builds a sequence whose own leading prefix it
 # has already taken off: the prefix must then be added unconditionally, so a
-# text holding it twice keeps both copies. A ContextVar is per thread (and per
-# asyncio task), so sharing one tokenizer between threads stays safe.
-_PREFIX_STRIPPED: contextvars.ContextVar[bool] = contextvars.ContextVar("glm4_prefix_stripped", default=False)
+# text holding it twice keeps both copies.
+_PREFIX_STRIPPED = _CallState("glm4_prefix_stripped", False)
 
 # Offsets on transformers' generic path (pairs, overflow, a tokenizer without the fast path): the rows
 # still to build, in order, as (ids, offsets) per sequence; ``prepare_for_model`` takes one per call.
-_OFFSET_ROWS: contextvars.ContextVar[Optional[List[Any]]] = contextvars.ContextVar("glm4_offset_rows", default=None)
+_OFFSET_ROWS = _CallState("glm4_offset_rows", None)
 # While set, ``truncate_sequences`` appends how many tokens of each sequence it kept.
-_TRUNCATION_LOG: contextvars.ContextVar[Optional[List[Tuple[int, int]]]] = contextvars.ContextVar(
-    "glm4_truncation_log", default=None
-)
+_TRUNCATION_LOG = _CallState("glm4_truncation_log", None)
 
 # transformers 5 encodes singles and batches in one ``_encode_plus``; 4.x has ``_batch_encode_plus`` too.
 _ONE_ENCODE_PLUS = not hasattr(PreTrainedTokenizer, "_batch_encode_plus")
 
 # Set while transformers 4.x's generic batch path runs: its per-row ``tokenize`` call forgets the
 # caller's ``split_special_tokens``, so ``GLM4FixMixin.tokenize`` takes it from here.
-_SPLIT_SPECIAL: contextvars.ContextVar[Optional[bool]] = contextvars.ContextVar("glm4_split_special", default=None)
+_SPLIT_SPECIAL = _CallState("glm4_split_special", None)
 
 
 def load_tiktoken_ranks(vocab_file: Union[str, os.PathLike]) -> Dict[bytes, int]:
@@ -390,8 +436,8 @@ def _fastokens_encode(
 
 
 # a vocabulary's tiktoken encoding -> {(backend name, added tokens): backend}
-_BACKENDS: "weakref.WeakKeyDictionary[tiktoken.Encoding, Dict[Tuple[str, Any], GLM4EncoderBackend]]" = (
-    weakref.WeakKeyDictionary()
+_BACKENDS: "_Cache[tiktoken.Encoding, Dict[Tuple[str, Any], GLM4EncoderBackend]]" = (
+    _Cache()
 )
 # (pattern, ranks digest) -> fastokens.Tokenizer: one per vocabulary and process (it takes ~2 s to load)
 _FASTOKENS_NATIVE: Dict[Tuple[str, str], Any] = {}
@@ -576,7 +622,14 @@ def resolve_encoder_name(choice: Optional[str] = None) -> str:
 
 _UTF8_CONTINUATION = bytes(range(0x80, 0xC0))
 # tiktoken encoding -> ((added-tokens key), (chars started per id, begins-inside-a-character per id))
-_OFFSET_TABLES: "weakref.WeakKeyDictionary[Any, Any]" = weakref.WeakKeyDictionary()
+_OFFSET_TABLES: "_Cache[Any, Any]" = _Cache()
+# tokenizer -> (added-tokens key, signature, content -> id of the literals a backend splits out), see
+# _glm4_added_literals
+_ADDED_LITERALS: "_Cache[Any, Tuple[Any, Any, Optional[Dict[str, int]]]]" = _Cache()
+# tokenizer -> (those literals, tiktoken encoding with them as special tokens), see _glm4_special_encoding
+_SPECIAL_ENCODINGS: "_Cache[Any, Tuple[Any, Optional[tiktoken.Encoding]]]" = _Cache()
+# class -> (names, defaults) of transformers' prepare_for_model arguments, see _glm4_prepare_params
+_PREPARE_PARAMS: "_Cache[type, Tuple[Tuple[str, ...], Dict[str, Any]]]" = _Cache()
 
 
 def token_char_offsets(pieces: Iterable[bytes], start: int = 0) -> List[Tuple[int, int]]:
@@ -937,7 +990,9 @@ def _as_framework(arrays: Dict[str, Any], kind: str) -> Dict[str, Any]:
     """numpy arrays as they are for 'np'; for 'pt', torch tensors over the same memory (no copy)."""
     if kind != "pt":
         return arrays
-    import torch
+    # Not an import statement: transformers refuses to load remote code whose file imports a package that is
+    # not installed, and torch is optional here (only "pt" needs it, and _tensor_kind checked it is there).
+    torch = importlib.import_module("torch")
 
     return {key: torch.from_numpy(value) for key, value in arrays.items()}
 
@@ -1415,7 +1470,7 @@ class GLM4BatchEncoder:
             **kwargs,
         )
 
-    _GLM4_ENCODE_FAST_KWARGS = frozenset({"split_special_tokens", "verbose", "return_tensors", "stride"})
+    _GLM4_ENCODE_FAST_KWARGS = _NameSet({"split_special_tokens", "verbose", "return_tensors", "stride"})
 
     def _batch_encode_plus(self, batch_text_or_text_pairs: Any, **kwargs: Any):
         # transformers 4.x batch path (5.x has no _batch_encode_plus and never calls this).
@@ -1447,7 +1502,7 @@ class GLM4BatchEncoder:
         finally:
             _SPLIT_SPECIAL.reset(token)
 
-    _GLM4_FAST_KWARGS = frozenset(
+    _GLM4_FAST_KWARGS = _NameSet(
         {
             "add_special_tokens", "padding_strategy", "truncation_strategy", "max_length", "stride",
             "is_split_into_words", "pad_to_multiple_of", "padding_side", "return_tensors",
@@ -1488,13 +1543,13 @@ class GLM4BatchEncoder:
         overlaps another one (then transformers' own splitting is used).
         """
         added = self._added_tokens_decoder
-        cached = getattr(self, "_glm4_literals_cache", None)
+        cached = _ADDED_LITERALS.get(self)
         key = (id(added), len(added))  # add_tokens() grows the dict; a new dict gets a new id
         if cached is not None and cached[0] == key:
             return cached[2]
         signature = tuple(sorted((i, t.content) for i, t in added.items()))
         if cached is not None and cached[1] == signature:
-            self._glm4_literals_cache = (key, signature, cached[2])
+            _ADDED_LITERALS[self] = (key, signature, cached[2])
             return cached[2]
         literals: Optional[Dict[str, int]] = None
         contents = [content for _, content in signature]
@@ -1506,7 +1561,7 @@ class GLM4BatchEncoder:
         )
         if plain and not overlapping and len(set(contents)) == len(contents) and all(contents):
             literals = {content: i for i, content in signature}
-        self._glm4_literals_cache = (key, signature, literals)
+        _ADDED_LITERALS[self] = (key, signature, literals)
         return literals
 
     def _glm4_special_encoding(self) -> Optional[tiktoken.Encoding]:
@@ -1516,7 +1571,7 @@ class GLM4BatchEncoder:
         refuses the vocabulary (then transformers' own splitting is used).
         """
         literals = self._glm4_added_literals()
-        cached = getattr(self, "_glm4_special_cache", None)
+        cached = _SPECIAL_ENCODINGS.get(self)
         if cached is not None and cached[0] is literals:
             return cached[1]
         encoding: Optional[tiktoken.Encoding] = None
@@ -1530,7 +1585,7 @@ class GLM4BatchEncoder:
                 )
             except Exception:  # tiktoken refuses some vocabularies (e.g. ids clashing): use the generic path
                 encoding = None
-        self._glm4_special_cache = (literals, encoding)
+        _SPECIAL_ENCODINGS[self] = (literals, encoding)
         return encoding
 
     def glm4_encoder_name(self) -> str:
@@ -2030,7 +2085,7 @@ class GLM4ChatMixin:
         return out if return_dict else out["input_ids"]
 
     #: tokenizer_kwargs under which assistant masks come from the ids and per-token character counts (no offsets).
-    _GLM4_MASK_FAST_KWARGS = frozenset(
+    _GLM4_MASK_FAST_KWARGS = _NameSet(
         {"padding_side", "pad_to_multiple_of", "return_attention_mask", "return_token_type_ids",
          "return_special_tokens_mask", "return_length", "verbose", "split_special_tokens"}
     )  # fmt: skip
@@ -2544,12 +2599,12 @@ class GLM4FixMixin(GLM4ChatMixin, GLM4BatchEncoder, GLM4PaddingMixin):
     @classmethod
     def _glm4_prepare_params(cls) -> Tuple[Tuple[str, ...], Dict[str, Any]]:
         """The names of transformers' ``prepare_for_model`` arguments after ``pair_ids``, and their defaults."""
-        cached = cls.__dict__.get("_glm4_prepare_params_cache")
+        cached = _PREPARE_PARAMS.get(cls)
         if cached is None:
             params = list(inspect.signature(super(GLM4FixMixin, cls).prepare_for_model).parameters.values())[3:]
             names = tuple(p.name for p in params if p.kind == p.POSITIONAL_OR_KEYWORD)
             defaults = {p.name: p.default for p in params if p.default is not p.empty}
-            cached = cls._glm4_prepare_params_cache = (names, defaults)
+            cached = _PREPARE_PARAMS[cls] = (names, defaults)
         return cached
 
     def prepare_for_model(self, ids: List[int], pair_ids: Optional[List[int]] = None, *args: Any, **kwargs: Any):

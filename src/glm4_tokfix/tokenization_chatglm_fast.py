@@ -58,7 +58,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from transformers import PreTrainedTokenizerFast
 from transformers import __version__ as _TRANSFORMERS_VERSION
 
-from .tokenization_chatglm import PREFIX_TOKENS, GLM4ChatMixin, GLM4PaddingMixin, _as_id_list
+from .tokenization_chatglm import PREFIX_TOKENS, GLM4ChatMixin, GLM4PaddingMixin, _as_id_list, _NameSet
 
 __all__ = ["ChatGLM4TokenizerFast", "GLM4FastBackend", "GLM4FastEncoder", "GLM4FastFixMixin", "PrefixRule", "prefix_rule"]
 
@@ -503,10 +503,10 @@ def _encode_keywords() -> Tuple[str, ...]:
 
 
 #: the keywords of transformers 4.x's ``PreTrainedTokenizerFast._batch_encode_plus``
-_BATCH_KEYWORDS = frozenset(_encode_keywords()) | {
+_BATCH_KEYWORDS = _NameSet(set(_encode_keywords()) | {
     "add_special_tokens", "padding_strategy", "truncation_strategy", "max_length", "stride", "is_split_into_words",
     "pad_to_multiple_of", "padding_side", "return_tensors", "split_special_tokens",
-}  # fmt: skip
+})  # fmt: skip  (pickles sorted: stable datasets fingerprints)
 
 
 class GLM4FastFixMixin(GLM4ChatMixin, GLM4PaddingMixin):
