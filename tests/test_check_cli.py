@@ -14,6 +14,8 @@ from conftest import REAL_DIR, TINY_DIR, requires_real
 from glm4_tokfix import cli
 from glm4_tokfix.testing.properties import PROPERTIES
 
+pytest.importorskip("jinja2", reason="glm4-tokfix check and the battery render chat templates (jinja2)")
+
 NAMES = [p.name for p in PROPERTIES]
 SUMMARY = re.compile(r"^(\d+) propert(?:y|ies), (\d+) examples? in \d+\.\d s: ", re.M)
 

@@ -184,6 +184,7 @@ def test_converted_real_vocabulary_matches_the_slow_tokenizer(real_tok, tmp_path
 
 # ---------------------------------------------------------------------------------------- check CLI
 def test_check_reports_the_double_prefix_of_an_unpatched_folder(fast_folder):
+    pytest.importorskip("jinja2", reason="glm4-tokfix check and the battery render chat templates (jinja2)")
     folder = fast_folder("tiny", "chat-hf")
     unpatched = cli("check", folder, "--unpatched", "-n", "15", "--seed", "1", "-p", "prefix_idempotent")
     assert unpatched.returncode == 1, unpatched.stderr
@@ -202,6 +203,7 @@ pytest_plugins = ["pytester"]
 
 @pytest.mark.parametrize("style", ["chat-hf", "0414"])
 def test_battery_passes_on_a_patched_fast_folder(pytester, fast_folder, style):
+    pytest.importorskip("jinja2", reason="glm4-tokfix check and the battery render chat templates (jinja2)")
     from glm4_tokfix.testing.properties import PROPERTIES
 
     result = pytester.runpytest_subprocess(

@@ -15,6 +15,8 @@ import pytest
 from conftest import TINY_DIR
 from glm4_tokfix.testing.properties import PROPERTIES
 
+pytest.importorskip("jinja2", reason="glm4-tokfix check and the pytest battery render chat templates (jinja2)")
+
 pytest_plugins = ["pytester"]
 
 NAMES = [p.name for p in PROPERTIES]

@@ -58,6 +58,7 @@ def load_in_clean_process(folder, tmp_path):
 
 
 def test_saved_folder_loads_the_fix_without_the_package(tok, tmp_path):
+    pytest.importorskip("jinja2", reason="the clean process renders a chat with the chat template")
     folder = tmp_path / "saved"
     tok.save_pretrained(folder)
     assert (folder / "tokenization_chatglm.py").read_bytes() == open(
