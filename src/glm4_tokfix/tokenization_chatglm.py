@@ -172,6 +172,13 @@ class _Cache(weakref.WeakKeyDictionary):
         return (type(self), ())
 
 
+class _Table(dict):
+    """A ``_Cache`` keyed by plain values (strings, tuples) rather than weakly: it pickles empty too."""
+
+    def __reduce__(self) -> Tuple[Any, ...]:
+        return (type(self), ())
+
+
 # Set while ``prepare_for_model`` builds a sequence whose own leading prefix it
 # has already taken off: the prefix must then be added unconditionally, so a
 # text holding it twice keeps both copies.
@@ -440,7 +447,7 @@ _BACKENDS: "_Cache[tiktoken.Encoding, Dict[Tuple[str, Any], GLM4EncoderBackend]]
     _Cache()
 )
 # (pattern, ranks digest) -> fastokens.Tokenizer: one per vocabulary and process (it takes ~2 s to load)
-_FASTOKENS_NATIVE: Dict[Tuple[str, str], Any] = {}
+_FASTOKENS_NATIVE: "_Table" = _Table()  # (pattern, ranks digest) -> fastokens' native tokenizer
 _FASTOKENS_LOCK = threading.Lock()
 
 
