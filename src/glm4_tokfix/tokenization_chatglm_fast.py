@@ -58,7 +58,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from transformers import PreTrainedTokenizerFast
 from transformers import __version__ as _TRANSFORMERS_VERSION
 
-from .tokenization_chatglm import PREFIX_TOKENS, GLM4ChatMixin, GLM4PaddingMixin, _as_id_list, _NameSet
+from .tokenization_chatglm import PREFIX_TOKENS, GLM4ChatMixin, GLM4PaddingMixin, _as_id_list, _Cache, _NameSet
 
 __all__ = ["ChatGLM4TokenizerFast", "GLM4FastBackend", "GLM4FastEncoder", "GLM4FastFixMixin", "PrefixRule", "prefix_rule"]
 
@@ -466,17 +466,9 @@ def _pad_together(encodings: List[Any], padding: Dict[str, Any]) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ mixin
-_TRANSFORMERS_5: Optional[bool] = None
-
-
-def _transformers_5() -> bool:
-    """Whether transformers is 5.x (its fast tokenizers encode in ``_encode_plus``; 4.x in ``_batch_encode_plus``)."""
-    global _TRANSFORMERS_5
-    if _TRANSFORMERS_5 is None:
-        import transformers
-
-        _TRANSFORMERS_5 = int(transformers.__version__.split(".")[0]) >= 5
-    return _TRANSFORMERS_5
+#: transformers 5 (its fast tokenizers encode in ``_encode_plus``; 4.x in ``_batch_encode_plus``). Set at import and
+#: never changed: a remote-code copy of this module is pickled with its globals for ``datasets`` fingerprints.
+_TRANSFORMERS_5 = int(_TRANSFORMERS_VERSION.split(".")[0]) >= 5
 
 
 def _valid_text_input(value: Any) -> bool:
@@ -509,6 +501,11 @@ _BATCH_KEYWORDS = _NameSet(set(_encode_keywords()) | {
 })  # fmt: skip  (pickles sorted: stable datasets fingerprints)
 
 
+#: tokenizer -> its GLM4FastEncoder. Kept outside the tokenizer: ``datasets`` fingerprints a tokenizer by its
+#: ``__dict__``, which must not change when the tokenizer is first used.
+_ENCODERS: "_Cache[Any, GLM4FastEncoder]" = _Cache()
+
+
 class GLM4FastFixMixin(GLM4ChatMixin, GLM4PaddingMixin):
     """The GLM-4 fix as methods to lay over a transformers fast tokenizer class (put it first in the bases).
 
@@ -528,10 +525,9 @@ class GLM4FastFixMixin(GLM4ChatMixin, GLM4PaddingMixin):
     # -- the encoder (one per Rust tokenizer; made on first use, dropped when pickling)
     def _glm4_encoder(self) -> GLM4FastEncoder:
         backend = self._tokenizer
-        encoder = self.__dict__.get("_glm4_fast_encoder")
+        encoder = _ENCODERS.get(self)
         if encoder is None or encoder.backend is not backend:
-            encoder = GLM4FastEncoder(backend, self._glm4_prefix_ids(backend))
-            self.__dict__["_glm4_fast_encoder"] = encoder
+            encoder = _ENCODERS[self] = GLM4FastEncoder(backend, self._glm4_prefix_ids(backend))
         return encoder
 
     @staticmethod
@@ -540,11 +536,6 @@ class GLM4FastFixMixin(GLM4ChatMixin, GLM4PaddingMixin):
         if None in ids:
             raise ValueError(f"{' and '.join(PREFIX_TOKENS)} must be tokens of a GLM-4 tokenizer (got ids {ids})")
         return ids
-
-    def __getstate__(self) -> Dict[str, Any]:
-        state = dict(self.__dict__)
-        state.pop("_glm4_fast_encoder", None)  # rebuilt on first use
-        return state
 
     def glm4_prefix_policy(self) -> str:
         """``"adds"`` when the tokenizer puts ``[gMASK]<sop>`` in front of texts lacking it, else ``"none"``."""
@@ -605,7 +596,7 @@ class GLM4FastFixMixin(GLM4ChatMixin, GLM4PaddingMixin):
 
     def _batch_encode_plus(self, batch_text_or_text_pairs: Any, *args: Any, **kwargs: Any):
         """transformers 4.x: every encoding of a fast tokenizer comes here (``__call__``, ``encode``, ``tokenize``)."""
-        if args or _transformers_5():
+        if args or _TRANSFORMERS_5:
             return super()._batch_encode_plus(batch_text_or_text_pairs, *args, **kwargs)  # type: ignore[misc]
         if set(kwargs) - _BATCH_KEYWORDS:  # transformers' own error for a keyword it does not take
             return super()._batch_encode_plus(batch_text_or_text_pairs, **kwargs)  # type: ignore[misc]
@@ -629,7 +620,7 @@ class GLM4FastFixMixin(GLM4ChatMixin, GLM4PaddingMixin):
 
     def _encode_plus(self, text: Any = None, text_pair: Any = None, *args: Any, **kwargs: Any):
         """transformers 5: every encoding of a fast tokenizer comes here (``__call__``, ``encode``, ``tokenize``)."""
-        if args or not _transformers_5() or kwargs.get("sanitize_control_tokens"):
+        if args or not _TRANSFORMERS_5 or kwargs.get("sanitize_control_tokens"):
             return super()._encode_plus(text, text_pair, *args, **kwargs)  # type: ignore[misc]
         from transformers.tokenization_utils_base import PaddingStrategy, TruncationStrategy
 
