@@ -827,7 +827,10 @@ class GLM4FastFixMixin(GLM4ChatMixin, GLM4PaddingMixin):
             verbose=convert.get("verbose", True),
             **options,
         )
-        return GLM4LazyBatchEncoding(built.data, _Source(rust))
+        data = built.data
+        order = ("input_ids", "token_type_ids", "attention_mask", "special_tokens_mask")  # _convert_encoding's
+        data = {key: data[key] for key in (*order, *data) if key in data}
+        return GLM4LazyBatchEncoding(data, _Source(rust))
 
     # -- encoding: where transformers calls the Rust tokenizer's encode_batch
     def _glm4_encodings(self, items: List[Any], is_pretokenized: bool, add_special_tokens: bool) -> List[Any]:
