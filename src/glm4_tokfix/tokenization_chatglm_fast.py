@@ -52,6 +52,7 @@ the standard library and transformers/tokenizers.
 
 from __future__ import annotations
 
+import contextvars
 import json
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -592,6 +593,10 @@ class GLM4LazyBatchEncoding(BatchEncoding):
         return self.__reduce__()
 
 
+#: the fast route a call is running on (set around the fast path's call, read by ``_glm4_text_encoder``)
+_CALL_ROUTE: "contextvars.ContextVar[Optional[_FastRoute]]" = contextvars.ContextVar("glm4_fast_route", default=None)
+
+
 class _NotStandard(Exception):
     """The post-processor is not one the fast route reproduces (the call takes the Rust route)."""
 
@@ -762,7 +767,9 @@ class GLM4FastFixMixin(GLM4ChatMixin, GLM4PaddingMixin):
         return None
 
     def _glm4_text_encoder(self, split_special_tokens: Optional[bool]) -> Any:
-        route, _ = self._glm4_route_state()
+        route = _CALL_ROUTE.get()  # the route this call checked (per thread/task), else the current one
+        if route is None:
+            route, _ = self._glm4_route_state()
         if split_special_tokens is None:
             split_special_tokens = self.split_special_tokens  # type: ignore[attr-defined]
         return route.text_encoder(self.glm4_encoder_name(), bool(split_special_tokens))  # type: ignore[union-attr]
@@ -818,15 +825,19 @@ class GLM4FastFixMixin(GLM4ChatMixin, GLM4PaddingMixin):
     def _glm4_fast_batch(self, items: List[str], rust: Any, **options: Any) -> GLM4LazyBatchEncoding:
         """The fast path's ``BatchEncoding`` of plain texts, its Rust encodings made by ``rust()`` on first use."""
         convert = options.pop("convert")
-        built = self._glm4_fast_encode(
-            list(items),
-            batched=True,
-            return_token_type_ids=convert.get("return_token_type_ids"),
-            return_attention_mask=convert.get("return_attention_mask"),
-            return_special_tokens_mask=bool(convert.get("return_special_tokens_mask")),
-            verbose=convert.get("verbose", True),
-            **options,
-        )
+        token = _CALL_ROUTE.set(self._glm4_route_state()[0])
+        try:
+            built = self._glm4_fast_encode(
+                list(items),
+                batched=True,
+                return_token_type_ids=convert.get("return_token_type_ids"),
+                return_attention_mask=convert.get("return_attention_mask"),
+                return_special_tokens_mask=bool(convert.get("return_special_tokens_mask")),
+                verbose=convert.get("verbose", True),
+                **options,
+            )
+        finally:
+            _CALL_ROUTE.reset(token)
         data = built.data
         order = ("input_ids", "token_type_ids", "attention_mask", "special_tokens_mask")  # _convert_encoding's
         data = {key: data[key] for key in (*order, *data) if key in data}
