@@ -26,6 +26,14 @@ which already starts with ``[gMASK]<sop>``, gets the prefix twice. This module a
     ``Encoding.truncate``/``merge``/``pad`` on those fresh encodings. A call changes nothing shared, so one
     tokenizer serves many threads at once. ``GLM4FastBackend`` is its former name.
 
+The fast route
+    Plain texts (no pairs, pretokenized words, overflow, offsets or lengths) of a tokenizer whose ``tokenizer.json``
+    is provably GLM-4's own (``standard_glm4_vocab``: the ranks are read back from the byte-level vocabulary) go
+    through ``ChatGLM4Tokenizer``'s fast path (``GLM4BatchEncoder._glm4_fast_encode`` and its row builders, with
+    this tokenizer's encoder backend and prefix policy), not the Rust BPE: the same fields as the Rust route, in a
+    ``GLM4LazyBatchEncoding`` whose Rust encodings that route computes on first access. Anything else, and
+    ``glm4_fast_path = False``, takes the Rust route; ``glm4_fast_route_reason()`` says which applies.
+
 ``PrefixRule`` / ``prefix_rule``
     How the post-processor adds the prefix (read from its JSON state), with the template's tail and counts.
 
