@@ -233,3 +233,13 @@ def test_a_changed_tokenizer_rebuilds_the_route(fast_folder, tmp_path):
     rust.glm4_fast_path = False
     texts = ["a  <|strip|>b", "<|strip|>"]
     assert_same(fast(texts, padding=True), rust(texts, padding=True), texts, expect_fast=False)
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_a_lone_surrogate_fails_as_on_the_rust_route(fast_folder, pair_cache, style):
+    fast, rust = tokenizers_of(fast_folder, pair_cache, "tiny", style)
+    for tok in (fast, rust):
+        with pytest.raises(TypeError):
+            tok(["fine", "a\ud800b"], padding=True)
+        with pytest.raises(TypeError):
+            tok("a\udfffb")

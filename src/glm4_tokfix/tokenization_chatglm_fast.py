@@ -62,6 +62,7 @@ from __future__ import annotations
 
 import contextvars
 import json
+import re
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from transformers import BatchEncoding, PreTrainedTokenizerFast
@@ -601,6 +602,8 @@ class GLM4LazyBatchEncoding(BatchEncoding):
         return self.__reduce__()
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
 #: the fast route a call is running on (set around the fast path's call, read by ``_glm4_text_encoder``)
 _CALL_ROUTE: "contextvars.ContextVar[Optional[_FastRoute]]" = contextvars.ContextVar("glm4_fast_route", default=None)
 
@@ -798,6 +801,8 @@ class GLM4FastFixMixin(GLM4ChatMixin, GLM4PaddingMixin):
             return False
         if not all(isinstance(item, str) for item in items):
             return False
+        if any(map(_SURROGATE.search, items)):
+            return False  # the Rust route's own error for a lone surrogate (the fast path would write U+FFFD)
         if any(convert.get(key) for key in ("return_overflowing_tokens", "return_offsets_mapping", "return_length")):
             return False
         if convert.get("return_token_type_ids") and not add_special_tokens:
