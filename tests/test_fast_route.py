@@ -223,8 +223,11 @@ def test_a_changed_tokenizer_rebuilds_the_route(fast_folder, tmp_path):
     assert fast.glm4_fast_route_reason() is None
     rust = copy.deepcopy(fast)
     rust.glm4_fast_path = False
-    texts = ["a<|new|>b", "<|new|>"]
+    texts = ["a<|new|>b", "<|new|>", PREFIX + "<|user|>x<|new|>"]
     assert_same(fast(texts, padding=True), rust(texts, padding=True), texts)
+    # split_special_tokens splits the special tokens only: a non-special added token is still its id
+    split = {"padding": True, "split_special_tokens": True, "return_special_tokens_mask": True}
+    assert_same(fast(texts, **split), rust(texts, **split), texts)
     from tokenizers import AddedToken
 
     fast.add_tokens([AddedToken("<|strip|>", lstrip=True)])  # transformers' own added-token splitting then
