@@ -7,14 +7,15 @@ time from ``--vocab``'s ``tokenizer.model`` (``glm4_tokfix.convert``; nothing is
 ``AutoTokenizer``. Each figure is the median of ``--repeat`` interleaved rounds of ``tok(texts, padding=True)``:
 
 * ``fast-unpatched``: transformers' built-in fast class, as the hub folder loads (doubles the prefix);
-* ``fast-patched``: the same object class after ``glm4_tokfix.patch`` (one prefix);
+* ``fast-patched``: the same object class after ``glm4_tokfix.patch`` (one prefix; plain texts take the fast route);
+* ``fast-patched-rust``: the same with ``glm4_fast_path = False`` (every call through the Rust tokenizer);
 * ``fixed-slow``: ``glm4_tokfix.ChatGLM4Tokenizer`` on the same vocabulary;
 * ``upstream``: ``--remote-code DIR``'s own ``tokenization_chatglm.py``; without it, our stand-in of upstream's
   current file (``tests/standins/upstream_current.py``, same encode path) in a temporary model folder.
 
 Two batches: ``mixed`` (bench_encode's 2,000 texts: one in five a rendered chat starting with the literal prefix)
 and ``chats`` (every text a rendered chat, as in batched inference). It prints medians, tokens/s and the
-patched/unpatched ratio (the issue's target: at most 1.10x). It asserts nothing about speed.
+patched/unpatched and patched/fixed-slow ratios (issue 17's target: patched fast <= 1.10x fixed-slow). It asserts nothing about speed.
 """
 
 from __future__ import annotations
@@ -56,6 +57,8 @@ def main() -> int:
         folder = write_fast_folder(vocab, Path(tmp) / "glm-4-9b-chat-hf", "chat-hf")
         unpatched = AutoTokenizer.from_pretrained(str(folder))
         patched = glm4_tokfix.patch(AutoTokenizer.from_pretrained(str(folder)))
+        rust_route = glm4_tokfix.patch(AutoTokenizer.from_pretrained(str(folder)))
+        rust_route.glm4_fast_path = False  # the Rust route of the patched tokenizer (the fix before issue 17)
         slow = glm4_tokfix.ChatGLM4Tokenizer.from_pretrained(vocab)
         if args.remote_code is not None:
             remote, upstream_label = args.remote_code, str(args.remote_code)
@@ -73,6 +76,7 @@ def main() -> int:
         tokenizers_under_test = {
             "fast-unpatched": unpatched,
             "fast-patched": patched,
+            "fast-patched-rust": rust_route,
             "fixed-slow": slow,
             "upstream": upstream,
         }
@@ -103,7 +107,8 @@ def main() -> int:
                 "ratios": {
                     "fast-patched / fast-unpatched (target <= 1.10)": seconds["fast-patched"]
                     / seconds["fast-unpatched"],
-                    "fixed-slow / fast-patched": seconds["fixed-slow"] / seconds["fast-patched"],
+                    "fast-patched / fixed-slow (target <= 1.10)": seconds["fast-patched"] / seconds["fixed-slow"],
+                    "fast-patched Rust route / fixed-slow": seconds["fast-patched-rust"] / seconds["fixed-slow"],
                     "upstream / fast-patched": seconds["upstream"] / seconds["fast-patched"],
                 },
             }

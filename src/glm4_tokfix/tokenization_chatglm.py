@@ -1702,7 +1702,7 @@ class GLM4BatchEncoder:
         padding_strategy = PaddingStrategy(padding_strategy)
         truncate = TruncationStrategy(truncation_strategy) != TruncationStrategy.DO_NOT_TRUNCATE and bool(max_length)
         encode = self._glm4_text_encoder(split_special_tokens)
-        prefix = self.get_prefix_tokens() if add_special_tokens else None
+        prefix = self._glm4_call_prefix(add_special_tokens)
         head = prefix if prefix is not None else []
         if truncate and self.truncation_side not in ("left", "right"):
             raise ValueError(f"truncation_side must be 'left' or 'right', got {self.truncation_side!r}")
@@ -1794,6 +1794,11 @@ class GLM4BatchEncoder:
             data = {key: value[0] for key, value in data.items()}
             return BatchEncoding(data, tensor_type=return_tensors, prepend_batch_axis=True)
         return BatchEncoding(data, tensor_type=return_tensors)
+
+    def _glm4_call_prefix(self, add_special_tokens: bool) -> Optional[List[int]]:
+        """The ids put in front of a text lacking them (None: nothing is added). A patched fast tokenizer that
+        reuses this fast path gives its own post-processor's policy here."""
+        return self.get_prefix_tokens() if add_special_tokens else None
 
     def _glm4_bodies(
         self, encoded: List[List[int]], prefix: Optional[List[int]], max_length: Optional[int]

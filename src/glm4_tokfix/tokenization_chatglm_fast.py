@@ -26,6 +26,14 @@ which already starts with ``[gMASK]<sop>``, gets the prefix twice. This module a
     ``Encoding.truncate``/``merge``/``pad`` on those fresh encodings. A call changes nothing shared, so one
     tokenizer serves many threads at once. ``GLM4FastBackend`` is its former name.
 
+The fast route
+    Plain texts (no pairs, pretokenized words, overflow, offsets or lengths) of a tokenizer whose ``tokenizer.json``
+    is provably GLM-4's own (``standard_glm4_vocab``: the ranks are read back from the byte-level vocabulary) go
+    through ``ChatGLM4Tokenizer``'s fast path (``GLM4BatchEncoder._glm4_fast_encode`` and its row builders, with
+    this tokenizer's encoder backend and prefix policy), not the Rust BPE: the same fields as the Rust route, in a
+    ``GLM4LazyBatchEncoding`` whose Rust encodings that route computes on first access. Anything else, and
+    ``glm4_fast_path = False``, takes the Rust route; ``glm4_fast_route_reason()`` says which applies.
+
 ``PrefixRule`` / ``prefix_rule``
     How the post-processor adds the prefix (read from its JSON state), with the template's tail and counts.
 
@@ -52,15 +60,32 @@ the standard library and transformers/tokenizers.
 
 from __future__ import annotations
 
+import contextvars
 import json
+import re
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from transformers import PreTrainedTokenizerFast
+from transformers import BatchEncoding, PreTrainedTokenizerFast
 from transformers import __version__ as _TRANSFORMERS_VERSION
 
-from .tokenization_chatglm import PREFIX_TOKENS, GLM4ChatMixin, GLM4PaddingMixin, _as_id_list, _Cache, _NameSet
+from .tokenization_chatglm import (
+    GLM4_PAT_STR,
+    PREFIX_TOKENS,
+    FastokensBackend,
+    GLM4BatchEncoder,
+    GLM4ChatMixin,
+    GLM4PaddingMixin,
+    TiktokenBackend,
+    _as_id_list,
+    _Cache,
+    _NameSet,
+    resolve_encoder_name,
+)
 
-__all__ = ["ChatGLM4TokenizerFast", "GLM4FastBackend", "GLM4FastEncoder", "GLM4FastFixMixin", "PrefixRule", "prefix_rule"]
+__all__ = [
+    "ChatGLM4TokenizerFast", "GLM4FastBackend", "GLM4FastEncoder", "GLM4FastFixMixin", "GLM4LazyBatchEncoding",
+    "PrefixRule", "prefix_rule", "standard_glm4_vocab",
+]  # fmt: skip
 
 PREFIX_TEXT = "".join(PREFIX_TOKENS)
 
@@ -465,6 +490,206 @@ def _pad_together(encodings: List[Any], padding: Dict[str, Any]) -> None:
         )
 
 
+
+# ------------------------------------------------------------------------------------------- fast route
+def _byte_decoder() -> Dict[str, int]:
+    """The ByteLevel pre-tokenizer's map inverted: the printable character standing for each byte -> the byte.
+
+    Bytes that are printable Latin-1 characters stand for themselves; the other 68 bytes take, in byte order,
+    the characters from U+0100 on.
+    """
+    kept = list(range(0x21, 0x7F)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
+    mapping = {chr(b): b for b in kept}
+    extra = 0
+    for b in range(256):
+        if b not in kept:
+            mapping[chr(0x100 + extra)] = b
+            extra += 1
+    return mapping
+
+
+def _overlapping(contents: Sequence[str]) -> bool:
+    """Whether an added token lies inside another or a suffix of one starts another (splitting is ambiguous)."""
+    return any(
+        a != b and (a in b or any(a.endswith(b[:k]) for k in range(1, min(len(a), len(b)))))
+        for a in contents
+        for b in contents
+    )
+
+
+def standard_glm4_vocab(state: Dict[str, Any]) -> Tuple[Optional[Tuple[Dict[bytes, int], Dict[str, int], Dict[str, int]]], str]:
+    """``((ranks, added, added_non_special), "")`` when a ``tokenizer.json`` (its parsed JSON) encodes exactly as
+    GLM-4's tiktoken BPE over ``ranks`` does, else ``(None, reason)``.
+
+    Standard means: a byte-level BPE model with ``ignore_merges`` (no dropout, unknown token, byte fallback,
+    subword prefix or suffix) whose merges each join two vocabulary tokens into a third, in the order of that
+    third token's id; no normalizer; the pre-tokenizer ``Split`` on GLM-4's pattern (``Isolated``, not inverted)
+    then ``ByteLevel`` without its own regex or prefix space; a ``ByteLevel`` decoder; added tokens that are
+    neither stripping nor single-word nor overlapping, with ids outside the BPE vocabulary. ``added`` maps every
+    added token to its id, ``added_non_special`` only those a ``split_special_tokens`` call still splits out.
+    """
+    model = state.get("model") or {}
+    if model.get("type") != "BPE" or not model.get("ignore_merges"):
+        return None, "the model is not a BPE with ignore_merges"
+    if model.get("dropout") or model.get("unk_token") is not None or model.get("byte_fallback"):
+        return None, "the BPE model has dropout, an unknown token or byte fallback"
+    if model.get("continuing_subword_prefix") or model.get("end_of_word_suffix"):
+        return None, "the BPE model has a subword prefix or suffix"
+    if state.get("normalizer") is not None:
+        return None, "the tokenizer has a normalizer"
+    pre = state.get("pre_tokenizer") or {}
+    steps = pre.get("pretokenizers") if pre.get("type") == "Sequence" else None
+    if not steps or len(steps) != 2:
+        return None, "the pre-tokenizer is not Sequence[Split, ByteLevel]"
+    split, level = steps
+    if (
+        split.get("type") != "Split"
+        or split.get("pattern") != {"Regex": GLM4_PAT_STR}
+        or split.get("behavior") != "Isolated"
+        or split.get("invert")
+    ):
+        return None, "the pre-tokenizer does not split on GLM-4's pattern"
+    if level.get("type") != "ByteLevel" or level.get("add_prefix_space") or level.get("use_regex", True):
+        return None, "the ByteLevel pre-tokenizer adds a prefix space or has its own regex"
+    if (state.get("decoder") or {}).get("type") != "ByteLevel":
+        return None, "the decoder is not ByteLevel"
+    chars = _byte_decoder()
+    ranks: Dict[bytes, int] = {}
+    for token, index in (model.get("vocab") or {}).items():
+        try:
+            ranks[bytes(chars[c] for c in token)] = index
+        except KeyError:
+            return None, f"the vocabulary token {token!r} is not byte-level"
+    if len(set(ranks.values())) != len(ranks) or len(ranks) != len(model.get("vocab") or {}):
+        return None, "the vocabulary has duplicate ids"
+    vocab = model["vocab"]
+    last = -1
+    for merge in model.get("merges") or []:
+        left, right = merge.split(" ", 1) if isinstance(merge, str) else merge
+        joined = vocab.get(left + right)
+        if joined is None or left not in vocab or right not in vocab or joined < last:
+            return None, "the merges are not ordered by the ids of the tokens they make"
+        last = joined
+    added: Dict[str, int] = {}
+    non_special: Dict[str, int] = {}
+    ids = set(ranks.values())
+    for token in state.get("added_tokens") or []:
+        content, index = token.get("content"), token.get("id")
+        if not content or token.get("lstrip") or token.get("rstrip") or token.get("single_word"):
+            return None, f"the added token {content!r} strips, is single-word or empty"
+        if index in ids or content in added:
+            return None, f"the added token {content!r} shares its id or content"
+        added[content] = index
+        if not token.get("special"):
+            non_special[content] = index
+    if _overlapping(list(added)):
+        return None, "added tokens overlap"
+    return (ranks, added, non_special), ""
+
+
+class _FastRoute:
+    """What the fast route needs for one state of a Rust tokenizer: its ranks, added tokens and the encoder
+    backends made from them (built on first use; shared by threads, never changed but for new backends)."""
+
+    __slots__ = ("ranks", "added", "non_special", "backends")
+
+    def __init__(self, ranks: Dict[bytes, int], added: Dict[str, int], non_special: Dict[str, int]) -> None:
+        self.ranks, self.added, self.non_special = ranks, added, non_special
+        self.backends: Dict[Tuple[str, bool], Any] = {}
+
+    def text_encoder(self, name: str, split_special: bool) -> Any:
+        backend = self.backends.get((name, split_special))
+        if backend is None:
+            added = self.non_special if split_special else self.added
+            if name == "tiktoken":
+                backend = TiktokenBackend(self.ranks, GLM4_PAT_STR, added)
+            else:
+                base = self.backends.get((name, None))
+                if base is None:
+                    base = self.backends[(name, None)] = FastokensBackend(self.ranks, GLM4_PAT_STR, {})
+                backend = base.with_added_tokens(added)
+            self.backends[(name, split_special)] = backend
+        return backend.text_encoder(False)
+
+
+class _Source:
+    """The Rust encodings of a fast-route batch, made on first use by the Rust route (``make()``)."""
+
+    __slots__ = ("make", "encodings")
+
+    def __init__(self, make: Any) -> None:
+        self.make, self.encodings = make, None
+
+    def get(self) -> List[Any]:
+        encodings = self.encodings
+        if encodings is None:
+            encodings = self.make()
+            self.encodings = encodings  # one assignment; two threads at once would both compute the same rows
+        return encodings
+
+
+class GLM4LazyBatchEncoding(BatchEncoding):
+    """The ``BatchEncoding`` of the fast route: the fields are built by the fast path; the ``tokenizers.Encoding``
+    rows (``encodings``, ``tokens()``, ``word_ids()``, ``char_to_token()``, ``batch[i]``) are computed on first
+    access by the Rust route for the same rows and options, so they are exactly what that route gives.
+    ``is_fast`` is True without computing them. Pickling and ``copy.deepcopy`` give a plain ``BatchEncoding``
+    with the encodings (computed then)."""
+
+    #: which route built this batch (a plain ``BatchEncoding`` from the Rust route has no such attribute)
+    glm4_route = "fast"
+
+    def __init__(self, data: Dict[str, Any], source: _Source, n_sequences: int = 1) -> None:
+        self.__dict__["_glm4_source"] = source
+        super().__init__(data, encoding=None, n_sequences=n_sequences)
+
+    @property
+    def _encodings(self) -> Optional[List[Any]]:  # type: ignore[override]
+        own = self.__dict__.get("_glm4_encodings")
+        if own is None:
+            source = self.__dict__.get("_glm4_source")
+            if source is not None:
+                own = source.get()
+                self.__dict__["_glm4_encodings"] = own
+        return own
+
+    @_encodings.setter
+    def _encodings(self, value: Optional[List[Any]]) -> None:
+        self.__dict__["_glm4_encodings"] = value
+
+    @property
+    def is_fast(self) -> bool:
+        return True
+
+    @property
+    def glm4_encodings_built(self) -> bool:
+        """Whether the Rust encodings have been computed yet."""
+        return self.__dict__.get("_glm4_encodings") is not None
+
+    def __reduce__(self) -> Tuple[Any, ...]:
+        return (BatchEncoding, (dict(self.data), self._encodings, None, False, self._n_sequences))
+
+    def __reduce_ex__(self, protocol: Any) -> Tuple[Any, ...]:
+        return self.__reduce__()
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+#: the fast route a call is running on (set around the fast path's call, read by ``_glm4_text_encoder``)
+_CALL_ROUTE: "contextvars.ContextVar[Optional[_FastRoute]]" = contextvars.ContextVar("glm4_fast_route", default=None)
+
+
+class _NotStandard(Exception):
+    """The post-processor is not one the fast route reproduces (the call takes the Rust route)."""
+
+
+def _single(output: Any) -> Any:
+    """A one-row batch without its batch axis (as transformers returns a single text), still lazy if it was."""
+    single = {key: value[0] if value and isinstance(value[0], list) else value for key, value in output.items()}
+    if isinstance(output, GLM4LazyBatchEncoding):
+        return GLM4LazyBatchEncoding(single, output.__dict__["_glm4_source"])
+    return BatchEncoding(single, output.encodings)
+
+
 # ------------------------------------------------------------------------------------------------ mixin
 #: transformers 5 (its fast tokenizers encode in ``_encode_plus``; 4.x in ``_batch_encode_plus``). Set at import and
 #: never changed: a remote-code copy of this module is pickled with its globals for ``datasets`` fingerprints.
@@ -504,6 +729,8 @@ _BATCH_KEYWORDS = _NameSet(set(_encode_keywords()) | {
 #: tokenizer -> its GLM4FastEncoder. Kept outside the tokenizer: ``datasets`` fingerprints a tokenizer by its
 #: ``__dict__``, which must not change when the tokenizer is first used.
 _ENCODERS: "_Cache[Any, GLM4FastEncoder]" = _Cache()
+#: tokenizer -> (what its Rust tokenizer looked like, its fast route or None, why not); same reason
+_ROUTES: "_Cache[Any, Tuple[Any, Any, Optional[str]]]" = _Cache()
 
 
 class GLM4FastFixMixin(GLM4ChatMixin, GLM4PaddingMixin):
@@ -541,6 +768,156 @@ class GLM4FastFixMixin(GLM4ChatMixin, GLM4PaddingMixin):
         """``"adds"`` when the tokenizer puts ``[gMASK]<sop>`` in front of texts lacking it, else ``"none"``."""
         return "none" if self._glm4_encoder().rule() is None else "adds"
 
+    # -- the fast route: plain texts through the slow fix's fast path, when the tokenizer.json is GLM-4's own
+    #: When True (the default), plain texts (no pairs, words, overflow, offsets or lengths) of a tokenizer whose
+    #: ``tokenizer.json`` is provably GLM-4-standard (``standard_glm4_vocab``) are encoded by the slow fix's fast
+    #: path on an encoder backend built from the Rust vocabulary: same fields as the Rust route; the
+    #: ``BatchEncoding``'s Rust encodings are computed by that route on first access (``GLM4LazyBatchEncoding``).
+    glm4_fast_path = True
+    #: as on ``ChatGLM4Tokenizer``: the encoder backend ("tiktoken"/"fastokens"; None: $GLM4_TOKFIX_ENCODER, else
+    #: fastokens when installed), the threads of a large batch, and the batch size from which threads are used
+    glm4_encoder: Optional[str] = None
+    glm4_encode_threads: Optional[int] = None
+    glm4_parallel_min_chars = 65_536
+
+    _glm4_fast_encode = GLM4BatchEncoder._glm4_fast_encode
+    _glm4_bodies = GLM4BatchEncoder._glm4_bodies
+    _glm4_row_lists = GLM4BatchEncoder._glm4_row_lists
+    _glm4_row_arrays = GLM4BatchEncoder._glm4_row_arrays
+    _glm4_encode_texts = GLM4BatchEncoder._glm4_encode_texts
+    _glm4_thread_count = GLM4BatchEncoder._glm4_thread_count
+    glm4_encoder_name = GLM4BatchEncoder.glm4_encoder_name
+
+    def _glm4_route_state(self) -> Tuple[Optional[_FastRoute], str]:
+        """The fast route of the Rust tokenizer's current state, or (None, why not). Made on first use, again
+        when the Rust tokenizer, its vocabulary size, added tokens, normalizer, pre-tokenizer or decoder change."""
+        backend = self._tokenizer
+        key = (
+            id(backend), backend.get_vocab_size(with_added_tokens=True),
+            repr(sorted(backend.get_added_tokens_decoder().items())),
+            *(None if part is None else part.__getstate__() for part in
+              (backend.normalizer, backend.pre_tokenizer, backend.decoder)),
+        )  # fmt: skip
+        cached = _ROUTES.get(self)
+        if cached is not None and cached[0] == key:
+            return cached[1], cached[2]
+        found, reason = standard_glm4_vocab(json.loads(backend.to_str()))
+        route = None if found is None else _FastRoute(*found)
+        _ROUTES[self] = (key, route, reason)  # one assignment
+        return route, reason
+
+    def glm4_fast_route_reason(self) -> Optional[str]:
+        """None when plain texts can take the fast route, else why they go through the Rust tokenizer."""
+        if not self.glm4_fast_path:
+            return "glm4_fast_path is False"
+        route, reason = self._glm4_route_state()
+        if route is None:
+            return reason
+        try:
+            self._glm4_prefix_policy_ok()
+        except _NotStandard as exc:
+            return str(exc)
+        return None
+
+    def _glm4_prefix_policy_ok(self) -> Optional[PrefixRule]:
+        """The prefix rule when the post-processor is one the fast path reproduces exactly (the prefix with type
+        id 0 then ``$A:0``, or nothing added); else ``_NotStandard``."""
+        encoder = self._glm4_encoder()
+        rule = encoder.rule()
+        if rule is not None:
+            n = len(rule.ids)
+            if rule.tail is not None or any(p["SpecialToken"]["type_id"] for p in rule.single_pieces[:n]):
+                raise _NotStandard("the post-processor adds more than [gMASK]<sop> (type id 0)")
+            return rule
+        processor = encoder.backend.post_processor
+        if processor is not None:
+            state = json.loads(processor.__getstate__())
+            template = _template_of(state)
+            kinds = [state] if state.get("type") != "Sequence" else state.get("processors", [])
+            plain = template is None or template.get("single") == [{"Sequence": {"id": "A", "type_id": 0}}]
+            if not plain or any(k.get("type") not in ("ByteLevel", "TemplateProcessing") for k in kinds):
+                raise _NotStandard("the post-processor adds tokens or type ids the fast route does not")
+        return None
+
+    def _glm4_text_encoder(self, split_special_tokens: Optional[bool]) -> Any:
+        route = _CALL_ROUTE.get()  # the route this call checked (per thread/task), else the current one
+        if route is None:
+            route, _ = self._glm4_route_state()
+        if split_special_tokens is None:
+            split_special_tokens = self.split_special_tokens  # type: ignore[attr-defined]
+        return route.text_encoder(self.glm4_encoder_name(), bool(split_special_tokens))  # type: ignore[union-attr]
+
+    def _glm4_call_prefix(self, add_special_tokens: bool) -> Optional[List[int]]:
+        rule = self._glm4_encoder().rule() if add_special_tokens else None
+        return None if rule is None else list(rule.ids)
+
+    def _glm4_fast_route_takes(
+        self, items: Any, add_special_tokens: bool, padding_strategy: Any, truncation_strategy: Any,
+        max_length: Optional[int], stride: int, is_split_into_words: bool, split_special_tokens: bool,
+        convert: Dict[str, Any],
+    ) -> bool:  # fmt: skip
+        """Whether this call's rows and options are ones the fast route gives exactly as the Rust route."""
+        from transformers.tokenization_utils_base import PaddingStrategy, TruncationStrategy
+
+        if not self.glm4_fast_path or is_split_into_words or not items:
+            return False
+        if not all(isinstance(item, str) for item in items):
+            return False
+        if any(map(_SURROGATE.search, items)):
+            return False  # the Rust route's own error for a lone surrogate (the fast path would write U+FFFD)
+        if any(convert.get(key) for key in ("return_overflowing_tokens", "return_offsets_mapping", "return_length")):
+            return False
+        if convert.get("return_token_type_ids") and not add_special_tokens:
+            return False
+        if "position_ids" in self.model_input_names:  # type: ignore[attr-defined]
+            return False
+        if PaddingStrategy(padding_strategy) != PaddingStrategy.DO_NOT_PAD and self.pad_token_id is None:  # type: ignore
+            return False
+        route, _ = self._glm4_route_state()
+        if route is None:
+            return False
+        try:
+            rule = self._glm4_prefix_policy_ok()
+        except _NotStandard:
+            return False
+        truncation = TruncationStrategy(truncation_strategy)
+        if truncation != TruncationStrategy.DO_NOT_TRUNCATE and max_length is not None:
+            if truncation == TruncationStrategy.ONLY_SECOND or stride:
+                return False
+            added = len(rule.ids) if (rule is not None and add_special_tokens) else 0
+            if max_length <= added or self.truncation_side not in ("left", "right"):  # type: ignore[attr-defined]
+                return False  # the Rust route's own errors
+        if (
+            convert.get("return_special_tokens_mask")
+            and rule is not None
+            and add_special_tokens
+            and not split_special_tokens
+            and any(item.startswith(PREFIX_TEXT) for item in items)
+        ):
+            return False  # a literal prefix is text (mask 0) there, not the template's
+        return True
+
+    def _glm4_fast_batch(self, items: List[str], rust: Any, **options: Any) -> GLM4LazyBatchEncoding:
+        """The fast path's ``BatchEncoding`` of plain texts, its Rust encodings made by ``rust()`` on first use."""
+        convert = options.pop("convert")
+        token = _CALL_ROUTE.set(self._glm4_route_state()[0])
+        try:
+            built = self._glm4_fast_encode(
+                list(items),
+                batched=True,
+                return_token_type_ids=convert.get("return_token_type_ids"),
+                return_attention_mask=convert.get("return_attention_mask"),
+                return_special_tokens_mask=bool(convert.get("return_special_tokens_mask")),
+                verbose=convert.get("verbose", True),
+                **options,
+            )
+        finally:
+            _CALL_ROUTE.reset(token)
+        data = built.data
+        order = ("input_ids", "token_type_ids", "attention_mask", "special_tokens_mask")  # _convert_encoding's
+        data = {key: data[key] for key in (*order, *data) if key in data}
+        return GLM4LazyBatchEncoding(data, _Source(rust))
+
     # -- encoding: where transformers calls the Rust tokenizer's encode_batch
     def _glm4_encodings(self, items: List[Any], is_pretokenized: bool, add_special_tokens: bool) -> List[Any]:
         """The fixed ``tokenizers.Encoding`` of each row (a text or a pair), with the settings transformers set."""
@@ -562,13 +939,29 @@ class GLM4FastFixMixin(GLM4ChatMixin, GLM4PaddingMixin):
         return_tensors: Any,
         split_special_tokens: bool,
         convert: Dict[str, Any],
+        rust_route: bool = False,
     ):
         """The ``BatchEncoding`` of a batch of rows: one entry per row and overflow piece, as transformers builds
-        it from the Rust encodings (``overflow_to_sample_mapping`` when overflow rows are asked for)."""
-        from transformers import BatchEncoding
-
+        it from the Rust encodings (``overflow_to_sample_mapping`` when overflow rows are asked for). Plain texts
+        take the fast route when it applies (``_glm4_fast_route_takes``; ``rust_route=True``: never)."""
         if not isinstance(items, (list, tuple)):
             raise TypeError(f"batch_text_or_text_pairs has to be a list or a tuple (got {type(items)})")
+        options = dict(
+            add_special_tokens=add_special_tokens, padding_strategy=padding_strategy,
+            truncation_strategy=truncation_strategy, max_length=max_length, pad_to_multiple_of=pad_to_multiple_of,
+            padding_side=padding_side, return_tensors=return_tensors, split_special_tokens=split_special_tokens,
+        )  # fmt: skip
+        if not rust_route and self._glm4_fast_route_takes(
+            items, add_special_tokens, padding_strategy, truncation_strategy, max_length, stride,
+            is_split_into_words, split_special_tokens, convert,
+        ):  # fmt: skip
+            rows = list(items)
+
+            def rust() -> List[Any]:
+                return self._glm4_batch(rows, stride=stride, is_split_into_words=False, convert=dict(convert),
+                                        rust_route=True, **options).encodings  # fmt: skip
+
+            return self._glm4_fast_batch(rows, rust, convert=convert, **options)
         self.set_truncation_and_padding(  # type: ignore[attr-defined]
             padding_strategy=padding_strategy,
             truncation_strategy=truncation_strategy,
@@ -620,6 +1013,22 @@ class GLM4FastFixMixin(GLM4ChatMixin, GLM4PaddingMixin):
 
     def _encode_plus(self, text: Any = None, text_pair: Any = None, *args: Any, **kwargs: Any):
         """transformers 5: every encoding of a fast tokenizer comes here (``__call__``, ``encode``, ``tokenize``)."""
+        if (
+            not args
+            and not _TRANSFORMERS_5
+            and isinstance(text, str)
+            and not text_pair
+            and kwargs.get("return_tensors") is None
+            and not kwargs.get("return_overflowing_tokens")
+            and not kwargs.get("is_split_into_words")
+            and kwargs.keys() <= _BATCH_KEYWORDS
+        ):  # 4.x's own _encode_plus, without reading the batch's encodings (a fast-route batch makes them lazily)
+            output = self._batch_encode_plus([text], **kwargs)
+            single = _single(output)
+            self._eventual_warn_about_too_long_sequence(  # type: ignore[attr-defined]
+                single["input_ids"], kwargs.get("max_length"), kwargs.get("verbose", True)
+            )
+            return single
         if args or not _TRANSFORMERS_5 or kwargs.get("sanitize_control_tokens"):
             return super()._encode_plus(text, text_pair, *args, **kwargs)  # type: ignore[misc]
         from transformers.tokenization_utils_base import PaddingStrategy, TruncationStrategy
@@ -671,8 +1080,7 @@ class GLM4FastFixMixin(GLM4ChatMixin, GLM4PaddingMixin):
             return output
         from transformers import BatchEncoding
 
-        single = {key: value[0] if value and isinstance(value[0], list) else value for key, value in output.items()}
-        return BatchEncoding(single, output.encodings)
+        return _single(output)
 
     # -- special tokens by hand (prepare_for_model, collators that build ids themselves)
     def _glm4_with_template(
