@@ -60,7 +60,6 @@ the standard library and transformers/tokenizers.
 
 from __future__ import annotations
 
-import contextvars
 import json
 import re
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -77,6 +76,7 @@ from .tokenization_chatglm import (
     GLM4PaddingMixin,
     TiktokenBackend,
     _as_id_list,
+    _CallState,
     _Cache,
     _NameSet,
     resolve_encoder_name,
@@ -675,7 +675,7 @@ class GLM4LazyBatchEncoding(BatchEncoding):
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 #: the fast route a call is running on (set around the fast path's call, read by ``_glm4_text_encoder``)
-_CALL_ROUTE: "contextvars.ContextVar[Optional[_FastRoute]]" = contextvars.ContextVar("glm4_fast_route", default=None)
+_CALL_ROUTE = _CallState("glm4_fast_route", None)  # the _FastRoute of the call under way, if any
 
 
 class _NotStandard(Exception):
