@@ -185,3 +185,10 @@ def test_fast_folders_cross_transformers_lines(fast_folder, tmp_path):
         for name in ("patched", "converted"):
             config = json.loads((folder / name / "tokenizer_config.json").read_text())
             assert isinstance(config.get("extra_special_tokens", {}), dict)
+
+
+def test_only_second_with_an_empty_second_text_is_a_value_error(fast, fast_0414):
+    """transformers 4.x hands ("hello", "") on as one text; the Rust tokenizer's bare Exception becomes a ValueError."""
+    for tok in (fast, fast_0414):
+        with pytest.raises(ValueError, match="only_second"):
+            tok("hello world", "", truncation="only_second", max_length=3)

@@ -345,8 +345,21 @@ class GLM4FastEncoder:
             _check_pair_cut(i, lengths[2 * k], lengths[2 * k + 1], budget, truncation)
 
     def encode_plain(self, items: List[Any], is_pretokenized: bool, add_special_tokens: bool) -> List[Any]:
-        """Rows that need nothing from the fix: the Rust tokenizer's own encodings (the place for a faster route)."""
-        return self.backend.encode_batch(items, is_pretokenized=is_pretokenized, add_special_tokens=add_special_tokens)
+        """Rows that need nothing from the fix: the Rust tokenizer's own encodings (the place for a faster route).
+
+        The Rust tokenizer's own truncation errors (a bare ``Exception``) become a ``ValueError``.
+        """
+        try:
+            return self.backend.encode_batch(
+                items, is_pretokenized=is_pretokenized, add_special_tokens=add_special_tokens
+            )
+        except Exception as exc:
+            if type(exc) is Exception and str(exc).startswith("Truncation error"):
+                raise ValueError(
+                    f"cannot truncate as asked ({exc}): truncation='only_second' needs a pair of texts (transformers "
+                    "4.x passes a text with an empty text_pair as a single text)"
+                ) from exc
+            raise
 
     def _encode_with_literals(
         self, items: List[Any], literal: List[int], rule: PrefixRule, is_pretokenized: bool
