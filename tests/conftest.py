@@ -71,7 +71,7 @@ def _missing_optional(exc: ImportError) -> Optional[str]:
     import importlib.util
 
     names = [exc.name.split(".")[0]] if getattr(exc, "name", None) else []
-    names += [name for name in OPTIONAL_PACKAGES if name in str(exc)]
+    names += [name for name in OPTIONAL_PACKAGES if name in str(exc).lower()]  # 'PyTorch is not installed'
     for name in names:
         if name in OPTIONAL_PACKAGES and importlib.util.find_spec(name) is None:
             return name

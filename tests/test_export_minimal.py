@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import importlib.util
 import json
 import re
 import shutil
@@ -296,7 +297,11 @@ def test_the_unpatched_file_fails_the_same_properties(pair):
     unpatched, _ = pair
     report = run_properties(unpatched, props.select(HOLDS + ("prefix_idempotent",)), examples=15, seed=0)
     failing = {r.name for r in report.results if r.violations}
-    assert {"batch_matches_single_right", "chat_template_consistent", "prefix_idempotent", "pair_encoding"} <= failing
+    expected = {"batch_matches_single_right", "chat_template_consistent", "prefix_idempotent", "pair_encoding"}
+    if importlib.util.find_spec("jinja2") is None:  # chat templates cannot render here: that one is skipped
+        assert [r.name for r in report.skipped] == ["chat_template_consistent"]
+        expected.discard("chat_template_consistent")
+    assert expected <= failing
 
 
 @given(text=texts())

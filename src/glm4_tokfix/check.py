@@ -161,6 +161,8 @@ def format_table(report: Any, header: Sequence[str]) -> str:
     cells = [("property", "examples", "violations", "first counterexample")]
     for r in report.results:
         example = _cell(_arguments(r.counterexample.arguments), 70) if r.counterexample else "-"
+        if r.skipped:
+            example = _cell(f"skipped: {r.skipped}", 70)
         cells.append((r.name, str(r.examples), str(r.violations), example))
     for name, examples, violations, example in cells:
         lines.append(f"{name:<{name_w}}  {examples:>8}  {violations:>10}  {example}")
@@ -186,6 +188,9 @@ def summary_line(report: Any) -> str:
         f"{_count(len(report.results), 'property', 'properties')}, "
         f"{_count(report.total_examples, 'example')} in {report.seconds:.1f} s"
     )
+    skipped = [r.name for r in report.results if r.skipped]
+    if skipped:
+        head += f" ({_count(len(skipped), 'property', 'properties')} skipped: {', '.join(skipped)})"
     if report.ok:
         return f"{head}: no violations (seed {report.seed})"
     violated = sum(1 for r in report.results if r.violations)

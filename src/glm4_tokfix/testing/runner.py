@@ -19,7 +19,11 @@ to disk):
 
 Exceptions raised by the tokenizer are violations (the assertion helpers
 turn them into AssertionError); an unexpected exception in a helper is
-counted as a violation too, with its type in the message.
+counted as a violation too, with its type in the message. An example that
+needs an optional package that is not installed (jinja2 for chat templates,
+torch or numpy for tensors) is not counted; a property none of whose
+examples could run is reported as skipped (``PropertyResult.skipped`` names
+the package), not as passed.
 """
 
 from __future__ import annotations
@@ -61,6 +65,8 @@ class PropertyResult:
     counterexample: Optional[Counterexample] = None
     seconds: float = 0.0
     shrink_calls: int = 0
+    #: why the property could not run (an optional package it needs is not installed), else None
+    skipped: Optional[str] = None
 
     def as_dict(self) -> Dict[str, Any]:
         return {
@@ -68,6 +74,7 @@ class PropertyResult:
             "summary": self.summary,
             "examples": self.examples,
             "violations": self.violations,
+            "skipped": self.skipped,
             "counterexample": self.counterexample.as_dict() if self.counterexample else None,
             "seconds": round(self.seconds, 3),
         }
@@ -90,7 +97,12 @@ class Report:
 
     @property
     def ok(self) -> bool:
+        """No violation (properties that could not run, ``skipped``, are not violations)."""
         return self.total_violations == 0
+
+    @property
+    def skipped(self) -> List[PropertyResult]:
+        return [r for r in self.results if r.skipped]
 
     def as_dict(self) -> Dict[str, Any]:
         return {
@@ -100,6 +112,7 @@ class Report:
             "properties": [r.as_dict() for r in self.results],
             "total_examples": self.total_examples,
             "total_violations": self.total_violations,
+            "skipped": [r.name for r in self.skipped],
             "seconds": round(self.seconds, 3),
         }
 
@@ -122,6 +135,29 @@ class _Violation(Exception):
     """Raised to hypothesis when an example violates the property (always from the same line)."""
 
 
+class _Unavailable(Exception):
+    """Raised to hypothesis when the property needs an optional package that is not installed."""
+
+
+def _missing_package(exc: ImportError) -> Optional[str]:
+    """The optional package an ImportError is about, when it is not installed (else None: a real error)."""
+    import importlib.util
+
+    names = [exc.name.split(".")[0]] if getattr(exc, "name", None) else []
+    names += [name for name, words in _OPTIONAL.items() if any(word in str(exc) for word in words)]
+    for name in names:
+        try:
+            if importlib.util.find_spec(name) is None:
+                return name
+        except (ImportError, ValueError):
+            return name
+    return None
+
+
+# optional packages a property may need, and the words transformers' ImportErrors name them by
+_OPTIONAL = {"jinja2": ("jinja2",), "torch": ("torch", "PyTorch"), "numpy": ("numpy", "NumPy")}
+
+
 def _key(example: Example) -> bytes:
     return hashlib.sha1(repr(example).encode("utf-8", "surrogatepass")).digest()
 
@@ -129,6 +165,11 @@ def _key(example: Example) -> bytes:
 def _violation_message(prop: Property, tokenizer: Any, example: Example) -> Optional[str]:
     try:
         prop.check(tokenizer, example)
+    except ImportError as exc:
+        missing = _missing_package(exc)
+        if missing is not None:  # not the tokenizer's fault: the property cannot run here
+            raise _Unavailable(f"needs {missing}, which is not installed ({exc})") from exc
+        return f"{type(exc).__name__} while checking: {exc}"
     except AssertionError as exc:
         return str(exc) or "AssertionError (no message)"
     except Exception as exc:  # noqa: BLE001 -- a helper tripping over odd tokenizer output is still a violation
@@ -171,13 +212,19 @@ def run_property(
     progress = progress or Progress()
     result = PropertyResult(prop.name, prop.summary)
     verdicts: Dict[bytes, Optional[str]] = {}  # example key -> violation message (None: passed)
+    unavailable: List[str] = []  # why examples could not run (an optional package is not installed)
     strategy = prop.strategy()
     started = time.perf_counter()
 
     @given(example=strategy)
     def explore(example: Example) -> None:
+        try:
+            message = _violation_message(prop, tokenizer, example)
+        except _Unavailable as exc:  # this example needs a package that is not installed: not counted
+            unavailable.append(str(exc))
+            progress.example(prop)
+            return
         result.examples += 1
-        message = _violation_message(prop, tokenizer, example)
         verdicts[_key(example)] = message
         if message is not None:
             result.violations += 1
@@ -186,6 +233,8 @@ def run_property(
         progress.example(prop)
 
     with_seed(seed)(_settings(examples, shrink=False)(explore))()
+    if result.examples == 0 and unavailable:  # no example could run here: skipped, not passed
+        result.skipped = unavailable[0]
 
     if result.violations:
         progress.shrinking(prop)
@@ -201,7 +250,10 @@ def run_property(
                 return  # budget spent: new examples count as passing, known ones keep their verdict
             else:
                 result.shrink_calls += 1
-                message = _violation_message(prop, tokenizer, example)
+                try:
+                    message = _violation_message(prop, tokenizer, example)
+                except _Unavailable:
+                    message = None
                 verdicts[key] = message
             if message is not None:
                 last["example"], last["message"] = example, message
