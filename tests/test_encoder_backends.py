@@ -292,6 +292,27 @@ def test_threaded_batches_on_fastokens_equal_serial(tok):
     assert dict(threaded(many, padding=True)) == dict(serial(many, padding=True))
 
 
+@pytest.mark.parametrize("encoder", ["tiktoken", pytest.param("fastokens", marks=needs_fastokens)])
+def test_by_default_only_an_engine_that_releases_the_gil_gets_threads(tok, encoder, monkeypatch):
+    """fastokens holds the GIL (threads only slow it): a large batch is encoded serially unless
+    glm4_encode_threads asks for threads; tiktoken's batches are shared among threads."""
+    many = [f"row {i}: " + "hello world 你好 " * 40 + "<|user|>" * (i % 3) for i in range(30)]
+    t = copy.copy(tok)
+    t.glm4_encoder, t.glm4_parallel_min_chars = encoder, 0
+    monkeypatch.delenv("TOKENIZERS_PARALLELISM", raising=False)
+    monkeypatch.setattr(tc.os, "sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)
+    calls = []
+    real = tc._encode_in_threads
+    monkeypatch.setattr(tc, "_encode_in_threads", lambda texts, encode, n: calls.append(n) or real(texts, encode, n))
+    expected = dict(copy.copy(tok)(many, padding=True))
+    calls.clear()
+    assert dict(t(many, padding=True)) == expected
+    assert calls == ([] if encoder == "fastokens" else [3])
+    t.glm4_encode_threads = 2  # asked for: honoured with either backend
+    assert dict(t(many, padding=True)) == expected
+    assert calls[-1] == 2
+
+
 def _child_encode(tok, texts, queue):
     queue.put([tok.encode(t) for t in texts] + [tok(texts, padding=True)["input_ids"]])
 
