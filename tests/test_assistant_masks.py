@@ -142,3 +142,22 @@ def test_patched_upstream_gives_the_same_masks(standin, tiny_tok, revision):
         theirs = masked(upstream, chats, padding=True, padding_side=side)
         assert as_lists(theirs["assistant_masks"]) == as_lists(ours["assistant_masks"])
         assert as_lists(theirs["input_ids"]) == as_lists(ours["input_ids"])
+
+
+@given(rows=st.lists(st.lists(st.integers(0, 560), max_size=30), min_size=1, max_size=5))
+def test_running_character_counts_with_and_without_numpy(tiny_tok, rows):
+    """The masks' running character counts: one numpy pass over all rows, or a running sum per row."""
+    import itertools
+    import sys
+    from unittest import mock
+
+    from glm4_tokfix.tokenization_chatglm import _running_chars
+
+    starts_chars = tiny_tok._glm4_offset_tables()[0]
+    rows = [[i % len(starts_chars) for i in row] for row in rows]
+    expected = [list(itertools.accumulate((starts_chars[i] for i in row), initial=0)) for row in rows]
+    with_numpy = _running_chars(starts_chars, rows)
+    assert [list(map(int, with_numpy(k))) for k in range(len(rows))] == expected
+    with mock.patch.dict(sys.modules, {"numpy": None}):  # import numpy raises ImportError
+        without = _running_chars(starts_chars, rows)
+        assert [without(k) for k in range(len(rows))] == expected

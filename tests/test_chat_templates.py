@@ -143,3 +143,88 @@ def test_real_folder_template_is_known():
         pytest.skip(REAL_SKIP_REASON)
     config = json.loads((REAL_DIR / "tokenizer_config.json").read_text(encoding="utf-8"))
     assert chat_templates.template_name(config["chat_template"]) == "glm-4-9b-chat"
+
+
+# ------------------------------------------------------------ the one-render span route of the tokenizers
+def span_marked(tok, template, chats, **kwargs):
+    from glm4_tokfix.tokenization_chatglm import GLM4ChatMixin
+
+    return GLM4ChatMixin._glm4_render_span_marked(
+        template, chats, kwargs.pop("tools", None), None, kwargs.pop("add_generation_prompt", False),
+        {**tok.special_tokens_map, **kwargs},
+    )  # fmt: skip
+
+
+def tracker(tok, template, chats, **kwargs):
+    from transformers.utils.chat_template_utils import render_jinja_template
+
+    return render_jinja_template(
+        conversations=chats, chat_template=template, return_assistant_tokens_mask=True,
+        **{**tok.special_tokens_map, **kwargs},
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("name", chat_templates.TEMPLATE_NAMES)
+@given(chats=st.lists(rich_chats, min_size=1, max_size=3), add_generation_prompt=st.booleans(), with_tools=st.booleans())
+def test_one_render_gives_the_generation_trackers_text_and_spans(tiny_tok, name, chats, add_generation_prompt, with_tools):
+    """The tokenizers render a marked template once, with markers where its blocks start and end: the
+    same text and the same spans as transformers' generation tracker."""
+    marked = chat_templates.marked_template(chat_templates.original_template(name))
+    kwargs = {"add_generation_prompt": add_generation_prompt, "tools": [TOOL] if with_tools else None}
+    rendered, spans_ = span_marked(tiny_tok, marked, chats, **kwargs)
+    assert (rendered, spans_) == tracker(tiny_tok, marked, chats, **kwargs)
+
+
+# templates whose generation blocks use every kind of whitespace control, inside a loop and a condition
+_CONTROLLED = (
+    "{% for m in messages %}<|{{ m.role }}|>{% if m.role == 'assistant' %}  {%- generation -%}  \n"
+    "{{ m.content }}  {%- endgeneration %}\n{% else %}\n{{ m.content }}{% endif %}{% endfor %}",
+    "{% for m in messages %}{{ m.role }}:{% if m.role == 'assistant' %}{% generation %}\n{{ m.content }}\n"
+    "{% endgeneration -%}\n  |{% else %}{{ m.content }}|{% endif %}{% endfor %}",
+)
+
+
+@pytest.mark.parametrize("template", _CONTROLLED)
+@given(chats=st.lists(rich_chats, min_size=1, max_size=3))
+def test_one_render_keeps_whitespace_control(tiny_tok, template, chats):
+    assert span_marked(tiny_tok, template, chats) == tracker(tiny_tok, template, chats)
+
+
+def test_markers_that_cannot_be_trusted_leave_it_to_the_tracker(tiny_tok, monkeypatch):
+    import glm4_tokfix.tokenization_chatglm as tc
+    from glm4_tokfix.tokenization_chatglm import assistant_token_mask
+
+    chat = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "the answer"}]
+    marked = chat_templates.marked_template(tiny_tok.chat_template)
+    assert span_marked(tiny_tok, marked, [chat])[1] == tracker(tiny_tok, marked, [chat])[1]
+    # a filter that rewrites the block's output changes the markers
+    upper = "{% for m in messages %}{% filter upper %}{% generation %}{{ m.content }}{% endgeneration %}{% endfilter %}{% endfor %}"
+    assert span_marked(tiny_tok, upper, [chat]) == (None, None)
+    # this call's random marker in the text itself (only a forged random source could put it there)
+    monkeypatch.setattr(tc.os, "urandom", lambda n: b"\x01" * n)
+    marker = "\x00glm4-tokfix-span-" + str(int.from_bytes(b"\x01" * 10, "big"))
+    forged = [{"role": "user", "content": marker + ">"}, {"role": "assistant", "content": "the answer"}]
+    assert span_marked(tiny_tok, marked, [forged]) == (None, None)
+    out = tiny_tok.apply_chat_template(forged, return_dict=True, return_assistant_tokens_mask=True)
+    rendered, spans_ = tracker(tiny_tok, marked, [forged])
+    offsets = tiny_tok(rendered[0], add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+    assert out["assistant_masks"] == assistant_token_mask(offsets, spans_[0]) and sum(out["assistant_masks"]) > 0
+
+
+def test_only_the_shipped_marked_copies_take_the_one_render_route(tiny_tok, monkeypatch):
+    import copy
+
+    from glm4_tokfix import sft
+    from glm4_tokfix.tokenization_chatglm import GLM4ChatMixin
+
+    calls = []
+    real = GLM4ChatMixin._glm4_render_span_marked
+    monkeypatch.setattr(GLM4ChatMixin, "_glm4_render_span_marked", staticmethod(lambda *a: calls.append(1) or real(*a)))
+    chat = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "the answer"}]
+    expected = tiny_tok.apply_chat_template(chat, return_dict=True, return_assistant_tokens_mask=True)
+    assert calls == [1]  # the original template: its shipped marked copy
+    tok = sft.use_marked_chat_template(copy.deepcopy(tiny_tok))
+    assert tok.apply_chat_template(chat, return_dict=True, return_assistant_tokens_mask=True) == expected
+    assert calls == [1, 1]  # the shipped marked copy set as the template
+    own = tiny_tok.apply_chat_template(chat, chat_template=_CONTROLLED[0], return_dict=True, return_assistant_tokens_mask=True)
+    assert calls == [1, 1] and sum(own["assistant_masks"]) > 0  # a template of the user's own: the tracker

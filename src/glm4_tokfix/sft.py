@@ -117,6 +117,12 @@ _REFUSED = (
 )  # fmt: skip
 
 
+def _own_rows(rows: Sequence[Any]) -> List[List[int]]:
+    """The rows of an encoding made for this call, as lists (those that are lists already are not copied:
+    nothing else holds them)."""
+    return [row if type(row) is list else list(row) for row in rows]
+
+
 def _check_template_kwargs(template_kwargs: Mapping[str, Any]) -> None:
     nested = template_kwargs.get("tokenizer_kwargs") or {}
     if not isinstance(nested, Mapping):
@@ -185,8 +191,7 @@ def tokenize_chats(
         )  # fmt: skip
 
     out = encode([list(chat) for chat in chats], None)
-    ids = [list(row) for row in out["input_ids"]]
-    masks = [list(row) for row in out["assistant_masks"]]
+    ids, masks = _own_rows(out["input_ids"]), _own_rows(out["assistant_masks"])
     appended = [bool(supervise_turn_end and mask and mask[-1]) for mask in masks]
     too_long = [k for k in range(len(chats)) if max_length is not None and len(ids[k]) + appended[k] > max_length]
     if too_long:  # the tokenizer truncates them (keeping its prefix rule), with room for the <|user|> if kept

@@ -705,6 +705,86 @@ def assistant_token_mask(offsets: Sequence[Sequence[int]], spans: Sequence[Seque
 # characters, so a chat marked by either side encodes alike).
 _CONTROL_START, _CONTROL_END = "\U000f0000", "\U000f0001"
 _GENERATION_TAG = regex.compile(r"\{%-?\s*generation\s*-?%\}")
+# {% generation %} / {% endgeneration %} with their whitespace control, for _span_marked_template
+_GENERATION_TAGS = regex.compile(r"\{%(-?)\s*(generation|endgeneration)\s*(-?)%\}")
+# the template variables that carry one call's span markers (see _span_marked_template)
+_SPAN_OPEN_VAR, _SPAN_CLOSE_VAR = "glm4_tokfix_span_open", "glm4_tokfix_span_close"
+
+
+@functools.lru_cache(maxsize=32)
+def _span_marked_template(marked: str) -> str:
+    """``marked`` with each ``{% generation %}`` / ``{% endgeneration %}`` turned into an if-block that
+    prints a marker variable, whitespace control kept: one plain render then gives the rendering with a
+    marker where each generation block starts and ends, instead of transformers' generation tracker
+    (which renders block by block, about twice as slow). Used for the shipped marked copies only, whose
+    blocks print straight into the rendering (tests/test_chat_templates.py compares the two routes)."""
+
+    def block(match: "regex.Match[str]") -> str:
+        var = _SPAN_OPEN_VAR if match.group(2) == "generation" else _SPAN_CLOSE_VAR
+        return "{%" + match.group(1) + " if true %}{{ " + var + " }}{% endif " + match.group(3) + "%}"
+
+    return _GENERATION_TAGS.sub(block, marked)
+
+
+def _split_span_markers(text: str, marker: str) -> Optional[Tuple[str, List[Tuple[int, int]]]]:
+    """The rendering without ``marker`` + "<"/">" and the (start, end) of each marked block in it; None
+    when the markers do not alternate open, close (then the generation tracker decides)."""
+    parts = text.split(marker)
+    pieces, spans, at, start = [parts[0]], [], len(parts[0]), None
+    for part in parts[1:]:
+        kind, body = part[:1], part[1:]
+        if kind == "<" and start is None:
+            start = at
+        elif kind == ">" and start is not None:
+            spans.append((start, at))
+            start = None
+        else:
+            return None
+        pieces.append(body)
+        at += len(body)
+    return ("".join(pieces), spans) if start is None else None
+
+
+def _running_chars(starts_chars: Sequence[int], rows: Sequence[Sequence[int]]) -> Callable[[int], Sequence[int]]:
+    """``running(k)``: for row ``k`` of ``rows`` (token ids), the characters before each of its tokens and
+    in all, ``[0, c0, c0 + c1, ...]`` (``starts_chars[i]``: the characters token ``i`` starts).
+
+    One numpy pass over every row at once (numpy comes with transformers), else a running sum per row."""
+    try:
+        import numpy as np
+    except ImportError:
+        np = None
+    if np is None or not rows:
+        return lambda k: list(itertools.accumulate(map(starts_chars.__getitem__, rows[k]), initial=0))
+    table = _numpy_table(starts_chars)
+    sizes = [len(ids) for ids in rows]
+    flat = np.fromiter(chain.from_iterable(rows), dtype=np.int64, count=sum(sizes))
+    totals = np.zeros(len(flat) + 1, dtype=np.int64)
+    np.cumsum(table[flat], out=totals[1:])
+    bounds = [0, *itertools.accumulate(sizes)]
+
+    def running(k: int) -> Sequence[int]:  # a numpy array: bisect and indexing work on it as on a list
+        start, stop = bounds[k], bounds[k + 1]
+        return totals[start : stop + 1] - totals[start]
+
+    return running
+
+
+# id(list) -> (the list, it as a numpy array): the per-id tables of _running_chars (the list is kept, so
+# its id is not reused while the entry lives; a few tables at most, one per vocabulary and added tokens)
+_NUMPY_TABLES: "_Table" = _Table()
+
+
+def _numpy_table(values: Sequence[int]) -> Any:
+    import numpy as np
+
+    entry = _NUMPY_TABLES.get(id(values))
+    if entry is None or entry[0] is not values:
+        while len(_NUMPY_TABLES) >= 8:
+            _NUMPY_TABLES.pop(next(iter(_NUMPY_TABLES)), None)
+        entry = (values, np.asarray(values, dtype=np.int64))
+        _NUMPY_TABLES[id(values)] = entry
+    return entry[1]
 
 
 def _control_pattern(tokens: Iterable[str]) -> "regex.Pattern[str]":
@@ -1991,6 +2071,49 @@ class GLM4ChatMixin:
             kwargs.pop("sanitize_control_tokens")  # False: nothing to do, and 4.x would pass it to the template
         return super().apply_chat_template(conversation, **kwargs)
 
+    @staticmethod
+    def _glm4_render_span_marked(
+        marked: str, conversations: List[Any], tools: Any, documents: Any, add_generation_prompt: bool,
+        template_kwargs: Dict[str, Any],
+    ) -> Tuple[Optional[List[str]], Optional[List[List[Tuple[int, int]]]]]:
+        """Render ``marked`` (a template with generation blocks) once, plainly, with a marker printed where
+        each block starts and ends; the renderings without the markers and each one's block spans, the
+        same as transformers' generation tracker gives. (None, None) when the markers cannot be trusted
+        (not alternating open, close, or changed by the template): then the tracker renders."""
+        from transformers.utils.chat_template_utils import render_jinja_template
+
+        digits = str(int.from_bytes(os.urandom(10), "big"))  # this call's: no text can hold it by chance
+        marker = "\x00glm4-tokfix-span-" + digits
+        try:
+            texts, _ = render_jinja_template(
+                conversations=conversations, tools=tools, documents=documents,
+                chat_template=_span_marked_template(marked), add_generation_prompt=add_generation_prompt,
+                **{**template_kwargs, _SPAN_OPEN_VAR: marker + "<", _SPAN_CLOSE_VAR: marker + ">"},
+            )  # fmt: skip
+        except Exception:  # noqa: BLE001 -- e.g. a template jinja compiles only as written: the tracker decides
+            return None, None
+        rendered, spans = [], []
+        for text in texts:
+            split = _split_span_markers(text, marker)
+            if split is None or digits in split[0]:  # a marker the template changed (say, upper-cased)
+                return None, None
+            rendered.append(split[0])
+            spans.append(split[1])
+        return rendered, spans
+
+    @staticmethod
+    def _glm4_shipped_marked(marked: Optional[str], template: str) -> bool:
+        """Whether ``marked`` (``_glm4_marked_template(template)``) is one of the shipped marked copies."""
+        if marked is None:
+            return False
+        if marked is not template:  # looked up for a known original
+            return True
+        try:
+            template_name = importlib.import_module("glm4_tokfix.chat_templates").template_name
+        except ImportError:
+            return False
+        return template_name(marked) is not None
+
     def _glm4_marked_template(self, template: str) -> Optional[str]:
         """``template`` if it has ``{% generation %}`` markers, else the shipped marked copy of it, else None
         (then the replies are located by ``glm4_reply_spans``)."""
@@ -2066,16 +2189,22 @@ class GLM4ChatMixin:
             documents = _mark_control_tokens(documents, pattern)
             template_kwargs = _mark_control_tokens(template_kwargs, pattern)
         special = self.special_tokens_map
-        rendered, spans = render_jinja_template(
-            conversations=conversations,
-            tools=tools,
-            documents=documents,
-            chat_template=marked if marked is not None else template,
-            return_assistant_tokens_mask=marked is not None,
-            continue_final_message=continue_final_message,
-            add_generation_prompt=add_generation_prompt,
-            **{**special, **template_kwargs},
-        )
+        rendered = spans = None
+        if self._glm4_shipped_marked(marked, template) and not {_SPAN_OPEN_VAR, _SPAN_CLOSE_VAR} & template_kwargs.keys():
+            rendered, spans = self._glm4_render_span_marked(
+                marked, conversations, tools, documents, add_generation_prompt, {**special, **template_kwargs}
+            )
+        if rendered is None:
+            rendered, spans = render_jinja_template(
+                conversations=conversations,
+                tools=tools,
+                documents=documents,
+                chat_template=marked if marked is not None else template,
+                return_assistant_tokens_mask=marked is not None,
+                continue_final_message=continue_final_message,
+                add_generation_prompt=add_generation_prompt,
+                **{**special, **template_kwargs},
+            )
         if return_assistant_tokens_mask and marked is None:
 
             def render(chats: List[Any], tools: Any, documents: Any, kwargs: Dict[str, Any]) -> List[str]:
@@ -2183,26 +2312,28 @@ class GLM4ChatMixin:
             attention = [attention]
         starts_chars, begins_inside = tables[0], tables[1]
         left_cut = self.truncation_side == "left"
-        masks = []
-        for k, (row, text, row_spans) in enumerate(zip(rows, rendered, spans)):
-            width = len(row)
-            lead = 0
+        real = []  # each row's ids without its pads, and where they start in the row
+        for k, row in enumerate(rows):
+            width, lead = len(row), 0
             if attention is not None:
                 n_real = sum(attention[k])
                 if n_real < width and not attention[k][0]:
                     lead = width - n_real
-                ids = row[lead : lead + n_real] if n_real < width else row
+                real.append((row[lead : lead + n_real] if n_real < width else row, lead))
             else:
-                ids = row
+                real.append((row, 0))
+        running = _running_chars(starts_chars, [ids for ids, _ in real])
+        masks = []
+        for k, ((ids, lead), text, row_spans) in enumerate(zip(real, rendered, spans)):
+            width = len(rows[k])
             n = len(ids)
             # ends[i]: the characters before token i's own (ends[i + 1] is where token i ends)
-            ends = list(itertools.accumulate(map(starts_chars.__getitem__, ids), initial=0))
-            total = ends[-1]
+            ends = running(k)
+            total = int(ends[-1])
             if total > len(text) or (not truncated and total != len(text)):
                 return None  # not the plain encoding of the text: let the offsets decide
             if left_cut and total < len(text):  # a left cut keeps the text's last tokens
-                base = len(text) - total
-                ends = [base + e for e in ends]
+                ends = ends + (len(text) - total) if hasattr(ends, "dtype") else [len(text) - total + e for e in ends]
             mask = [0] * width
             for a, b in sorted(row_spans):
                 if b <= a:
