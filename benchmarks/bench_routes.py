@@ -129,6 +129,7 @@ def main() -> int:
             for name, fns in cells.items():
                 for route, fn in fns.items():
                     gc.collect()
+                    time.sleep(0.1)  # the last cell's worker threads (Rayon's spin before they sleep) settle first
                     start = time.perf_counter()
                     result = fn()
                     times[(name, route)].append(time.perf_counter() - start)
