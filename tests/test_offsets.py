@@ -220,3 +220,17 @@ def test_assistant_masks_after_a_stripping_added_token(tiny_tok):
     out = tok.apply_chat_template(chat, tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
     masked = [i for i, m in zip(out["input_ids"], out["assistant_masks"]) if m]
     assert tok.decode(masked).strip() == "the answer"
+
+
+@given(batch=batches(), numpy=st.booleans())
+def test_offsets_of_many_rows_equal_each_rows_own(tok, batch, numpy):
+    """The batch route (tokens that begin inside a character found for all rows at once, with numpy, or
+    row by row without it) gives each row's offsets exactly as the one-row walk does."""
+    import sys
+    from unittest import mock
+
+    rows = [tok.encode(text, add_special_tokens=False) for text in batch]
+    rows.append([i for i, piece in tok.decoder.items() if piece[:1] and piece[0] & 0xC0 == 0x80][:5])  # inside
+    with mock.patch.dict(sys.modules, {} if numpy else {"numpy": None}):
+        got = tok._glm4_offsets_of_rows([list(r) for r in rows])
+    assert got == [tok._glm4_offsets(r) for r in rows]
