@@ -435,11 +435,9 @@ PathLike = Union[str, "os.PathLike[str]"]
 
 def read_upstream_file(model_dir: PathLike) -> Tuple[Path, str]:
     """``(path, text)`` of ``model_dir``'s own ``tokenization_chatglm.py``; OSError / ValueError naming what is there."""
-    folder = Path(model_dir)
-    if not folder.exists():
-        raise FileNotFoundError(errno.ENOENT, "no such folder", str(folder))
-    if not folder.is_dir():
-        raise NotADirectoryError(errno.ENOTDIR, "not a folder", str(folder))
+    from glm4_tokfix.model_folder import existing_folder
+
+    folder = existing_folder(model_dir)
     path = folder / UPSTREAM_FILE
     if not path.is_file():
         found = sorted(p.name for p in folder.iterdir() if p.suffix in (".py", ".json", ".model"))

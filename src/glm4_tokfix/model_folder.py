@@ -59,6 +59,7 @@ __all__ = [
     "EXPORT_FILE",
     "MODULE_FILE",
     "FolderInfo",
+    "existing_folder",
     "export_module",
     "fixed_module_bytes",
     "inspect_folder",
@@ -193,6 +194,16 @@ def registered_tokens(folder: PathLike, config: Dict[str, Any]) -> set:
     return contents
 
 
+def existing_folder(folder: PathLike) -> Path:
+    """``folder`` as a Path; ``FileNotFoundError`` when it does not exist, ``NotADirectoryError`` when it is a file."""
+    path = Path(folder)
+    if not path.exists():
+        raise FileNotFoundError(errno.ENOENT, "no such folder", str(path))
+    if not path.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, "not a folder", str(path))
+    return path
+
+
 def inspect_folder(folder: PathLike) -> FolderInfo:
     """Check that ``folder`` holds a GLM-4 tokenizer and read its config.
 
@@ -208,11 +219,7 @@ def inspect_folder(folder: PathLike) -> FolderInfo:
     Raises ``OSError`` (missing or unreadable) or ``ValueError`` (anything
     else), naming the problem.
     """
-    path = Path(folder)
-    if not path.exists():
-        raise FileNotFoundError(errno.ENOENT, "no such folder", str(path))
-    if not path.is_dir():
-        raise NotADirectoryError(errno.ENOTDIR, "not a folder", str(path))
+    path = existing_folder(folder)
     config_path = path / CONFIG_FILE
     if not config_path.is_file():
         raise ValueError(f"{path} is not a GLM-4 tokenizer folder: it has no {CONFIG_FILE}")

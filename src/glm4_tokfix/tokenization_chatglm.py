@@ -305,6 +305,19 @@ def _without_surrogates(text: str) -> str:
     return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
 
+def _first_characters(tokens: Iterable[str]) -> Tuple[str, ...]:
+    """The characters the added tokens start with, sorted: a text holding none of them has no added token."""
+    return tuple(sorted({token[0] for token in tokens if token}))
+
+
+def _may_hold(text: str, starts: Tuple[str, ...]) -> bool:
+    """Whether ``text`` holds one of the characters ``starts`` (``_first_characters`` of the added tokens)."""
+    for start in starts:
+        if start in text:
+            return True
+    return False
+
+
 def _encode_text(
     ordinary: Callable[[str], List[int]],
     with_special: Callable[[str, Any], List[int]],
@@ -314,10 +327,7 @@ def _encode_text(
 ) -> List[int]:
     """One text through tiktoken's core: ``with_special`` only when a special token may occur."""
     try:
-        for start in starts:
-            if start in text:
-                return with_special(text, allowed)
-        return ordinary(text)
+        return with_special(text, allowed) if _may_hold(text, starts) else ordinary(text)
     except UnicodeEncodeError:  # lone surrogates
         return _encode_text(ordinary, with_special, starts, allowed, _without_surrogates(text))
     except BaseException as exc:  # noqa: B036 -- only a Rust panic is turned into a ValueError
@@ -412,20 +422,22 @@ class TiktokenBackend(GLM4EncoderBackend):
             self._special = self._ordinary
         else:
             allowed = special.special_tokens_set
-            starts = tuple(sorted({token[0] for token in allowed}))
             core = special._core_bpe
-            self._special = functools.partial(_encode_text, core.encode_ordinary, core.encode, starts, allowed)
+            self._special = functools.partial(
+                _encode_text, core.encode_ordinary, core.encode, _first_characters(allowed), allowed
+            )
 
     def text_encoder(self, split_special: bool = False) -> Callable[[str], List[int]]:
         return self._ordinary if split_special else self._special
 
 
 def _fastokens_encode(
-    ordinary: Callable[[str], Any], pattern: Optional["regex.Pattern[str]"], starts: str, added: Dict[str, int], text: str
-) -> List[int]:
+    ordinary: Callable[[str], Any], pattern: Optional["regex.Pattern[str]"], starts: Tuple[str, ...],
+    added: Dict[str, int], text: str,
+) -> List[int]:  # fmt: skip
     """One text through fastokens: the added-token literals split out here, the pieces between encoded."""
     try:
-        if pattern is None or not any(c in text for c in starts):
+        if pattern is None or not _may_hold(text, starts):
             return ordinary(text).ids
         ids: List[int] = []
         position = 0
@@ -594,10 +606,10 @@ class FastokensBackend(GLM4EncoderBackend):
     def _init(self, added_tokens: Mapping[str, int]) -> None:
         self.added_tokens = dict(added_tokens)
         ordinary = self._native.encode_ordinary
-        self._ordinary = functools.partial(_fastokens_encode, ordinary, None, "", {})
+        self._ordinary = functools.partial(_fastokens_encode, ordinary, None, (), {})
         if self.added_tokens:
             pattern = _control_pattern(self.added_tokens)
-            starts = "".join(sorted({token[0] for token in self.added_tokens}))
+            starts = _first_characters(self.added_tokens)
             self._special = functools.partial(_fastokens_encode, ordinary, pattern, starts, self.added_tokens)
         else:
             self._special = self._ordinary
