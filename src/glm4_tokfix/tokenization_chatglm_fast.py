@@ -806,7 +806,9 @@ class GLM4FastFixMixin(GLM4ChatMixin, GLM4PaddingMixin):
         when the Rust tokenizer, its vocabulary size, added tokens, normalizer, pre-tokenizer or decoder change."""
         backend = self._tokenizer
         key = (
-            id(backend), backend.get_vocab_size(with_added_tokens=True),
+            # the added tokens are in the decoder's repr; with_added_tokens=True would cost ~70 ms a call on
+            # tokenizers 0.22 (transformers 4.x), which builds the whole vocabulary for it
+            id(backend), backend.get_vocab_size(with_added_tokens=False),
             repr(sorted(backend.get_added_tokens_decoder().items())),
             *(None if part is None else part.__getstate__() for part in
               (backend.normalizer, backend.pre_tokenizer, backend.decoder)),
