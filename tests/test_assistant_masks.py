@@ -144,20 +144,39 @@ def test_patched_upstream_gives_the_same_masks(standin, tiny_tok, revision):
         assert as_lists(theirs["input_ids"]) == as_lists(ours["input_ids"])
 
 
-@given(rows=st.lists(st.lists(st.integers(0, 560), max_size=30), min_size=1, max_size=5))
-def test_running_character_counts_with_and_without_numpy(tiny_tok, rows):
-    """The masks' running character counts: one numpy pass over all rows, or a running sum per row."""
-    import itertools
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.lists(st.integers(0, 10**6), max_size=30),  # token ids (taken modulo the vocabulary)
+            st.lists(st.tuples(st.integers(-3, 80), st.integers(-3, 80)), max_size=4),  # character spans
+            st.integers(0, 5),  # characters a left cut removed
+        ),
+        min_size=1,
+        max_size=5,
+    )
+)
+def test_row_characters_with_and_without_numpy(tiny_tok, rows):
+    """The masks' token ranges: one numpy pass over all rows, or a running sum and bisection per row, both
+    equal to the tokens whose offsets overlap each span (``assistant_token_mask``)."""
     import sys
     from unittest import mock
 
-    from glm4_tokfix.tokenization_chatglm import _running_chars
+    from glm4_tokfix.tokenization_chatglm import _RowCharacters
 
-    starts_chars = tiny_tok._glm4_offset_tables()[0]
-    rows = [[i % len(starts_chars) for i in row] for row in rows]
-    expected = [list(itertools.accumulate((starts_chars[i] for i in row), initial=0)) for row in rows]
-    with_numpy = _running_chars(starts_chars, rows)
-    assert [list(map(int, with_numpy(k))) for k in range(len(rows))] == expected
+    starts_chars, begins_inside, _ = tiny_tok._glm4_offset_tables()
+    ids = [[i % len(starts_chars) for i in row] for row, _, _ in rows]
+    spans = [row_spans for _, row_spans, _ in rows]
+    shifts = [shift for _, _, shift in rows]
+    with_numpy = _RowCharacters(starts_chars, begins_inside, ids)
     with mock.patch.dict(sys.modules, {"numpy": None}):  # import numpy raises ImportError
-        without = _running_chars(starts_chars, rows)
-        assert [without(k) for k in range(len(rows))] == expected
+        without = _RowCharacters(starts_chars, begins_inside, ids)
+        assert without.np is None
+        assert without.totals() == with_numpy.totals() == [sum(starts_chars[i] for i in row) for row in ids]
+        expected = without.token_ranges(spans, shifts)
+    assert with_numpy.token_ranges(spans, shifts) == expected
+    for row, row_spans, shift, ranges in zip(ids, spans, shifts, expected):
+        offsets = [(start + shift, end + shift) for start, end in tiny_tok._glm4_offsets(row)]
+        mask = [0] * len(row)
+        for lo, hi in ranges:
+            mask[lo:hi] = [1] * (hi - lo)
+        assert mask == assistant_token_mask(offsets, row_spans)

@@ -757,32 +757,107 @@ def _split_span_markers(text: str, marker: str) -> Optional[Tuple[str, List[Tupl
     return ("".join(pieces), spans) if start is None else None
 
 
-def _running_chars(starts_chars: Sequence[int], rows: Sequence[Sequence[int]]) -> Callable[[int], Sequence[int]]:
-    """``running(k)``: for row ``k`` of ``rows`` (token ids), the characters before each of its tokens and
-    in all, ``[0, c0, c0 + c1, ...]`` (``starts_chars[i]``: the characters token ``i`` starts).
+def _flat_ids(rows: Sequence[Sequence[int]]) -> Tuple[Any, List[int]]:
+    """All rows' token ids as one numpy int64 array, and where each row starts in it (``bounds[k]`` ..
+    ``bounds[k + 1]``): what the numpy passes over many rows (offsets, assistant masks) start from."""
+    import numpy as np
 
-    One numpy pass over every row at once (numpy comes with transformers), else a running sum per row."""
-    try:
-        import numpy as np
-    except ImportError:
-        np = None
-    if np is None or not rows:
-        return lambda k: list(itertools.accumulate(map(starts_chars.__getitem__, rows[k]), initial=0))
-    table = _numpy_table(starts_chars)
-    sizes = [len(ids) for ids in rows]
-    flat = np.fromiter(chain.from_iterable(rows), dtype=np.int64, count=sum(sizes))
-    totals = np.zeros(len(flat) + 1, dtype=np.int64)
-    np.cumsum(table[flat], out=totals[1:])
-    bounds = [0, *itertools.accumulate(sizes)]
-
-    def running(k: int) -> Sequence[int]:  # a numpy array: bisect and indexing work on it as on a list
-        start, stop = bounds[k], bounds[k + 1]
-        return totals[start : stop + 1] - totals[start]
-
-    return running
+    bounds = [0, *itertools.accumulate(map(len, rows))]
+    return np.fromiter(chain.from_iterable(rows), dtype=np.int64, count=bounds[-1]), bounds
 
 
-# id(list) -> (the list, it as a numpy array): the per-id tables of _running_chars (the list is kept, so
+class _RowCharacters:
+    """Where the tokens of many rows fall in their texts' characters, for assistant masks.
+
+    ``starts_chars[i]``: the characters token ``i`` starts; ``begins_inside[i]``: 1 if it begins inside a
+    character (so it also covers the one before its running count). ``totals()``: each row's characters;
+    ``token_ranges(spans, shifts)``: per row, the ``(lo, hi)`` token range of each character span -- the
+    tokens that overlap it, the ones ``assistant_token_mask`` picks from the offsets -- with the row's
+    characters counted from ``shifts[k]`` (what a left cut removed before them).
+
+    One numpy pass over every row at once (numpy comes with transformers): a running sum of all ids, and
+    the span ends found by ``searchsorted`` for all spans together. Without numpy, a running sum and
+    bisection per row (the reference: tests compare the two).
+    """
+
+    def __init__(self, starts_chars: Sequence[int], begins_inside: Sequence[int], rows: Sequence[Sequence[int]]):
+        self.starts_chars, self.begins_inside, self.rows = starts_chars, begins_inside, rows
+        try:
+            import numpy as np
+        except ImportError:
+            np = None
+        self.np = np if rows else None
+        if self.np is not None:
+            self.flat, bounds = _flat_ids(rows)
+            self.totals_all = np.zeros(len(self.flat) + 1, dtype=np.int64)
+            np.cumsum(_numpy_table(starts_chars)[self.flat], out=self.totals_all[1:])
+            self.bounds = np.asarray(bounds, dtype=np.int64)
+            self.bases = self.totals_all[self.bounds]  # the characters before each row
+        else:
+            self.running = [list(itertools.accumulate(map(starts_chars.__getitem__, ids), initial=0)) for ids in rows]
+
+    def totals(self) -> List[int]:
+        if self.np is None:
+            return [r[-1] for r in self.running]
+        return (self.bases[1:] - self.bases[:-1]).tolist()
+
+    def token_ranges(self, spans: Sequence[Sequence[Tuple[int, int]]], shifts: Sequence[int]) -> List[List[Tuple[int, int]]]:
+        if self.np is None:
+            return [self._ranges_of_row(k, row_spans, shift) for k, (row_spans, shift) in enumerate(zip(spans, shifts))]
+        np = self.np
+        which, starts, ends = [], [], []
+        for k, (row_spans, shift) in enumerate(zip(spans, shifts)):
+            for a, b in sorted(row_spans):
+                if b > a:
+                    which.append(k)
+                    starts.append(a - shift)
+                    ends.append(b - shift)
+        out: List[List[Tuple[int, int]]] = [[] for _ in spans]
+        if not which or not len(self.flat):
+            return out
+        rows_of = np.asarray(which, dtype=np.int64)
+        first, stop = self.bounds[rows_of], self.bounds[rows_of + 1] + 1  # each span's row in totals_all
+        base = self.bases[rows_of]
+        totals, n = self.totals_all, stop - 1 - first
+        want_a = np.asarray(starts, dtype=np.int64) + base
+        want_b = np.asarray(ends, dtype=np.int64) + base
+        # bisect_right / bisect_left in the row's running counts: the same in the sorted whole, clipped to the row
+        lo = np.maximum(np.clip(np.searchsorted(totals, want_a, "right"), first, stop) - first - 1, 0)
+        hi = np.minimum(np.maximum(np.clip(np.searchsorted(totals, want_b, "left"), first, stop) - first, lo), n)
+        # a token at hi that begins inside the span's last character still overlaps it
+        at = np.minimum(first + hi, max(len(self.flat) - 1, 0))
+        inside = _numpy_table(self.begins_inside)
+        more = (hi < n) & (totals[first + hi] - inside[self.flat[at]] < want_b)
+        his = hi.tolist()
+        for j in np.flatnonzero(more).tolist():
+            h, last, row_first = his[j], int(n[j]), int(first[j])
+            while h < last and int(totals[row_first + h]) - self.begins_inside[int(self.flat[row_first + h])] < ends[j] + int(base[j]):
+                h += 1
+            his[j] = h
+        for k, l, h in zip(which, lo.tolist(), his):
+            if h > l:
+                out[k].append((l, h))
+        return out
+
+    def _ranges_of_row(self, k: int, row_spans: Sequence[Tuple[int, int]], shift: int) -> List[Tuple[int, int]]:
+        import bisect
+
+        ids, ends, inside = self.rows[k], self.running[k], self.begins_inside
+        n, found = len(ids), []
+        for a, b in sorted(row_spans):
+            if b <= a:
+                continue
+            a, b = a - shift, b - shift
+            lo = max(bisect.bisect_right(ends, a) - 1, 0)
+            hi = min(bisect.bisect_left(ends, b, lo), n)
+            while hi < n and ends[hi] - inside[ids[hi]] < b:
+                hi += 1
+            if hi > lo:
+                found.append((lo, hi))
+        return found
+
+
+# id(list) -> (the list, it as a numpy array): the per-id tables of _RowCharacters and offsets (the list is kept, so
 # its id is not reused while the entry lives; a few tables at most, one per vocabulary and added tokens)
 _NUMPY_TABLES: "_Table" = _Table()
 
@@ -2314,15 +2389,12 @@ class GLM4ChatMixin:
         padded: bool,
     ) -> Optional[List[List[int]]]:
         """Each row's assistant mask from its ids, or None when the rows are not one per text (then offsets)."""
-        import bisect
-
         rows = out["input_ids"] if batched else [out["input_ids"]]
         if len(rows) != len(rendered):
             return None
         attention = out.get("attention_mask") if padded else None  # unpadded rows are all real tokens
         if attention is not None and not batched:
             attention = [attention]
-        starts_chars, begins_inside = tables[0], tables[1]
         left_cut = self.truncation_side == "left"
         real = []  # each row's ids without its pads, and where they start in the row
         for k, row in enumerate(rows):
@@ -2334,28 +2406,17 @@ class GLM4ChatMixin:
                 real.append((row[lead : lead + n_real] if n_real < width else row, lead))
             else:
                 real.append((row, 0))
-        running = _running_chars(starts_chars, [ids for ids, _ in real])
-        masks = []
-        for k, ((ids, lead), text, row_spans) in enumerate(zip(real, rendered, spans)):
-            width = len(rows[k])
-            n = len(ids)
-            # ends[i]: the characters before token i's own (ends[i + 1] is where token i ends)
-            ends = running(k)
-            total = int(ends[-1])
+        chars = _RowCharacters(tables[0], tables[1], [ids for ids, _ in real])
+        shifts = []
+        for total, text in zip(chars.totals(), rendered):
             if total > len(text) or (not truncated and total != len(text)):
                 return None  # not the plain encoding of the text: let the offsets decide
-            if left_cut and total < len(text):  # a left cut keeps the text's last tokens
-                ends = ends + (len(text) - total) if hasattr(ends, "dtype") else [len(text) - total + e for e in ends]
-            mask = [0] * width
-            for a, b in sorted(row_spans):
-                if b <= a:
-                    continue
-                lo = max(bisect.bisect_right(ends, a) - 1, 0)
-                hi = min(bisect.bisect_left(ends, b, lo), n)
-                while hi < n and ends[hi] - begins_inside[ids[hi]] < b:
-                    hi += 1
-                if hi > lo:
-                    mask[lead + lo : lead + hi] = [1] * (hi - lo)
+            shifts.append(len(text) - total if left_cut and total < len(text) else 0)  # a left cut keeps the end
+        masks = []
+        for row, (_, lead), ranges in zip(rows, real, chars.token_ranges(spans, shifts)):
+            mask = [0] * len(row)
+            for lo, hi in ranges:
+                mask[lead + lo : lead + hi] = [1] * (hi - lo)
             masks.append(mask)
         return masks
 
