@@ -1112,18 +1112,21 @@ def _padded_body_field(
     heads: Optional[List[Optional[Sequence[Any]]]] = None,
 ) -> List[List[Any]]:
     """Per-token values of each row's body, with ``fill`` on the ``gaps[i]`` pads and under the prefix (or
-    ``heads[i]`` there, when given and not None: e.g. a literal prefix's own offsets)."""
+    ``heads[i]`` there, when given and not None: e.g. a literal prefix's own offsets).
+
+    The rows of ``values`` are this call's own (made for it): they are extended in place, so a long row's
+    values are moved once, not copied item by item."""
     rows = []
-    for i, (v, d) in enumerate(zip(values, gaps)):
+    for i, (row, d) in enumerate(zip(values, gaps)):
         head = heads[i] if heads is not None and heads[i] is not None else [fill] * n_prefix
         if left:
-            row = [fill] * d if d else []
-            row += head
+            lead = [fill] * d if d else []
+            lead += head
+            row[:0] = lead
         else:
-            row = list(head)
-        row += v  # one copy of the body
-        if d and not left:
-            row += [fill] * d
+            row[:0] = head
+            if d:
+                row += [fill] * d
         rows.append(row)
     return rows
 
@@ -1915,7 +1918,12 @@ class GLM4BatchEncoder:
         body_fields: Dict[str, Tuple[Any, ...]] = {}
         if offsets is not None:  # an added prefix and pads map to no characters; a literal prefix to its own
             heads = [offs[: len(head)] if lit else None for offs, lit in zip(offsets, literal)]
-            bodies_offsets = [offs if k.start == 0 and k.stop == len(offs) else offs[k] for offs, k in zip(offsets, kept)]
+            bodies_offsets = offsets  # cut like the ids, in place (the lists are this call's)
+            for offs, k in zip(offsets, kept):
+                if k.stop < len(offs):
+                    del offs[k.stop :]
+                if k.start:
+                    del offs[: k.start]
             body_fields["offset_mapping"] = (bodies_offsets, (0, 0), heads)
 
         if return_token_type_ids is None:
@@ -2579,9 +2587,9 @@ class GLM4FixMixin(GLM4ChatMixin, GLM4BatchEncoder, GLM4PaddingMixin):
         return list(zip(starts, ends))
 
     def _glm4_offsets_of_rows(self, rows: List[List[int]]) -> List[List[Tuple[int, int]]]:
-        """``[self._glm4_offsets(ids) for ids in rows]``, the tokens that begin inside a character found for
-        all rows in one numpy pass (numpy comes with transformers): every row then takes the common route
-        and only those tokens' starts are moved back one character."""
+        """``[self._glm4_offsets(ids) for ids in rows]`` in one numpy pass (numpy comes with transformers): a
+        running sum of the characters each token starts over all rows, each row's part of it as a list, and
+        the tokens that begin inside a character found at once (only their starts move back one character)."""
         tables = self._glm4_offset_tables()
         try:
             import numpy as np
@@ -2590,22 +2598,20 @@ class GLM4FixMixin(GLM4ChatMixin, GLM4BatchEncoder, GLM4PaddingMixin):
         if tables is None or np is None or not rows:
             return [self._glm4_offsets(ids) for ids in rows]
         starts_chars, begins_inside, _ = tables
-        sizes = [len(ids) for ids in rows]
-        flat = np.fromiter(chain.from_iterable(rows), dtype=np.int64, count=sum(sizes))
+        flat, bounds = _flat_ids(rows)
+        running = np.cumsum(_numpy_table(starts_chars)[flat])
         inside = np.flatnonzero(_numpy_table(begins_inside)[flat]).tolist()  # positions in the flat ids
-        chars = starts_chars.__getitem__
-        out, at, next_inside = [], 0, 0
-        for ids, size in zip(rows, sizes):
-            ends = list(itertools.accumulate(map(chars, ids)))
+        out, next_inside = [], 0
+        for start, stop in zip(bounds, bounds[1:]):
+            part = running[start:stop]
+            ends = (part - running[start - 1] if start else part).tolist()
             offsets = list(zip(chain((0,), ends), ends))
-            stop = at + size
             while next_inside < len(inside) and inside[next_inside] < stop:
-                i = inside[next_inside] - at
-                start, end = offsets[i]
-                offsets[i] = (start - 1, end)
+                i = inside[next_inside] - start
+                begin, end = offsets[i]
+                offsets[i] = (begin - 1, end)
                 next_inside += 1
             out.append(offsets)
-            at = stop
         return out
 
     def _glm4_stripping_ids(self) -> Dict[int, Any]:
