@@ -140,6 +140,71 @@ def test_the_plain_call_takes_the_fast_route_and_stays_a_fast_batch(fast_folder,
     assert fast(PREFIX + "hi")["input_ids"] == fast.convert_tokens_to_ids(["[gMASK]", "<sop>"]) + fast.encode("hi", add_special_tokens=False)
 
 
+@pytest.mark.parametrize("style", STYLES)
+@pytest.mark.parametrize("vocab", VOCABS)
+@settings(deadline=None)
+@given(texts=batches(), options=encode_options(outputs=True, tensor_types=available_tensor_types()),
+       split=st.sampled_from([None, None, True]))  # fmt: skip
+def test_offsets_take_the_fast_route_and_equal_the_rust_route(fast_folder, pair_cache, vocab, style, texts, options,
+                                                              split):  # fmt: skip
+    """return_offsets_mapping=True: the offsets come from the fast route's per-id character tables."""
+    fast, rust = tokenizers_of(fast_folder, pair_cache, vocab, style)
+    options = dict(options, return_offsets_mapping=True)
+    if split is not None:
+        options["split_special_tokens"] = split
+    got, got_error = outcome(lambda: fast(texts, **options))
+    want, want_error = outcome(lambda: rust(texts, **options))
+    assert type(got_error) is type(want_error), (got_error, want_error)
+    if want_error is None:
+        literal = options.get("return_special_tokens_mask") and any(t.startswith(PREFIX) for t in texts)
+        expect_fast = not (literal and style == "chat-hf" and options.get("add_special_tokens") and not split)
+        if options.get("return_token_type_ids") and not options.get("add_special_tokens"):
+            expect_fast = False
+        added = 2 if style == "chat-hf" and options.get("add_special_tokens") else 0
+        if options.get("truncation") and options["max_length"] <= added:
+            expect_fast = False
+        assert "offset_mapping" in want
+        assert_same(got, want, texts, expect_fast=expect_fast)
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_assistant_masks_come_from_the_ids_and_equal_the_rust_routes(fast_folder, pair_cache, style):
+    """apply_chat_template(return_assistant_tokens_mask=True) and tokenize_chats: the masks from the fast route's
+    ids and character tables (no Rust encodings built) equal those from the Rust route's offsets."""
+    from glm4_tokfix.sft import tokenize_chats
+
+    fast, rust = tokenizers_of(fast_folder, pair_cache, "tiny", style)
+    chats = [
+        [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "你好😀 there", "metadata": "m"}],
+        [{"role": "system", "content": "s"}, {"role": "user", "content": "q"}, {"role": "assistant", "content": "a"},
+         {"role": "user", "content": "é?"}, {"role": "assistant", "content": " two  spaces\n"}],
+    ]  # fmt: skip
+    assert fast._glm4_offset_tables() is not None and rust._glm4_offset_tables() is None
+    for kwargs in ({}, {"padding": True}, {"padding": True, "truncation": True, "max_length": 12}):
+        got = fast.apply_chat_template(chats, return_dict=True, return_assistant_tokens_mask=True, **kwargs)
+        want = rust.apply_chat_template(chats, return_dict=True, return_assistant_tokens_mask=True, **kwargs)
+        assert dict(got) == dict(want)
+        assert any(map(any, got["assistant_masks"]))
+        assert got.glm4_route == "fast" and not got.glm4_encodings_built
+    assert tokenize_chats(fast, chats) == tokenize_chats(rust, chats)
+
+
+def test_a_post_processor_that_trims_offsets_keeps_offsets_on_the_rust_route(fast_folder, tmp_path):
+    def trim(state):
+        state["post_processor"]["processors"][0]["trim_offsets"] = True
+
+    folder = edited_folder(fast_folder("tiny", "chat-hf"), tmp_path / "trimmed", trim)
+    fast, rust = load(folder), load(folder)
+    rust.glm4_fast_path = False
+    assert fast.glm4_fast_route_reason() is None and fast._glm4_offset_tables() is None
+    texts = [PREFIX + "<|user|>\n  Hello, World<|assistant|>", " hi\n\nthere é "]
+    assert_same(fast(texts, padding=True), rust(texts, padding=True), texts)  # plain calls: the fast route
+    kwargs = {"padding": True, "return_offsets_mapping": True}
+    assert_same(fast(texts, **kwargs), rust(texts, **kwargs), texts, expect_fast=False)
+    untrimmed = load(fast_folder("tiny", "chat-hf"))(texts, **kwargs)["offset_mapping"]
+    assert fast(texts, **kwargs)["offset_mapping"] != untrimmed  # trimming moved some: the route matters
+
+
 def test_lazy_batches_pickle_copy_move_and_convert(fast_folder, pair_cache):
     from transformers import BatchEncoding
 

@@ -648,6 +648,18 @@ def resolve_encoder_name(choice: Optional[str] = None) -> str:
 
 
 _UTF8_CONTINUATION = bytes(range(0x80, 0xC0))
+def _offset_tables(pieces: Dict[int, bytes]) -> Tuple[List[int], List[int], frozenset]:
+    """The per-id tables of offsets and assistant masks, from each token id's bytes: how many characters the
+    token starts (its bytes that are not UTF-8 continuation bytes), 1 if it begins inside a character (its
+    first byte is one), and the set of the ids that do. Ids missing from ``pieces`` start nothing."""
+    size = max(pieces, default=-1) + 1
+    starts_chars, begins_inside = [0] * size, [0] * size
+    for i, piece in pieces.items():
+        starts_chars[i] = len(piece.translate(None, _UTF8_CONTINUATION))
+        begins_inside[i] = int(bool(piece) and (piece[0] & 0xC0) == 0x80)
+    return starts_chars, begins_inside, frozenset(i for i, flag in enumerate(begins_inside) if flag)
+
+
 # tiktoken encoding -> ((added-tokens key), (chars started per id, begins-inside-a-character per id))
 _OFFSET_TABLES: "_Cache[Any, Any]" = _Cache()
 # tokenizer -> (added-tokens key, signature, content -> id of the literals a backend splits out), see
@@ -2665,14 +2677,9 @@ class GLM4FixMixin(GLM4ChatMixin, GLM4BatchEncoder, GLM4PaddingMixin):
             return cached[1]
         pieces = dict(self.decoder)
         pieces.update((i, token.content.encode("utf-8")) for i, token in added.items())
-        size = max(pieces) + 1
-        starts_chars, begins_inside = [0] * size, [0] * size
-        for i, piece in pieces.items():
-            starts_chars[i] = len(piece.translate(None, _UTF8_CONTINUATION))
-            begins_inside[i] = int(bool(piece) and (piece[0] & 0xC0) == 0x80)
-        inside_ids = frozenset(i for i, flag in enumerate(begins_inside) if flag)
-        _OFFSET_TABLES[encoding] = (key, (starts_chars, begins_inside, inside_ids))
-        return starts_chars, begins_inside, inside_ids
+        tables = _offset_tables(pieces)
+        _OFFSET_TABLES[encoding] = (key, tables)
+        return tables
 
     def _glm4_generic_offsets(self, encode: Callable[..., Any], rows: List[Tuple[Any, Any]], kwargs: Dict[str, Any]):
         """Run transformers' generic ``encode`` (``_encode_plus``/``_batch_encode_plus``) with offsets.

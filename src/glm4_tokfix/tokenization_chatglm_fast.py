@@ -27,12 +27,14 @@ which already starts with ``[gMASK]<sop>``, gets the prefix twice. This module a
     tokenizer serves many threads at once. ``GLM4FastBackend`` is its former name.
 
 The fast route
-    Plain texts (no pairs, pretokenized words, overflow, offsets or lengths) of a tokenizer whose ``tokenizer.json``
+    Plain texts (no pairs, pretokenized words, overflow or lengths) of a tokenizer whose ``tokenizer.json``
     is provably GLM-4's own (``standard_glm4_vocab``: the ranks are read back from the byte-level vocabulary) go
     through ``ChatGLM4Tokenizer``'s fast path (``GLM4BatchEncoder._glm4_fast_encode`` and its row builders, with
     this tokenizer's encoder backend and prefix policy), not the Rust BPE: the same fields as the Rust route, in a
-    ``GLM4LazyBatchEncoding`` whose Rust encodings that route computes on first access. Anything else, and
-    ``glm4_fast_path = False``, takes the Rust route; ``glm4_fast_route_reason()`` says which applies.
+    ``GLM4LazyBatchEncoding`` whose Rust encodings that route computes on first access. Offsets and assistant
+    masks come from per-id character tables there too, as on the slow fix (unless the post-processor trims
+    offsets). Anything else, and ``glm4_fast_path = False``, takes the Rust route; ``glm4_fast_route_reason()``
+    says which applies.
 
 ``PrefixRule`` / ``prefix_rule``
     How the post-processor adds the prefix (read from its JSON state), with the template's tail and counts.
@@ -73,12 +75,14 @@ from .tokenization_chatglm import (
     FastokensBackend,
     GLM4BatchEncoder,
     GLM4ChatMixin,
+    GLM4FixMixin,
     GLM4PaddingMixin,
     TiktokenBackend,
     _as_id_list,
     _CallState,
     _Cache,
     _NameSet,
+    _offset_tables,
     resolve_encoder_name,
 )
 
@@ -604,11 +608,21 @@ class _FastRoute:
     """What the fast route needs for one state of a Rust tokenizer: its ranks, added tokens and the encoder
     backends made from them (built on first use; shared by threads, never changed but for new backends)."""
 
-    __slots__ = ("ranks", "added", "non_special", "backends")
+    __slots__ = ("ranks", "added", "non_special", "backends", "tables")
 
     def __init__(self, ranks: Dict[bytes, int], added: Dict[str, int], non_special: Dict[str, int]) -> None:
         self.ranks, self.added, self.non_special = ranks, added, non_special
         self.backends: Dict[Tuple[str, bool], Any] = {}
+        self.tables: Optional[Tuple[List[int], List[int], frozenset]] = None
+
+    def offset_tables(self) -> Tuple[List[int], List[int], frozenset]:
+        """The per-id character tables of offsets and assistant masks (``GLM4FixMixin._glm4_offset_tables``)."""
+        tables = self.tables
+        if tables is None:
+            pieces = {index: piece for piece, index in self.ranks.items()}
+            pieces.update((index, content.encode("utf-8")) for content, index in self.added.items())
+            tables = self.tables = _offset_tables(pieces)  # one assignment
+        return tables
 
     def text_encoder(self, name: str, split_special: bool) -> Any:
         backend = self.backends.get((name, split_special))
@@ -782,7 +796,7 @@ class GLM4FastFixMixin(GLM4ChatMixin, GLM4PaddingMixin):
         return "none" if self._glm4_encoder().rule() is None else "adds"
 
     # -- the fast route: plain texts through the slow fix's fast path, when the tokenizer.json is GLM-4's own
-    #: When True (the default), plain texts (no pairs, words, overflow, offsets or lengths) of a tokenizer whose
+    #: When True (the default), plain texts (no pairs, words, overflow or lengths) of a tokenizer whose
     #: ``tokenizer.json`` is provably GLM-4-standard (``standard_glm4_vocab``) are encoded by the slow fix's fast
     #: path on an encoder backend built from the Rust vocabulary: same fields as the Rust route; the
     #: ``BatchEncoding``'s Rust encodings are computed by that route on first access (``GLM4LazyBatchEncoding``).
@@ -854,6 +868,34 @@ class GLM4FastFixMixin(GLM4ChatMixin, GLM4PaddingMixin):
                 raise _NotStandard("the post-processor adds tokens or type ids the fast route does not")
         return None
 
+    # offsets and assistant masks from per-id character tables, as on the slow fix
+    _glm4_offsets = GLM4FixMixin._glm4_offsets
+    _glm4_offsets_of_rows = GLM4FixMixin._glm4_offsets_of_rows
+
+    def _glm4_offset_tables(self) -> Optional[Tuple[List[int], List[int], frozenset]]:
+        """The fast route's per-id character tables (offsets and assistant masks from the ids, as on the slow
+        fix), or None when plain texts do not take the fast route or the post-processor trims offsets (then
+        offsets and masks come from the Rust encodings)."""
+        if not self.glm4_fast_path:
+            return None
+        route, _ = self._glm4_route_state()
+        if route is None:
+            return None
+        try:
+            self._glm4_prefix_policy_ok()
+        except _NotStandard:
+            return None
+        processor = self._tokenizer.post_processor
+        if processor is not None:
+            state = json.loads(processor.__getstate__())
+            for kind in state.get("processors", []) if state.get("type") == "Sequence" else [state]:
+                if kind.get("type") != "TemplateProcessing" and (kind.get("type") != "ByteLevel" or kind.get("trim_offsets", True)):
+                    return None  # ByteLevel(trim_offsets=True) (or another processor) moves the offsets
+        return route.offset_tables()
+
+    def _glm4_stripping_ids(self) -> Dict[int, Any]:
+        return {}  # the fast route's added tokens strip no whitespace (standard_glm4_vocab)
+
     def _glm4_text_encoder(self, split_special_tokens: Optional[bool]) -> Any:
         route = _CALL_ROUTE.get()  # the route this call checked (per thread/task), else the current one
         if route is None:
@@ -880,7 +922,9 @@ class GLM4FastFixMixin(GLM4ChatMixin, GLM4PaddingMixin):
             return False
         if any(map(_SURROGATE.search, items)):
             return False  # the Rust route's own error for a lone surrogate (the fast path would write U+FFFD)
-        if any(convert.get(key) for key in ("return_overflowing_tokens", "return_offsets_mapping", "return_length")):
+        if convert.get("return_overflowing_tokens") or convert.get("return_length"):
+            return False
+        if convert.get("return_offsets_mapping") and self._glm4_offset_tables() is None:
             return False
         if convert.get("return_token_type_ids") and not add_special_tokens:
             return False
@@ -923,6 +967,7 @@ class GLM4FastFixMixin(GLM4ChatMixin, GLM4PaddingMixin):
                 return_token_type_ids=convert.get("return_token_type_ids"),
                 return_attention_mask=convert.get("return_attention_mask"),
                 return_special_tokens_mask=bool(convert.get("return_special_tokens_mask")),
+                return_offsets_mapping=bool(convert.get("return_offsets_mapping")),
                 verbose=convert.get("verbose", True),
                 **options,
             )
