@@ -7,7 +7,6 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Optional
 
 # Nothing in the test suite may reach the network.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -29,6 +28,7 @@ import pytest  # noqa: E402
 from hypothesis import HealthCheck, settings  # noqa: E402
 
 import glm4_tokfix  # noqa: E402
+from glm4_tokfix.testing.runner import missing_package  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 REAL_DIR = Path(os.environ.get("GLM4_TOKFIX_REAL_VOCAB", ROOT.parent / "shared" / "glm-4-9b-chat"))
@@ -67,22 +67,11 @@ requires_real = pytest.mark.skipif(not HAVE_REAL, reason=REAL_SKIP_REASON)
 OPTIONAL_PACKAGES = ("jinja2", "torch", "numpy", "datasets", "trl", "accelerate", "fastokens", "tokenizers", "dill")
 
 
-def _missing_optional(exc: ImportError) -> Optional[str]:
-    import importlib.util
-
-    names = [exc.name.split(".")[0]] if getattr(exc, "name", None) else []
-    names += [name for name in OPTIONAL_PACKAGES if name in str(exc).lower()]  # 'PyTorch is not installed'
-    for name in names:
-        if name in OPTIONAL_PACKAGES and importlib.util.find_spec(name) is None:
-            return name
-    return None
-
-
 def _skip_when_optional_missing():
     try:
         return (yield)
     except ImportError as exc:
-        name = _missing_optional(exc)
+        name = missing_package(exc, OPTIONAL_PACKAGES)
         if name is None:
             raise
         pytest.skip(f"needs {name}, which is not installed ({exc})")

@@ -97,4 +97,3 @@ def test_select_names_unknown_properties():
     assert [p.name for p in select(["pair_encoding", "prefix_idempotent"])] == ["prefix_idempotent", "pair_encoding"]
     with pytest.raises(ValueError, match="unknown property 'nope'; known: prefix_idempotent"):
         select(["nope"])
-

@@ -139,23 +139,24 @@ class _Unavailable(Exception):
     """Raised to hypothesis when the property needs an optional package that is not installed."""
 
 
-def _missing_package(exc: ImportError) -> Optional[str]:
-    """The optional package an ImportError is about, when it is not installed (else None: a real error)."""
+def missing_package(exc: ImportError, packages: Sequence[str] = ("jinja2", "torch", "numpy")) -> Optional[str]:
+    """The one of ``packages`` (optional packages) an ImportError is about, when it is not installed; None
+    when the error is about something else (then it is a real error). The package is the error's module name
+    or a package the message names, case aside (transformers says "PyTorch is not installed")."""
     import importlib.util
 
     names = [exc.name.split(".")[0]] if getattr(exc, "name", None) else []
-    names += [name for name, words in _OPTIONAL.items() if any(word in str(exc) for word in words)]
+    message = str(exc).lower()
+    names += [name for name in packages if name in message]
     for name in names:
+        if name not in packages:
+            continue
         try:
             if importlib.util.find_spec(name) is None:
                 return name
         except (ImportError, ValueError):
             return name
     return None
-
-
-# optional packages a property may need, and the words transformers' ImportErrors name them by
-_OPTIONAL = {"jinja2": ("jinja2",), "torch": ("torch", "PyTorch"), "numpy": ("numpy", "NumPy")}
 
 
 def _key(example: Example) -> bytes:
@@ -166,7 +167,7 @@ def _violation_message(prop: Property, tokenizer: Any, example: Example) -> Opti
     try:
         prop.check(tokenizer, example)
     except ImportError as exc:
-        missing = _missing_package(exc)
+        missing = missing_package(exc)
         if missing is not None:  # not the tokenizer's fault: the property cannot run here
             raise _Unavailable(f"needs {missing}, which is not installed ({exc})") from exc
         return f"{type(exc).__name__} while checking: {exc}"
