@@ -115,10 +115,12 @@ def test_per_row_fields_slot_into_both_row_builders(tok, left):
     bodies = [[10, 11, 12], [13]]
     lengths = [len(b) + len(head) for b in bodies]
     width = max(lengths)
-    field = {"offset_mapping": ([[(0, 1), (1, 2), (2, 4)], [(0, 3)]], (0, 0))}
-    flags = dict(with_types=True, with_special=True, with_mask=True, with_positions=True, body_fields=field)
-    lists = tok._glm4_row_lists([b[:] for b in bodies], head, lengths, [width - n for n in lengths], left, **flags)
-    arrays = tok._glm4_row_arrays("np", [b[:] for b in bodies], head, lengths, width, left, **flags)
+    def flags():  # the row builders take over the field's rows (extended in place): each gets its own
+        field = {"offset_mapping": ([[(0, 1), (1, 2), (2, 4)], [(0, 3)]], (0, 0))}
+        return dict(with_types=True, with_special=True, with_mask=True, with_positions=True, body_fields=field)
+
+    lists = tok._glm4_row_lists([b[:] for b in bodies], head, lengths, [width - n for n in lengths], left, **flags())
+    arrays = tok._glm4_row_arrays("np", [b[:] for b in bodies], head, lengths, width, left, **flags())
     pads = [(0, 0)] * (width - lengths[1])
     short = [(0, 0)] * len(head) + [(0, 3)]
     long = [(0, 0)] * len(head) + [(0, 1), (1, 2), (2, 4)]
