@@ -126,6 +126,19 @@ def test_generic_path_equals_fast_path(tok, batch, tensors):
     assert set(fast) == set(generic)
     for key in fast:
         assert as_lists(fast[key]) == as_lists(generic[key]), key
+        if tensors is not None:
+            assert (fast[key].dtype, fast[key].shape) == (generic[key].dtype, generic[key].shape), key
+
+
+def test_offsets_of_empty_rows_as_arrays_are_ints(tok):
+    fast = tok([""], padding=True, add_special_tokens=False, return_offsets_mapping=True, return_tensors="np")
+    tok.glm4_fast_path = False
+    try:
+        generic = tok([""], padding=True, add_special_tokens=False, return_offsets_mapping=True, return_tensors="np")
+    finally:
+        tok.glm4_fast_path = True
+    assert fast["offset_mapping"].dtype == generic["offset_mapping"].dtype == "int64"
+    assert fast["offset_mapping"].shape == generic["offset_mapping"].shape
 
 
 def test_pairs_map_into_each_text(tok):

@@ -2129,7 +2129,10 @@ class GLM4BatchEncoder:
             rows["special_tokens_mask"] = (~real | (index < len(head))).astype(dtype)
         for key, (values, fill, *heads) in body_fields.items():  # as transformers converts them (per-token values)
             gaps = [width - n for n in lengths]
-            rows[key] = np.asarray(_padded_body_field(values, fill, len(head), gaps, left, *heads))
+            padded = np.asarray(_padded_body_field(values, fill, len(head), gaps, left, *heads))
+            if not padded.size:  # no tokens at all: ints all the same, as transformers' own rows give
+                padded = padded.astype(np.int64)
+            rows[key] = padded
         if with_mask:
             rows["attention_mask"] = real.astype(dtype)
         if with_positions:
