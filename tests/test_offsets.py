@@ -247,3 +247,24 @@ def test_offsets_of_many_rows_equal_each_rows_own(tok, batch, numpy):
     with mock.patch.dict(sys.modules, {} if numpy else {"numpy": None}):
         got = tok._glm4_offsets_of_rows([list(r) for r in rows])
     assert got == [tok._glm4_offsets(r) for r in rows]
+
+
+def test_offsets_past_the_shared_pairs_are_fresh_and_right(tok):
+    """Offsets come from a table of shared ``(start, end)`` tuples for starts < 4096 and widths < 16; a start
+    or width past it, or a negative start (a row that begins inside a character), gets its own tuple."""
+    import numpy as np
+
+    from glm4_tokfix.tokenization_chatglm import _PAIR_STARTS, _PAIR_WIDTHS, _offset_pairs, _pair_table
+
+    starts = np.array([0, 5, _PAIR_STARTS - 1, _PAIR_STARTS, 7, -1, 9000, 3], dtype=np.int64)
+    ends = np.array([1, 20, _PAIR_STARTS + 2, _PAIR_STARTS + 1, 7 + _PAIR_WIDTHS, 2, 9004, 3], dtype=np.int64)
+    pairs = _offset_pairs(starts, ends).tolist()
+    assert pairs == list(zip(starts.tolist(), ends.tolist()))
+    assert all(type(p) is tuple and all(type(v) is int for v in p) for p in pairs)
+    assert pairs[0] is _pair_table()[1] and pairs[2] is _pair_table()[(_PAIR_STARTS - 1) * _PAIR_WIDTHS + 3]
+
+    long_text = "abc defg, 你好世界 " * 400  # over 7,000 characters
+    row = tok.encode(long_text, add_special_tokens=False)
+    got = tok._glm4_offsets_of_rows([list(row), list(row[:3]), [], list(row)])
+    want = tok._glm4_offsets(row)
+    assert got == [want, want[:3], [], want] and want[-1][1] == len(long_text)

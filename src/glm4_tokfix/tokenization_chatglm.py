@@ -886,6 +886,51 @@ def _numpy_table(values: Sequence[int]) -> Any:
     return entry[1]
 
 
+# Offsets rows share their (start, end) tuples: _pair_table()[start * _PAIR_WIDTHS + width] is (start, start + width)
+# for start < _PAIR_STARTS and width < _PAIR_WIDTHS (about 5 MB, built on the first offsets call with numpy, then
+# only read). A tuple per token was most of what offsets cost, as allocations and the collections they set off.
+# A _Table, so it pickles empty (datasets fingerprints of a remote-code tokenizer stay the same after offsets).
+_PAIR_STARTS, _PAIR_WIDTHS = 4096, 16
+_PAIR_TABLE: "_Table" = _Table()
+
+
+def _pair_table() -> Any:
+    """The shared ``(start, end)`` tuples, as a numpy object array (see ``_PAIR_STARTS``)."""
+    table = _PAIR_TABLE.get("pairs")
+    if table is not None:
+        return table
+    import numpy as np
+
+    ints = list(range(_PAIR_STARTS + _PAIR_WIDTHS))
+    table = np.empty(_PAIR_STARTS * _PAIR_WIDTHS, dtype=object)
+    for start in range(_PAIR_STARTS):
+        first = start * _PAIR_WIDTHS
+        for width in range(_PAIR_WIDTHS):
+            table[first + width] = (ints[start], ints[start + width])
+    return _PAIR_TABLE.setdefault("pairs", table)  # two threads may both build it: either table is right
+
+
+def _offset_pairs(starts: Any, ends: Any) -> Any:
+    """``(start, end)`` tuples for numpy int arrays ``starts``/``ends``, as an object array: shared tuples from
+    ``_pair_table()`` where they fit, fresh ones elsewhere."""
+    import numpy as np
+
+    widths = ends - starts
+    # as unsigned, a negative start or width is too large: one comparison each
+    fits = starts.view(np.uint64) < _PAIR_STARTS
+    fits &= widths.view(np.uint64) < _PAIR_WIDTHS
+    keys = starts * _PAIR_WIDTHS
+    keys += widths
+    outside = np.flatnonzero(~fits) if not fits.all() else keys[:0]
+    if outside.size:
+        keys[outside] = 0
+    pairs = _pair_table()[keys]
+    if outside.size:
+        for i, start, end in zip(outside.tolist(), starts[outside].tolist(), ends[outside].tolist()):
+            pairs[i] = (start, end)
+    return pairs
+
+
 def _control_pattern(tokens: Iterable[str]) -> "regex.Pattern[str]":
     longest_first = sorted(set(tokens), key=len, reverse=True)
     return regex.compile("|".join(map(regex.escape, longest_first)) or "(?!)")
@@ -2603,8 +2648,9 @@ class GLM4FixMixin(GLM4ChatMixin, GLM4BatchEncoder, GLM4PaddingMixin):
 
     def _glm4_offsets_of_rows(self, rows: List[List[int]]) -> List[List[Tuple[int, int]]]:
         """``[self._glm4_offsets(ids) for ids in rows]`` in one numpy pass (numpy comes with transformers): a
-        running sum of the characters each token starts over all rows, each row's part of it as a list, and
-        the tokens that begin inside a character found at once (only their starts move back one character)."""
+        running sum of the characters each token starts over all rows, less each row's own start, gives the
+        ends; the starts are the previous ends, one character back for a token that begins inside a
+        character. The tuples are shared ones (``_pair_table``) where they fit."""
         tables = self._glm4_offset_tables()
         try:
             import numpy as np
@@ -2614,20 +2660,20 @@ class GLM4FixMixin(GLM4ChatMixin, GLM4BatchEncoder, GLM4PaddingMixin):
             return [self._glm4_offsets(ids) for ids in rows]
         starts_chars, begins_inside, _ = tables
         flat, bounds = _flat_ids(rows)
-        running = np.cumsum(_numpy_table(starts_chars)[flat])
-        inside = np.flatnonzero(_numpy_table(begins_inside)[flat]).tolist()  # positions in the flat ids
-        out, next_inside = [], 0
-        for start, stop in zip(bounds, bounds[1:]):
-            part = running[start:stop]
-            ends = (part - running[start - 1] if start else part).tolist()
-            offsets = list(zip(chain((0,), ends), ends))
-            while next_inside < len(inside) and inside[next_inside] < stop:
-                i = inside[next_inside] - start
-                begin, end = offsets[i]
-                offsets[i] = (begin - 1, end)
-                next_inside += 1
-            out.append(offsets)
-        return out
+        ends = np.cumsum(_numpy_table(starts_chars)[flat])
+        firsts = np.asarray(bounds[:-1], dtype=np.int64)
+        lengths = np.diff(np.asarray(bounds, dtype=np.int64))
+        before = np.zeros(len(rows), dtype=np.int64)  # characters of the rows before each row
+        later = firsts > 0
+        before[later] = ends[firsts[later] - 1]
+        ends -= np.repeat(before, lengths)
+        starts = np.empty_like(ends)
+        if ends.size:
+            starts[1:] = ends[:-1]
+            starts[firsts[lengths > 0]] = 0
+            starts -= _numpy_table(begins_inside)[flat]
+        pairs = _offset_pairs(starts, ends)
+        return [pairs[start:stop].tolist() for start, stop in zip(bounds, bounds[1:])]
 
     def _glm4_stripping_ids(self) -> Dict[int, Any]:
         """id -> added token, for the added tokens that strip whitespace next to them."""
