@@ -188,3 +188,74 @@ def test_masks_from_ids_on_a_cut_character():
     offsets = tok(rendered, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
     assert out["assistant_masks"] == assistant_token_mask(offsets, spans[0])
     assert sum(out["assistant_masks"]) > 0
+
+
+# ------------------------------------------------------------------ span edges next to added-token literals
+def _marked_render(tok, chats):
+    from glm4_tokfix.chat_templates import marked_template
+
+    rendered, spans = tok._glm4_render_span_marked(
+        marked_template(tok.chat_template), chats, None, None, False, dict(tok.special_tokens_map)
+    )
+    assert rendered is not None
+    return rendered, spans
+
+
+@given(chats=st.lists(_chat, min_size=1, max_size=4), data=st.data())
+def test_literal_edges_equal_character_counts(tok, chats, data):
+    """Counting added-token literals (``_token_ranges_at_literals``) finds the tokens of each span that the running
+    character counts find -- for the shipped template's spans (a reply starts after <|assistant|> and ends before
+    the next turn's token), with literals in the contents too -- and refuses (None) an edge next to no literal."""
+    from glm4_tokfix.tokenization_chatglm import _RowCharacters, _token_ranges_at_literals
+
+    literals = tok._glm4_mask_literals()
+    assert literals is not None
+    rendered, spans = _marked_render(tok, chats)
+    rows = tok(rendered, add_special_tokens=False)["input_ids"]
+    starts_chars, begins_inside, _ = tok._glm4_offset_tables()
+    by_characters = _RowCharacters(starts_chars, begins_inside, rows)
+    assert _token_ranges_at_literals(rows, rendered, spans, literals) == by_characters.token_ranges(spans, [0] * len(rows))
+    # any spans: where every edge is next to a literal or at an end, the same ranges; else None
+    some = [sorted(data.draw(st.lists(st.tuples(st.integers(0, len(t)), st.integers(0, len(t))), max_size=3))) for t in rendered]
+    found = _token_ranges_at_literals(rows, rendered, some, literals)
+    def next_to_literal(text, at, after):
+        return any(text.endswith(c, 0, at) if after else text.startswith(c, at) for c in literals)
+
+    edges_ok = all(
+        (a == 0 or next_to_literal(t, a, True)) and (b == len(t) or next_to_literal(t, b, False))
+        for t, row_spans in zip(rendered, some) for a, b in row_spans if b > a
+    )  # fmt: skip
+    if edges_ok:
+        assert found == by_characters.token_ranges(some, [0] * len(rows))
+    else:
+        assert found is None
+
+
+def test_literal_route_is_taken_and_where_it_cannot_hold_it_is_not(tiny_tok, monkeypatch):
+    """The shipped template's masks come from the literals (no per-token character counts); a tokenizer whose
+    added tokens could overlap themselves, or that splits special tokens, keeps the character counts -- and the
+    masks are the same either way."""
+    import copy
+
+    from glm4_tokfix import tokenization_chatglm as rules
+
+    chats = [[{"role": "user", "content": "a <|assistant|> b"}, {"role": "assistant", "content": "x<|user|>y z"}]] * 3
+    counted = []
+    real = rules._RowCharacters.__init__
+
+    def spy(self, *args):
+        counted.append(1)
+        real(self, *args)
+
+    monkeypatch.setattr(rules._RowCharacters, "__init__", spy)
+    kwargs = dict(tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
+    out = tiny_tok.apply_chat_template(chats, **kwargs)
+    assert not counted and sum(map(sum, out["assistant_masks"])) > 0
+    split = tiny_tok.apply_chat_template(chats, tokenizer_kwargs={"split_special_tokens": True}, **kwargs)
+    assert counted and len(split["assistant_masks"][0]) == len(split["input_ids"][0])
+    other = copy.deepcopy(tiny_tok)
+    other.add_tokens(["<x<x"])  # "<x<x<x" holds two overlapping occurrences of it
+    assert other._glm4_mask_literals() is None
+    counted.clear()
+    assert other.apply_chat_template(chats, **kwargs)["assistant_masks"] == out["assistant_masks"]
+    assert counted

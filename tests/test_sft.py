@@ -156,6 +156,19 @@ def test_truncation_and_the_turn_end(tok, side):
     assert labels_from_mask([5, 6, 7], [0, 1, 0]) == [-100, 6, -100]
 
 
+@given(
+    rows=st.lists(st.tuples(st.integers(0, 200_000), st.integers(0, 3)), max_size=40),
+    turn_end=st.booleans(),
+)
+def test_labels_from_mask_equal_the_per_token_rule(rows, turn_end):
+    """The list route (runs found with bytes.find) gives the per-token rule: the id where the mask is nonzero and,
+    with turn_end, on the token right after a run; -100 elsewhere. Tuples take the per-token route itself."""
+    ids, mask = [i for i, _ in rows], [m for _, m in rows]
+    expected = [i if m or (turn_end and k and mask[k - 1]) else IGNORE_INDEX for k, (i, m) in enumerate(rows)]
+    assert labels_from_mask(ids, mask, turn_end=turn_end) == expected
+    assert labels_from_mask(tuple(ids), tuple(mask), turn_end=turn_end) == expected
+
+
 def test_padding_and_other_promise_breakers_are_refused(tok):
     for kwargs in (
         {"padding": True}, {"padding": "max_length"}, {"return_tensors": "pt"}, {"truncation": True},

@@ -42,7 +42,6 @@ appended ``<|user|>``).
 
 from __future__ import annotations
 
-import re
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 __all__ = [
@@ -67,10 +66,17 @@ def labels_from_mask(input_ids: Sequence[int], mask: Sequence[int], turn_end: bo
         except (TypeError, ValueError):
             flags = None
         if flags is not None:
-            labels = [IGNORE_INDEX] * len(input_ids)
-            for run in _NONZERO_RUNS.finditer(flags):
-                end = min(run.end() + 1, len(input_ids)) if turn_end else run.end()
-                labels[run.start() : end] = input_ids[run.start() : end]
+            flags = flags.translate(_NONZERO_AS_ONE)  # the runs of ones are found by bytes.find, in C
+            n = len(input_ids)
+            labels = [IGNORE_INDEX] * n
+            start = flags.find(1)
+            while start >= 0:
+                stop = flags.find(0, start)
+                if stop < 0:
+                    stop = n
+                end = min(stop + 1, n) if turn_end else stop
+                labels[start:end] = input_ids[start:end]
+                start = flags.find(1, stop)
             return labels
     if not turn_end:
         return [token if bit else IGNORE_INDEX for token, bit in zip(input_ids, mask)]
@@ -81,7 +87,7 @@ def labels_from_mask(input_ids: Sequence[int], mask: Sequence[int], turn_end: bo
     return out
 
 
-_NONZERO_RUNS = re.compile(b"[^\\x00]+")
+_NONZERO_AS_ONE = bytes([0] + [1] * 255)  # bytes.translate table: every nonzero byte -> 1
 
 
 def use_marked_chat_template(tokenizer: Any) -> Any:
@@ -183,6 +189,10 @@ def tokenize_chats(
     if max_length is not None and (isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1):
         raise ValueError(f"max_length must be a positive int or None, got {max_length!r}")
     end_id = _turn_end_id(tokenizer) if supervise_turn_end else None
+
+    # the attention mask of unpadded rows is all ones, and not returned: the tokenizer need not build it
+    template_kwargs = dict(template_kwargs)
+    template_kwargs["tokenizer_kwargs"] = {**(template_kwargs.get("tokenizer_kwargs") or {}), "return_attention_mask": False}
 
     def encode(rows: List[List[Mapping[str, Any]]], limit: Optional[int]) -> Any:
         return tokenizer.apply_chat_template(

@@ -310,6 +310,24 @@ def _first_characters(tokens: Iterable[str]) -> Tuple[str, ...]:
     return tuple(sorted({token[0] for token in tokens if token}))
 
 
+def _overlapping(contents: Sequence[str], itself: bool = False) -> bool:
+    """Whether an added token lies inside another or a suffix of one starts another (splitting is ambiguous);
+    ``itself=True``: also a suffix of one that starts the same one (``"aba"`` in ``"ababa"``), so that no two
+    occurrences of the tokens in any text can overlap."""
+    return any(
+        (a != b or itself)
+        and ((a != b and a in b) or any(a.endswith(b[:k]) for k in range(1, min(len(a), len(b)))))
+        for a in contents
+        for b in contents
+    )
+
+
+@functools.lru_cache(maxsize=32)
+def _disjoint_literals(contents: Tuple[str, ...]) -> bool:
+    """Whether no two occurrences of these added-token literals can overlap in a text (cached)."""
+    return all(contents) and not _overlapping(contents, itself=True)
+
+
 def _may_hold(text: str, starts: Tuple[str, ...]) -> bool:
     """Whether ``text`` holds one of the characters ``starts`` (``_first_characters`` of the added tokens)."""
     for start in starts:
@@ -867,6 +885,55 @@ class _RowCharacters:
             if hi > lo:
                 found.append((lo, hi))
         return found
+
+
+def _token_ranges_at_literals(
+    rows: Sequence[Sequence[int]], texts: Sequence[str], spans: Sequence[Sequence[Tuple[int, int]]],
+    literals: Mapping[str, int],
+) -> Optional[List[List[Tuple[int, int]]]]:  # fmt: skip
+    """``_RowCharacters.token_ranges`` without the characters of every token, for spans whose edges are next to
+    added-token literals (or at the text's ends), as in GLM-4's templates: a reply starts after ``<|assistant|>``
+    and ends before the next turn's token or at the end. None when an edge is elsewhere.
+
+    ``rows`` must be the texts' own encodings (nothing added, nothing cut) with ``literals`` (content -> id)
+    split out as their ids, ids BPE never makes, and no two occurrences of the literals able to overlap in a
+    text (``GLM4ChatMixin._glm4_mask_literals``). Then the k-th occurrence of a literal in a text is the k-th
+    occurrence of its id in the row, and no token crosses an edge: the tokens before an edge are counted
+    with ``str.count`` and ``list.index``, in C.
+    """
+    items = tuple(literals.items())
+    out: List[List[Tuple[int, int]]] = []
+    for row, text, row_spans in zip(rows, texts, spans):
+        ranges = []
+        for a, b in sorted(row_spans):
+            if b <= a:
+                continue
+            lo = 0 if a == 0 else _token_next_to(row, text, a, items, True)
+            hi = len(row) if b == len(text) else _token_next_to(row, text, b, items, False)
+            if lo is None or hi is None:
+                return None
+            if hi > lo:
+                ranges.append((lo, hi))
+        out.append(ranges)
+    return out
+
+
+def _token_next_to(row: Sequence[int], text: str, at: int, literals: Tuple[Tuple[str, int], ...], after: bool) -> Optional[int]:
+    """The index of the first token after (``after``) or at the literal that ends (starts) at character ``at`` of
+    ``text``; None when no literal does, or the row does not hold its id that often."""
+    for content, index in literals:
+        if (text.endswith(content, 0, at) if after else text.startswith(content, at)):
+            break
+    else:
+        return None
+    seen = text.count(content, 0, at) + (0 if after else 1)  # its occurrences up to and with this one
+    position = -1
+    try:
+        for _ in range(seen):
+            position = row.index(index, position + 1)
+    except (ValueError, TypeError, AttributeError):
+        return None
+    return position + 1 if after else position
 
 
 # id(list) -> (the list, it as a numpy array): the per-id tables of _RowCharacters and offsets (the list is kept, so
@@ -1798,12 +1865,7 @@ class GLM4BatchEncoder:
         literals: Optional[Dict[str, int]] = None
         contents = [content for _, content in signature]
         plain = all(not (t.lstrip or t.rstrip or t.single_word) for t in added.values())
-        overlapping = any(
-            a != b and (a in b or any(a.endswith(b[:k]) for k in range(1, min(len(a), len(b)))))
-            for a in contents
-            for b in contents
-        )
-        if plain and not overlapping and len(set(contents)) == len(contents) and all(contents):
+        if plain and not _overlapping(contents) and len(set(contents)) == len(contents) and all(contents):
             literals = {content: i for i, content in signature}
         _ADDED_LITERALS[self] = (key, signature, literals)
         return literals
@@ -2428,8 +2490,12 @@ class GLM4ChatMixin:
         masks: Optional[List[List[int]]] = None
         if tables is not None:
             out = self(texts, add_special_tokens=False, return_tensors=None, **options, **tokenizer_kwargs)
+            split = tokenizer_kwargs.get("split_special_tokens")
+            if split is None:
+                split = getattr(self, "split_special_tokens", False)
+            literals = None if options["truncation"] or split else self._glm4_mask_literals()
             masks = self._glm4_masks_from_ids(
-                out, rendered, spans, batched, tables, bool(options["truncation"]), padded
+                out, rendered, spans, batched, tables, bool(options["truncation"]), padded, literals
             )
         if masks is None:
             want_offsets = tokenizer_kwargs.pop("return_offsets_mapping", False)
@@ -2455,8 +2521,13 @@ class GLM4ChatMixin:
         tables: Tuple[List[int], List[int], Any],
         truncated: bool,
         padded: bool,
+        literals: Optional[Mapping[str, int]] = None,
     ) -> Optional[List[List[int]]]:
-        """Each row's assistant mask from its ids, or None when the rows are not one per text (then offsets)."""
+        """Each row's assistant mask from its ids, or None when the rows are not one per text (then offsets).
+
+        ``literals``: the added tokens of ``_glm4_mask_literals`` when the rows are the texts' whole encodings;
+        spans whose edges are next to them are found by counting them (``_token_ranges_at_literals``), else
+        by the characters of every token (``_RowCharacters``)."""
         rows = out["input_ids"] if batched else [out["input_ids"]]
         if len(rows) != len(rendered):
             return None
@@ -2474,19 +2545,30 @@ class GLM4ChatMixin:
                 real.append((row[lead : lead + n_real] if n_real < width else row, lead))
             else:
                 real.append((row, 0))
-        chars = _RowCharacters(tables[0], tables[1], [ids for ids, _ in real])
-        shifts = []
-        for total, text in zip(chars.totals(), rendered):
-            if total > len(text) or (not truncated and total != len(text)):
-                return None  # not the plain encoding of the text: let the offsets decide
-            shifts.append(len(text) - total if left_cut and total < len(text) else 0)  # a left cut keeps the end
+        found = None
+        if literals is not None and not truncated:
+            found = _token_ranges_at_literals([ids for ids, _ in real], rendered, spans, literals)
+        if found is None:
+            chars = _RowCharacters(tables[0], tables[1], [ids for ids, _ in real])
+            shifts = []
+            for total, text in zip(chars.totals(), rendered):
+                if total > len(text) or (not truncated and total != len(text)):
+                    return None  # not the plain encoding of the text: let the offsets decide
+                shifts.append(len(text) - total if left_cut and total < len(text) else 0)  # a left cut keeps the end
+            found = chars.token_ranges(spans, shifts)
         masks = []
-        for row, (_, lead), ranges in zip(rows, real, chars.token_ranges(spans, shifts)):
+        for row, (_, lead), ranges in zip(rows, real, found):
             mask = [0] * len(row)
             for lo, hi in ranges:
                 mask[lead + lo : lead + hi] = [1] * (hi - lo)
             masks.append(mask)
         return masks
+
+    def _glm4_mask_literals(self) -> Optional[Dict[str, int]]:
+        """content -> id of the added tokens that this tokenizer's encodings split out as their ids, ids that BPE
+        never makes, when no two occurrences of them can overlap in a text (``_token_ranges_at_literals``);
+        None when that is not known to hold."""
+        return None
 
     def _glm4_control_tokens(self, template: str) -> List[str]:
         """The tokens ``sanitize_control_tokens=True`` encodes as text in user input, as transformers 5.24
@@ -2674,6 +2756,12 @@ class GLM4FixMixin(GLM4ChatMixin, GLM4BatchEncoder, GLM4PaddingMixin):
             starts -= _numpy_table(begins_inside)[flat]
         pairs = _offset_pairs(starts, ends)
         return [pairs[start:stop].tolist() for start, stop in zip(bounds, bounds[1:])]
+
+    def _glm4_mask_literals(self) -> Optional[Dict[str, int]]:
+        literals = self._glm4_added_literals()  # None: stripping, single-word or overlapping tokens
+        if literals is None or any(index in self.decoder for index in literals.values()):
+            return None
+        return literals if _disjoint_literals(tuple(sorted(literals))) else None
 
     def _glm4_stripping_ids(self) -> Dict[int, Any]:
         """id -> added token, for the added tokens that strip whitespace next to them."""

@@ -80,8 +80,10 @@ from .tokenization_chatglm import (
     _as_id_list,
     _CallState,
     _Cache,
+    _disjoint_literals,
     _NameSet,
     _offset_tables,
+    _overlapping,
     resolve_encoder_name,
 )
 
@@ -524,15 +526,6 @@ def _byte_decoder() -> Dict[str, int]:
     return mapping
 
 
-def _overlapping(contents: Sequence[str]) -> bool:
-    """Whether an added token lies inside another or a suffix of one starts another (splitting is ambiguous)."""
-    return any(
-        a != b and (a in b or any(a.endswith(b[:k]) for k in range(1, min(len(a), len(b)))))
-        for a in contents
-        for b in contents
-    )
-
-
 def standard_glm4_vocab(state: Dict[str, Any]) -> Tuple[Optional[Tuple[Dict[bytes, int], Dict[str, int], Dict[str, int]]], str]:
     """``((ranks, added, added_non_special), "")`` when a ``tokenizer.json`` (its parsed JSON) encodes exactly as
     GLM-4's tiktoken BPE over ``ranks`` does, else ``(None, reason)``.
@@ -904,6 +897,16 @@ class GLM4FastFixMixin(GLM4ChatMixin, GLM4PaddingMixin):
 
     def _glm4_stripping_ids(self) -> Dict[int, Any]:
         return {}  # the fast route's added tokens strip no whitespace (standard_glm4_vocab)
+
+    def _glm4_mask_literals(self) -> Optional[Dict[str, int]]:
+        """The fast route's added tokens (standard_glm4_vocab: ids outside the BPE vocabulary, not overlapping one
+        another), when no one of them can overlap itself either; None off the fast route."""
+        if self._glm4_offset_tables() is None:
+            return None
+        route, _ = self._glm4_route_state()
+        if route is None or not _disjoint_literals(tuple(sorted(route.added))):
+            return None
+        return route.added
 
     def _glm4_text_encoder(self, split_special_tokens: Optional[bool]) -> Any:
         route = _CALL_ROUTE.get()  # the route this call checked (per thread/task), else the current one
