@@ -22,9 +22,13 @@ and half as many two-message chats built from them (about as many tokens).
 Each cell is the median of ``--repeat`` rounds; a round runs every cell once, in turn (interleaved, so a slow
 spell of the shared machine hits all alike). Every figure is printed as a ratio to ``raw``: tiktoken's
 ``encode_ordinary`` over the texts in a loop, one thread. A route a tokenizer does not offer prints its
-error class. The target lines below the table compare two cells as the median of their per-round ratios
-(both cells of a round run within seconds of each other; ``--json`` also gives every round's times). It
-asserts nothing about speed.
+error class.
+
+The target lines below the table are measured apart, in pairs: the two cells a target compares run back to
+back, ``--pairs`` times (default: twice ``--repeat``), in alternating order, and the line gives the median of
+those per-pair ratios. In the table the two cells of a target can be tens of seconds apart in a round, and on
+a shared machine that moved their ratio by up to 30%. ``--json`` gives every round and every pair. It asserts
+nothing about speed.
 """
 
 from __future__ import annotations
@@ -62,6 +66,7 @@ def main() -> int:
     parser.add_argument("--remote-code", type=Path, default=None)
     parser.add_argument("--texts", type=int, default=2000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--pairs", type=int, default=None, help="rounds of each target pair (default: 2 x --repeat)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args()
@@ -136,6 +141,27 @@ def main() -> int:
                     result = fn()
                     times[(name, route)].append(time.perf_counter() - start)
                     del result
+        # the targets: (cell, cell it is compared with), each pair run back to back, in alternating order
+        targets = []
+        for name in [n for n in ("tiktoken", "fastokens") if n in columns]:
+            targets += [((name, "pt"), (name, "list")), ((name, "offsets"), (name, "list")),
+                        ((name, "chat"), (name, "render+list")), ((name, "sft"), (name, "render+list"))]  # fmt: skip
+        if "fastokens" in columns:
+            targets.append((("fastokens", "list"), ("raw", "raw")))
+        targets += [(("hf-fast-patched", "list"), (name, "list")) for name in ("tiktoken", "fastokens") if name in columns]
+        targets = [(a, b) for a, b in targets if a in times and b in times]
+        paired = {(a, b): [] for a, b in targets}
+        for k in range(args.pairs or 2 * args.repeat):
+            for a, b in targets:
+                took = {}
+                for key in ((a, b) if k % 2 == 0 else (b, a)):
+                    gc.collect()
+                    time.sleep(0.1)
+                    start = time.perf_counter()
+                    result = cells[key[0]][key[1]]()
+                    took[key] = time.perf_counter() - start
+                    del result
+                paired[(a, b)].append(took[a] / took[b])
         median = {key: statistics.median(ts) for key, ts in times.items()}
         n_tokens = sum(map(len, cells["raw"]["raw"]()))
         chat_tokens = sum(map(len, base.apply_chat_template(chats, tokenize=True, return_dict=False)))
@@ -157,6 +183,7 @@ def main() -> int:
         "ratios_to_raw": {f"{n}/{r}": s / baseline for (n, r), s in median.items()},
         "rounds": {f"{n}/{r}": ts for (n, r), ts in times.items()},
         "unavailable": {f"{n}/{r}": e for (n, r), e in errors.items()},
+        "paired_ratios": {f"{a[0]}/{a[1]} : {b[0]}/{b[1]}": rs for (a, b), rs in paired.items()},
     }
     if args.json:
         print(json.dumps(report, indent=2))
@@ -175,12 +202,12 @@ def main() -> int:
             row.append(f"{median[key] / baseline:.2f}x" if key in median else errors.get(key, "-"))
         print(f"| {route} | " + " | ".join(row) + " |")
 
-    def ratio(a, b):  # the median of the per-round ratios: both cells of a round ran within seconds of each other
-        if a not in times or b not in times:
+    def ratio(a, b):  # the median of the pairs' ratios: the two cells ran back to back
+        if (a, b) not in paired:
             return float("nan")
-        return statistics.median(x / y for x, y in zip(times[a], times[b]))
+        return statistics.median(paired[(a, b)])
 
-    print()
+    print(f"\ntargets: each the median of {len(next(iter(paired.values()), []))} pairs run back to back")
     for name in [n for n in ("tiktoken", "fastokens") if n in columns]:
         print(f"{name}: pt / list {ratio((name, 'pt'), (name, 'list')):.2f}x (target <= 1.3); offsets / list "
               f"{ratio((name, 'offsets'), (name, 'list')):.2f}x (target <= 1.3); chat / (render+list) "
