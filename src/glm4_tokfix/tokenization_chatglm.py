@@ -2472,10 +2472,11 @@ class GLM4ChatMixin:
     ):
         """``self(rendered, add_special_tokens=False, ...)`` plus ``assistant_masks`` from the spans.
 
-        On a tokenizer with per-id character tables (``GLM4FixMixin``) the masks come from the ids: each
-        token's character range is a running sum of the characters its bytes start, so a span's tokens are
-        found by bisection (the same tokens ``assistant_token_mask`` picks from the offsets). Otherwise, or
-        with options that reshape rows (overflow, offsets asked for), from the offsets.
+        On a tokenizer with per-id character tables (``GLM4FixMixin``) the masks come from the ids: spans whose
+        edges are next to added-token literals by counting those literals (``_token_ranges_at_literals``), others
+        from each token's character range, a running sum of the characters its bytes start (the same tokens
+        ``assistant_token_mask`` picks from the offsets). Otherwise, or with options that reshape rows
+        (overflow, offsets asked for), from the offsets.
         """
         from transformers.tokenization_utils_base import BatchEncoding
 
