@@ -178,8 +178,10 @@ def test_assistant_masks_come_from_the_ids_and_equal_the_rust_routes(fast_folder
         [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "你好😀 there", "metadata": "m"}],
         [{"role": "system", "content": "s"}, {"role": "user", "content": "q"}, {"role": "assistant", "content": "a"},
          {"role": "user", "content": "é?"}, {"role": "assistant", "content": " two  spaces\n"}],
+        [{"role": "user", "content": "x <|assistant|> y"}, {"role": "assistant", "content": "a<|user|>b<|assistant|>"}],
     ]  # fmt: skip
     assert fast._glm4_offset_tables() is not None and rust._glm4_offset_tables() is None
+    assert fast._glm4_mask_literals() is not None and rust._glm4_mask_literals() is None  # spans found by literals
     for kwargs in ({}, {"padding": True}, {"padding": True, "truncation": True, "max_length": 12}):
         got = fast.apply_chat_template(chats, return_dict=True, return_assistant_tokens_mask=True, **kwargs)
         want = rust.apply_chat_template(chats, return_dict=True, return_assistant_tokens_mask=True, **kwargs)
