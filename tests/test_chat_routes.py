@@ -229,6 +229,7 @@ def test_literal_edges_equal_character_counts(tok, chats, data):
         assert found == by_characters.token_ranges(some, [0] * len(rows))
     else:
         assert found is None
+    assert _token_ranges_at_literals(rows, rendered, [[(0, len(t) + 1)] for t in rendered], literals) is None
 
 
 def test_literal_route_is_taken_and_where_it_cannot_hold_it_is_not(tiny_tok, monkeypatch):

@@ -908,6 +908,8 @@ def _token_ranges_at_literals(
         for a, b in sorted(row_spans):
             if b <= a:
                 continue
+            if a < 0 or b > len(text):
+                return None
             lo = 0 if a == 0 else _token_next_to(row, text, a, items, True)
             hi = len(row) if b == len(text) else _token_next_to(row, text, b, items, False)
             if lo is None or hi is None:
