@@ -2548,11 +2548,12 @@ class GLM4ChatMixin:
                 real.append((row[lead : lead + n_real] if n_real < width else row, lead))
             else:
                 real.append((row, 0))
+        real_ids = [ids for ids, _ in real]
         found = None
         if literals is not None and not truncated:
-            found = _token_ranges_at_literals([ids for ids, _ in real], rendered, spans, literals)
+            found = _token_ranges_at_literals(real_ids, rendered, spans, literals)
         if found is None:
-            chars = _RowCharacters(tables[0], tables[1], [ids for ids, _ in real])
+            chars = _RowCharacters(tables[0], tables[1], real_ids)
             shifts = []
             for total, text in zip(chars.totals(), rendered):
                 if total > len(text) or (not truncated and total != len(text)):
