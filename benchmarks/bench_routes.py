@@ -13,7 +13,8 @@ Columns (tokenizers, all on ``--vocab``'s vocabulary; default ../shared/glm-4-9b
   current file (tests/standins) in a temporary folder.
 
 Rows (routes): ``list`` = ``tok(texts, padding=True)``; ``pt`` = the same with ``return_tensors="pt"``;
-``offsets`` = the list call with ``return_offsets_mapping=True``; ``chat`` =
+``offsets`` = the list call with ``return_offsets_mapping=True``; ``offsets-pt`` = the same with
+``return_tensors="pt"`` (compared with ``pt``); ``chat`` =
 ``apply_chat_template(chats, tokenize=True)``; ``render+list`` = ``apply_chat_template(chats, tokenize=False)``
 then ``tok(rendered, add_special_tokens=False)``; ``sft`` = ``glm4_tokfix.sft.tokenize_chats(tok, chats)``
 (assistant masks and labels). ``--texts`` mixed texts (bench_encode's, ~250 tokens each on the real vocabulary),
@@ -115,6 +116,7 @@ def main() -> int:
                 "list": lambda: tok(texts, padding=True),
                 "pt": lambda: tok(texts, padding=True, return_tensors="pt"),
                 "offsets": lambda: tok(texts, padding=True, return_offsets_mapping=True),
+                "offsets-pt": lambda: tok(texts, padding=True, return_offsets_mapping=True, return_tensors="pt"),
                 "chat": lambda: tok.apply_chat_template(chats, tokenize=True),
                 "render+list": lambda: tok(tok.apply_chat_template(chats, tokenize=False), add_special_tokens=False),
                 "sft": lambda: tokenize_chats(tok, chats),
@@ -145,6 +147,7 @@ def main() -> int:
         targets = []
         for name in [n for n in ("tiktoken", "fastokens") if n in columns]:
             targets += [((name, "pt"), (name, "list")), ((name, "offsets"), (name, "list")),
+                        ((name, "offsets-pt"), (name, "pt")),
                         ((name, "chat"), (name, "render+list")), ((name, "sft"), (name, "render+list"))]  # fmt: skip
         if "fastokens" in columns:
             targets.append((("fastokens", "list"), ("raw", "raw")))
@@ -210,7 +213,8 @@ def main() -> int:
     print(f"\ntargets: each the median of {len(next(iter(paired.values()), []))} pairs run back to back")
     for name in [n for n in ("tiktoken", "fastokens") if n in columns]:
         print(f"{name}: pt / list {ratio((name, 'pt'), (name, 'list')):.2f}x (target <= 1.3); offsets / list "
-              f"{ratio((name, 'offsets'), (name, 'list')):.2f}x (target <= 1.3); chat / (render+list) "
+              f"{ratio((name, 'offsets'), (name, 'list')):.2f}x (target <= 1.3); offsets-pt / pt "
+              f"{ratio((name, 'offsets-pt'), (name, 'pt')):.2f}x; chat / (render+list) "
               f"{ratio((name, 'chat'), (name, 'render+list')):.2f}x (target <= 1.3); sft / (render+list) "
               f"{ratio((name, 'sft'), (name, 'render+list')):.2f}x (target <= 1.5)")
     if "fastokens" in columns:
