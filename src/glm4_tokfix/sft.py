@@ -42,6 +42,7 @@ appended ``<|user|>``).
 
 from __future__ import annotations
 
+from collections import abc
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 __all__ = [
@@ -131,7 +132,7 @@ def _own_rows(rows: Sequence[Any]) -> List[List[int]]:
 
 def _check_template_kwargs(template_kwargs: Mapping[str, Any]) -> None:
     nested = template_kwargs.get("tokenizer_kwargs") or {}
-    if not isinstance(nested, Mapping):
+    if not isinstance(nested, abc.Mapping):
         raise TypeError(f"tokenizer_kwargs must be a dict, got {type(nested).__name__}")
     for where, given in (("", template_kwargs), ("tokenizer_kwargs ", nested)):
         refused = [key for key in _REFUSED if key in given]
@@ -184,7 +185,7 @@ def tokenize_chats(
     if not chats:
         return {"input_ids": [], "assistant_masks": [], "labels": []}
     for i, chat in enumerate(chats):
-        if not isinstance(chat, (list, tuple)) or not all(isinstance(m, Mapping) for m in chat):
+        if not isinstance(chat, (list, tuple)) or not all(isinstance(m, abc.Mapping) for m in chat):  # not typing's: slow
             raise TypeError(f"chat {i} must be a list of message dicts, got {type(chat).__name__}")
     if max_length is not None and (isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1):
         raise ValueError(f"max_length must be a positive int or None, got {max_length!r}")

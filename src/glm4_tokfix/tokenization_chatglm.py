@@ -768,13 +768,22 @@ def _span_marked_template(marked: str) -> str:
     return _GENERATION_TAGS.sub(block, marked)
 
 
-def _split_span_markers(text: str, marker: str) -> Optional[Tuple[str, List[Tuple[int, int]]]]:
+def _split_span_markers(text: str, marker: str, digits: str) -> Optional[Tuple[str, List[Tuple[int, int]]]]:
     """The rendering without ``marker`` + "<"/">" and the (start, end) of each marked block in it; None
-    when the markers do not alternate open, close (then the generation tracker decides)."""
-    parts = text.split(marker)
-    pieces, spans, at, start = [parts[0]], [], len(parts[0]), None
+    when the markers do not alternate open, close, or ``digits`` (the end of ``marker``, which no text holds
+    by chance) appear without the rest of the marker (the template changed it): then the generation tracker
+    decides. The text is searched once, for the digits."""
+    parts = text.split(digits)
+    head = marker[: len(marker) - len(digits)]
+    pieces, spans, at, start = [], [], 0, None
+    before = parts[0]
     for part in parts[1:]:
-        kind, body = part[:1], part[1:]
+        if not before.endswith(head):
+            return None
+        before = before[: len(before) - len(head)]
+        pieces.append(before)
+        at += len(before)
+        kind = part[:1]
         if kind == "<" and start is None:
             start = at
         elif kind == ">" and start is not None:
@@ -782,8 +791,8 @@ def _split_span_markers(text: str, marker: str) -> Optional[Tuple[str, List[Tupl
             start = None
         else:
             return None
-        pieces.append(body)
-        at += len(body)
+        before = part[1:]
+    pieces.append(before)
     return ("".join(pieces), spans) if start is None else None
 
 
@@ -2445,8 +2454,8 @@ class GLM4ChatMixin:
             return None, None
         rendered, spans = [], []
         for text in texts:
-            split = _split_span_markers(text, marker)
-            if split is None or digits in split[0]:  # a marker the template changed (say, upper-cased)
+            split = _split_span_markers(text, marker, digits)
+            if split is None:  # e.g. a marker the template changed (say, upper-cased)
                 return None, None
             rendered.append(split[0])
             spans.append(split[1])
