@@ -268,3 +268,21 @@ def test_offsets_past_the_shared_pairs_are_fresh_and_right(tok):
     got = tok._glm4_offsets_of_rows([list(row), list(row[:3]), [], list(row)])
     want = tok._glm4_offsets(row)
     assert got == [want, want[:3], [], want] and want[-1][1] == len(long_text)
+
+
+@given(batch=batches(max_size=4), tensors=st.sampled_from([None, "np"]), side=st.sampled_from(["left", "right"]))
+def test_fast_path_offsets_without_the_tables_are_the_same(tok, batch, tensors, side):
+    """Without per-id tables (a tokenizer whose tiktoken encoding cannot be cached) each row's offsets are its
+    own walk, padded as lists and converted by transformers: the same output as the numpy route's."""
+    from unittest import mock
+
+    kwargs = dict(padding=True, padding_side=side, return_offsets_mapping=True, return_tensors=tensors)
+    want = tok(batch, **kwargs)
+    from glm4_tokfix import tokenization_chatglm
+
+    with mock.patch.object(type(tok), "_glm4_offset_tables", lambda self: None), \
+            mock.patch.object(tokenization_chatglm, "_offset_pairs", pytest.fail):  # the numpy route is not taken
+        got = tok(batch, **kwargs)
+    assert set(got) == set(want)
+    for key in want:
+        assert as_lists(got[key]) == as_lists(want[key]), key
