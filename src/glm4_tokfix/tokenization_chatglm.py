@@ -1042,34 +1042,35 @@ def _offset_arrays(
     return flat, starts, ends, bounds
 
 
+def _offset_lists(arrays: Tuple[Any, Any, Any, List[int]]) -> List[List[Tuple[int, int]]]:
+    """Each row's offsets of ``_offset_arrays`` as a list of ``(start, end)`` tuples, shared ones
+    (``_pair_table``) where they fit."""
+    _, starts, ends, bounds = arrays
+    pairs = _offset_pairs(starts, ends)
+    return [pairs[start:stop].tolist() for start, stop in zip(bounds, bounds[1:])]
+
+
 class _OffsetRows:
     """The offsets of a fast-path call (``_offset_arrays`` of its texts' whole ids), kept as arrays until the
     rows' form is known: lists of ``(start, end)`` tuples (``body_field``, padded by ``_glm4_row_lists``) or
-    one ``(rows, width, 2)`` array (``padded_array``, for ``return_tensors``: no tuple is made; the rows' ids
-    then come from the same arrays, ``token_ids``).
+    one ``(rows, width, 2)`` array (``placement`` then ``padded_array``, for ``return_tensors``: no tuple is
+    made; the rows' ids then come from the same arrays, ``token_ids``).
 
-    Each row is its ids' offsets cut like the ids (``kept[i]``, set once the bodies are cut): ``n_prefix``
-    tokens under the prefix first, ``(0, 0)`` for an added prefix and the text's own offsets for a
-    ``literal[i]`` one, then the body's."""
+    Each row is its ids' offsets cut like the ids (``kept[i]``, the slice of its ids its body keeps):
+    ``n_prefix`` tokens under the prefix first, ``(0, 0)`` for an added prefix and the text's own offsets for
+    a ``literal[i]`` one, then the body's."""
 
     def __init__(
-        self, literal: List[bool], n_prefix: int, arrays: Optional[Tuple[Any, Any, Any, List[int]]] = None,
-        lists: Optional[List[List[Tuple[int, int]]]] = None,
+        self, literal: List[bool], n_prefix: int, kept: List[slice],
+        arrays: Optional[Tuple[Any, Any, Any, List[int]]] = None, lists: Optional[List[List[Tuple[int, int]]]] = None,
     ) -> None:  # fmt: skip
         self.arrays, self.lists = arrays, lists  # one of them: without numpy or tables, the rows' own lists
-        self.literal, self.n_prefix = literal, n_prefix
-        self.kept: List[slice] = []
-        self._placed: Optional[Tuple[Any, ...]] = None
+        self.literal, self.n_prefix, self.kept = literal, n_prefix, kept
 
     def body_field(self) -> Tuple[Any, ...]:
         """``(bodies' offsets, (0, 0), heads)`` for ``_padded_body_field``: lists of shared tuples."""
         n_prefix = self.n_prefix
-        if self.lists is not None:
-            offsets = self.lists
-        else:
-            _, starts, ends, bounds = self.arrays
-            pairs = _offset_pairs(starts, ends)
-            offsets = [pairs[start:stop].tolist() for start, stop in zip(bounds, bounds[1:])]
+        offsets = self.lists if self.lists is not None else _offset_lists(self.arrays)
         heads = [offs[:n_prefix] if lit else None for offs, lit in zip(offsets, self.literal)]
         for offs, k in zip(offsets, self.kept):  # cut like the ids, in place (the lists are this call's)
             if k.stop < len(offs):
@@ -1078,13 +1079,14 @@ class _OffsetRows:
                 del offs[: k.start]
         return offsets, (0, 0), heads
 
-    def _placement(self, lengths: List[int], width: int, left: bool) -> Tuple[Any, Any]:
-        """``(source, target)`` of every real token of the rows (``lengths[i]`` each, prefix included), in order:
-        where its id and offsets are in the whole texts' arrays extended by the added prefix (the j-th token
-        under an added prefix is at ``len(flat) + j``), and where it goes in a flat ``rows * width`` batch
-        padded on the ``left`` or right."""
-        if self._placed is not None and self._placed[0] == (width, left):
-            return self._placed[1:]
+    def placement(self, lengths: List[int], width: int, left: bool) -> Optional[Tuple[Any, Any, Tuple[int, int]]]:
+        """``(source, target, shape)`` of every real token of the rows (``lengths[i]`` each, prefix included), in
+        order: where its id and offsets are in the whole texts' arrays extended by the added prefix (the j-th
+        token under an added prefix is at ``len(flat) + j``), where it goes in a flat ``rows * width`` batch
+        padded on the ``left`` or right, and that batch's shape. None without the arrays, or with no tokens at
+        all (then transformers' conversion of the lists decides the shape)."""
+        if self.arrays is None or not any(lengths):
+            return None
         import numpy as np
 
         flat, _, _, bounds = self.arrays
@@ -1099,35 +1101,28 @@ class _OffsetRows:
             own = np.repeat(np.asarray(self.literal, dtype=bool), counts)[under]
             source[under] = np.where(own, np.repeat(firsts, counts)[under], flat.size) + j[under]
         rows = np.arange(len(lengths), dtype=np.int64) * width + (width - counts if left else 0)
-        self._placed = ((width, left), source, j + np.repeat(rows, counts))
-        return self._placed[1:]
+        return source, j + np.repeat(rows, counts), (len(lengths), width)
 
-    def token_ids(self, head: List[int], lengths: List[int], width: int, left: bool) -> Optional[Any]:
+    def token_ids(self, head: List[int], placement: Tuple[Any, Any, Tuple[int, int]]) -> Any:
         """The rows' real ids in order (``head`` under an added prefix), int64, from the arrays the offsets came
-        from: what ``ids[real]`` of ``_glm4_row_arrays`` takes. None when ``padded_array`` is."""
-        if self.arrays is None or not any(lengths):
-            return None
+        from: what ``ids[real]`` of ``_glm4_row_arrays`` takes."""
         import numpy as np
 
-        source, _ = self._placement(lengths, width, left)
-        return np.concatenate([self.arrays[0], np.asarray(head, dtype=np.int64)])[source]
+        return np.concatenate([self.arrays[0], np.asarray(head, dtype=np.int64)])[placement[0]]
 
-    def padded_array(self, lengths: List[int], width: int, left: bool) -> Optional[Any]:
-        """The offsets as one int64 array of shape ``(rows, width, 2)``: each row's ``lengths[i]`` tokens padded on
-        the ``left`` or right, ``(0, 0)`` on pads and under an added prefix. None without the arrays, or with
-        no tokens at all (then transformers' conversion of the lists decides the shape)."""
-        if self.arrays is None or not any(lengths):
-            return None
+    def padded_array(self, placement: Tuple[Any, Any, Tuple[int, int]]) -> Any:
+        """The offsets as one int64 array of shape ``(rows, width, 2)``, ``(0, 0)`` on pads and under an added
+        prefix."""
         import numpy as np
 
-        source, target = self._placement(lengths, width, left)
+        source, target, shape = placement
         _, starts, ends, _ = self.arrays
-        out = np.zeros((len(lengths) * width, 2), dtype=np.int64)
+        out = np.zeros((shape[0] * shape[1], 2), dtype=np.int64)
         padding = np.zeros(self.n_prefix, dtype=np.int64)  # an added prefix's (0, 0)
         for column, values in ((0, starts), (1, ends)):  # one column at a time: 1-d gathers, about twice as fast
             column_view = out[:, column]
             column_view[target] = np.concatenate([values, padding])[source]
-        return out.reshape(len(lengths), width, 2)
+        return out.reshape(*shape, 2)
 
 
 def _control_pattern(tokens: Iterable[str]) -> "regex.Pattern[str]":
@@ -2150,14 +2145,12 @@ class GLM4BatchEncoder:
             del flat
         else:
             encoded = self._glm4_encode_texts(texts, encode)
-        offsets: Optional[_OffsetRows] = None
+        offset_arrays = offset_lists = literal = None
         if return_offsets_mapping:  # from the full ids, before the bodies are cut out of them in place
             literal = [prefix is not None and ids[: len(head)] == head for ids in encoded]
-            arrays = _offset_arrays(self._glm4_offset_tables(), encoded) if encoded else None
-            if arrays is None:  # no numpy or tables: each row's own offsets
-                offsets = _OffsetRows(literal, len(head), lists=[self._glm4_offsets(ids) for ids in encoded])
-            else:
-                offsets = _OffsetRows(literal, len(head), arrays=arrays)
+            offset_arrays = _offset_arrays(self._glm4_offset_tables(), encoded) if encoded else None
+            if offset_arrays is None:  # no numpy or tables: each row's own offsets
+                offset_lists = [self._glm4_offsets(ids) for ids in encoded]
         bodies, kept = self._glm4_bodies(encoded, prefix, max_length if truncate else None)
         del encoded
         if pairs is not None:  # B and the closing <|endoftext|> follow A in the body
@@ -2172,9 +2165,8 @@ class GLM4BatchEncoder:
         # on pads and under an added prefix[; per row, the values under the prefix instead, or None]), or an
         # _OffsetRows that gives that tuple for lists (body_field) and builds its array itself (padded_array).
         body_fields: Dict[str, Any] = {}
-        if offsets is not None:  # an added prefix and pads map to no characters; a literal prefix to its own
-            offsets.kept = kept
-            body_fields["offset_mapping"] = offsets
+        if literal is not None:  # an added prefix and pads map to no characters; a literal prefix to its own
+            body_fields["offset_mapping"] = _OffsetRows(literal, len(head), kept, offset_arrays, offset_lists)
 
         if return_token_type_ids is None:
             return_token_type_ids = "token_type_ids" in self.model_input_names
@@ -2359,11 +2351,12 @@ class GLM4BatchEncoder:
         real, index = _real_region(np, lengths, width, left)
         ids = np.full(real.shape, self.pad_token_id if self.pad_token_id is not None else 0, dtype=dtype)
         offsets = body_fields.get("offset_mapping")
-        values = offsets.token_ids(head, lengths, width, left) if isinstance(offsets, _OffsetRows) else None
-        if values is None:  # (with offsets, the arrays they came from hold the ids already)
+        placement = offsets.placement(lengths, width, left) if isinstance(offsets, _OffsetRows) else None
+        if placement is not None:  # the arrays the offsets came from hold the ids already
+            ids[real] = offsets.token_ids(head, placement)
+        else:
             flat = chain.from_iterable(part for body in bodies for part in (head, body))
-            values = np.fromiter(flat, dtype=dtype, count=sum(lengths))
-        ids[real] = values
+            ids[real] = np.fromiter(flat, dtype=dtype, count=sum(lengths))
         bodies.clear()
         rows: Dict[str, Any] = {"input_ids": ids}
         if with_types:
@@ -2372,9 +2365,8 @@ class GLM4BatchEncoder:
             rows["special_tokens_mask"] = (~real | (index < len(head))).astype(dtype)
         for key, spec in body_fields.items():  # as transformers converts them (per-token values)
             if isinstance(spec, _OffsetRows):
-                array = spec.padded_array(lengths, width, left)
-                if array is not None:
-                    rows[key] = array
+                if placement is not None:
+                    rows[key] = spec.padded_array(placement)
                     continue
                 spec = spec.body_field()
             values, fill, *heads = spec
@@ -2877,11 +2869,7 @@ class GLM4FixMixin(GLM4ChatMixin, GLM4BatchEncoder, GLM4PaddingMixin):
         """``[self._glm4_offsets(ids) for ids in rows]`` in one numpy pass (``_offset_arrays``), the tuples shared
         ones (``_pair_table``) where they fit."""
         arrays = _offset_arrays(self._glm4_offset_tables(), rows) if rows else None
-        if arrays is None:
-            return [self._glm4_offsets(ids) for ids in rows]
-        _, starts, ends, bounds = arrays
-        pairs = _offset_pairs(starts, ends)
-        return [pairs[start:stop].tolist() for start, stop in zip(bounds, bounds[1:])]
+        return _offset_lists(arrays) if arrays is not None else [self._glm4_offsets(ids) for ids in rows]
 
     def _glm4_mask_literals(self) -> Optional[Dict[str, int]]:
         literals = self._glm4_added_literals()  # None: stripping, single-word or overlapping tokens

@@ -872,7 +872,6 @@ class GLM4FastFixMixin(GLM4ChatMixin, GLM4PaddingMixin):
 
     # offsets and assistant masks from per-id character tables, as on the slow fix
     _glm4_offsets = GLM4FixMixin._glm4_offsets
-    _glm4_offsets_of_rows = GLM4FixMixin._glm4_offsets_of_rows
 
     def _glm4_offset_tables(self) -> Optional[Tuple[List[int], List[int], frozenset]]:
         """The fast route's per-id character tables (offsets and assistant masks from the ids, as on the slow
