@@ -204,21 +204,27 @@ def _marked_render(tok, chats):
 
 @given(chats=st.lists(_chat, min_size=1, max_size=4), data=st.data())
 def test_literal_edges_equal_character_counts(tok, chats, data):
-    """Counting added-token literals (``_token_ranges_at_literals``) finds the tokens of each span that the running
+    """Counting added-token literals (``_row_ranges_at_literals``) finds the tokens of each span that the running
     character counts find -- for the shipped template's spans (a reply starts after <|assistant|> and ends before
     the next turn's token), with literals in the contents too -- and refuses (None) an edge next to no literal."""
-    from glm4_tokfix.tokenization_chatglm import _RowCharacters, _token_ranges_at_literals
+    from glm4_tokfix.tokenization_chatglm import _RowCharacters, _row_ranges_at_literals
 
     literals = tok._glm4_mask_literals()
     assert literals is not None
+
+    def ranges_at_literals(rows, texts, spans, literals):  # every row's, or None when one row's is None
+        items = tuple(literals.items())
+        found = [_row_ranges_at_literals(row, text, row_spans, items) for row, text, row_spans in zip(rows, texts, spans)]
+        return None if None in found else found
+
     rendered, spans = _marked_render(tok, chats)
     rows = tok(rendered, add_special_tokens=False)["input_ids"]
     starts_chars, begins_inside, _ = tok._glm4_offset_tables()
     by_characters = _RowCharacters(starts_chars, begins_inside, rows)
-    assert _token_ranges_at_literals(rows, rendered, spans, literals) == by_characters.token_ranges(spans, [0] * len(rows))
+    assert ranges_at_literals(rows, rendered, spans, literals) == by_characters.token_ranges(spans, [0] * len(rows))
     # any spans: where every edge is next to a literal or at an end, the same ranges; else None
     some = [sorted(data.draw(st.lists(st.tuples(st.integers(0, len(t)), st.integers(0, len(t))), max_size=3))) for t in rendered]
-    found = _token_ranges_at_literals(rows, rendered, some, literals)
+    found = ranges_at_literals(rows, rendered, some, literals)
     def next_to_literal(text, at, after):
         return any(text.endswith(c, 0, at) if after else text.startswith(c, at) for c in literals)
 
@@ -230,7 +236,7 @@ def test_literal_edges_equal_character_counts(tok, chats, data):
         assert found == by_characters.token_ranges(some, [0] * len(rows))
     else:
         assert found is None
-    assert _token_ranges_at_literals(rows, rendered, [[(0, len(t) + 1)] for t in rendered], literals) is None
+    assert ranges_at_literals(rows, rendered, [[(0, len(t) + 1)] for t in rendered], literals) is None
 
 
 def test_literal_route_is_taken_and_where_it_cannot_hold_it_is_not(tiny_tok, monkeypatch):

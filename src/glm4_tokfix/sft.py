@@ -201,7 +201,7 @@ def tokenize_chats(
             truncation=limit is not None, max_length=limit, **template_kwargs,
         )  # fmt: skip
 
-    out = encode([list(chat) for chat in chats], None)
+    out = encode([chat if type(chat) is list else list(chat) for chat in chats], None)  # read, not changed
     ids, masks = _own_rows(out["input_ids"]), _own_rows(out["assistant_masks"])
     appended = [bool(supervise_turn_end and mask and mask[-1]) for mask in masks]
     too_long = [k for k in range(len(chats)) if max_length is not None and len(ids[k]) + appended[k] > max_length]

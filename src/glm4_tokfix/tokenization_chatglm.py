@@ -896,37 +896,40 @@ class _RowCharacters:
         return found
 
 
-def _token_ranges_at_literals(
-    rows: Sequence[Sequence[int]], texts: Sequence[str], spans: Sequence[Sequence[Tuple[int, int]]],
-    literals: Mapping[str, int],
-) -> Optional[List[List[Tuple[int, int]]]]:  # fmt: skip
-    """``_RowCharacters.token_ranges`` without the characters of every token, for spans whose edges are next to
-    added-token literals (or at the text's ends), as in GLM-4's templates: a reply starts after ``<|assistant|>``
-    and ends before the next turn's token or at the end. None when an edge is elsewhere.
+def _mask_of_ranges(width: int, lead: int, ranges: Sequence[Tuple[int, int]]) -> List[int]:
+    """A row of ``width`` zeros with ones on each ``(lo, hi)`` range of tokens, shifted by ``lead`` pads."""
+    mask = [0] * width
+    for lo, hi in ranges:
+        mask[lead + lo : lead + hi] = [1] * (hi - lo)
+    return mask
 
-    ``rows`` must be the texts' own encodings (nothing added, nothing cut) with ``literals`` (content -> id)
-    split out as their ids, ids BPE never makes, and no two occurrences of the literals able to overlap in a
-    text (``GLM4ChatMixin._glm4_mask_literals``). Then the k-th occurrence of a literal in a text is the k-th
-    occurrence of its id in the row, and no token crosses an edge: the tokens before an edge are counted
-    with ``str.count`` and ``list.index``, in C.
+
+def _row_ranges_at_literals(
+    row: Sequence[int], text: str, row_spans: Sequence[Tuple[int, int]], literals: Tuple[Tuple[str, int], ...]
+) -> Optional[List[Tuple[int, int]]]:
+    """``_RowCharacters.token_ranges`` of one row without the characters of every token, for spans whose edges
+    are next to added-token literals (or at the text's ends), as in GLM-4's templates: a reply starts after
+    ``<|assistant|>`` and ends before the next turn's token or at the end. None when an edge is elsewhere.
+
+    ``row`` must be the text's own encoding (nothing added, nothing cut) with ``literals`` (content -> id
+    pairs) split out as their ids, ids BPE never makes, and no two occurrences of the literals able to
+    overlap in the text (``GLM4ChatMixin._glm4_mask_literals``). Then the k-th occurrence of a literal in
+    the text is the k-th occurrence of its id in the row, and no token crosses an edge: the tokens before
+    an edge are counted with ``str.count`` and ``list.index``, in C.
     """
-    items = tuple(literals.items())
-    out: List[List[Tuple[int, int]]] = []
-    for row, text, row_spans in zip(rows, texts, spans):
-        ranges = []
-        for a, b in sorted(row_spans):
-            if b <= a:
-                continue
-            if a < 0 or b > len(text):
-                return None
-            lo = 0 if a == 0 else _token_next_to(row, text, a, items, True)
-            hi = len(row) if b == len(text) else _token_next_to(row, text, b, items, False)
-            if lo is None or hi is None:
-                return None
-            if hi > lo:
-                ranges.append((lo, hi))
-        out.append(ranges)
-    return out
+    ranges = []
+    for a, b in sorted(row_spans):
+        if b <= a:
+            continue
+        if a < 0 or b > len(text):
+            return None
+        lo = 0 if a == 0 else _token_next_to(row, text, a, literals, True)
+        hi = len(row) if b == len(text) else _token_next_to(row, text, b, literals, False)
+        if lo is None or hi is None:
+            return None
+        if hi > lo:
+            ranges.append((lo, hi))
+    return ranges
 
 
 def _token_next_to(row: Sequence[int], text: str, at: int, literals: Tuple[Tuple[str, int], ...], after: bool) -> Optional[int]:
@@ -1056,12 +1059,12 @@ class _OffsetRows:
     one ``(rows, width, 2)`` array (``placement`` then ``padded_array``, for ``return_tensors``: no tuple is
     made; the rows' ids then come from the same arrays, ``token_ids``).
 
-    Each row is its ids' offsets cut like the ids (``kept[i]``, the slice of its ids its body keeps):
+    Each row is its ids' offsets cut like the ids (``kept``: ``(starts, stops)`` of the ids each body keeps):
     ``n_prefix`` tokens under the prefix first, ``(0, 0)`` for an added prefix and the text's own offsets for
     a ``literal[i]`` one, then the body's."""
 
     def __init__(
-        self, literal: List[bool], n_prefix: int, kept: List[slice],
+        self, literal: List[bool], n_prefix: int, kept: Tuple[List[int], List[int]],
         arrays: Optional[Tuple[Any, Any, Any, List[int]]] = None, lists: Optional[List[List[Tuple[int, int]]]] = None,
     ) -> None:  # fmt: skip
         self.arrays, self.lists = arrays, lists  # one of them: without numpy or tables, the rows' own lists
@@ -1072,11 +1075,11 @@ class _OffsetRows:
         n_prefix = self.n_prefix
         offsets = self.lists if self.lists is not None else _offset_lists(self.arrays)
         heads = [offs[:n_prefix] if lit else None for offs, lit in zip(offsets, self.literal)]
-        for offs, k in zip(offsets, self.kept):  # cut like the ids, in place (the lists are this call's)
-            if k.stop < len(offs):
-                del offs[k.stop :]
-            if k.start:
-                del offs[: k.start]
+        for offs, start, stop in zip(offsets, *self.kept):  # cut like the ids, in place (this call's lists)
+            if stop < len(offs):
+                del offs[stop:]
+            if start:
+                del offs[:start]
         return offsets, (0, 0), heads
 
     def placement(self, lengths: List[int], width: int, left: bool) -> Optional[Tuple[Any, Any, Tuple[int, int]]]:
@@ -1092,7 +1095,7 @@ class _OffsetRows:
         flat, _, _, bounds = self.arrays
         n_prefix = self.n_prefix
         firsts = np.asarray(bounds[:-1], dtype=np.int64)
-        body_starts = np.fromiter((k.start for k in self.kept), dtype=np.int64, count=len(self.kept))
+        body_starts = np.asarray(self.kept[0], dtype=np.int64)
         counts = np.asarray(lengths, dtype=np.int64)
         j = np.arange(int(counts.sum()), dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
         source = j + np.repeat(firsts + body_starts - n_prefix, counts)
@@ -2161,7 +2164,7 @@ class GLM4BatchEncoder:
         lengths = [len(b) + len(head) for b in bodies]
         for n in lengths:  # transformers' "longer than model_max_length" warning looks at the length only
             self._eventual_warn_about_too_long_sequence(range(n), max_length, verbose)
-        # Optional per-row fields: name -> (each row's values, cut like its ids with ``kept[i]``; the value
+        # Optional per-row fields: name -> (each row's values, cut like its ids with ``kept``; the value
         # on pads and under an added prefix[; per row, the values under the prefix instead, or None]), or an
         # _OffsetRows that gives that tuple for lists (body_field) and builds its array itself (padded_array).
         body_fields: Dict[str, Any] = {}
@@ -2232,15 +2235,17 @@ class GLM4BatchEncoder:
 
     def _glm4_bodies(
         self, encoded: List[List[int]], prefix: Optional[List[int]], max_length: Optional[int]
-    ) -> Tuple[List[List[int]], List[slice]]:
+    ) -> Tuple[List[List[int]], Tuple[List[int], List[int]]]:
         """Each text's ids without a leading prefix, truncated to leave ``max_length`` with the prefix.
 
-        Returns the bodies (tiktoken's own lists, changed in place) and, per text, the slice of its ids
-        each body keeps. ``prefix`` None: no special tokens are added (nothing is taken off).
+        Returns the bodies (tiktoken's own lists, changed in place) and ``(starts, stops)``: per text, where
+        the ids its body keeps start and stop (ints, not slices: one object less per row to collect).
+        ``prefix`` None: no special tokens are added (nothing is taken off).
         """
         n_prefix = len(prefix) if prefix is not None else 0
         left_cut = self.truncation_side == "left"
-        bodies, kept = [], []
+        bodies: List[List[int]] = []
+        starts: List[int] = []
         for ids in encoded:
             start = 0
             if prefix is not None and ids[:n_prefix] == prefix:
@@ -2256,8 +2261,8 @@ class GLM4BatchEncoder:
                 else:
                     del ids[len(ids) - remove :]
             bodies.append(ids)
-            kept.append(slice(start, start + len(ids)))
-        return bodies, kept
+            starts.append(start)
+        return bodies, (starts, [start + len(ids) for start, ids in zip(starts, bodies)])
 
     def _glm4_row_lists(
         self,
@@ -2608,7 +2613,7 @@ class GLM4ChatMixin:
         """``self(rendered, add_special_tokens=False, ...)`` plus ``assistant_masks`` from the spans.
 
         On a tokenizer with per-id character tables (``GLM4FixMixin``) the masks come from the ids: spans whose
-        edges are next to added-token literals by counting those literals (``_token_ranges_at_literals``), others
+        edges are next to added-token literals by counting those literals (``_row_ranges_at_literals``), others
         from each token's character range, a running sum of the characters its bytes start (the same tokens
         ``assistant_token_mask`` picks from the offsets). Otherwise, or with options that reshape rows
         (overflow, offsets asked for), from the offsets.
@@ -2662,7 +2667,7 @@ class GLM4ChatMixin:
         """Each row's assistant mask from its ids, or None when the rows are not one per text (then offsets).
 
         ``literals``: the added tokens of ``_glm4_mask_literals`` when the rows are the texts' whole encodings;
-        spans whose edges are next to them are found by counting them (``_token_ranges_at_literals``), else
+        spans whose edges are next to them are found by counting them (``_row_ranges_at_literals``), else
         by the characters of every token (``_RowCharacters``)."""
         rows = out["input_ids"] if batched else [out["input_ids"]]
         if len(rows) != len(rendered):
@@ -2671,39 +2676,41 @@ class GLM4ChatMixin:
         if attention is not None and not batched:
             attention = [attention]
         left_cut = self.truncation_side == "left"
-        real = []  # each row's ids without its pads, and where they start in the row
-        for k, row in enumerate(rows):
-            width, lead = len(row), 0
-            if attention is not None:
+        # each row's ids without its pads, and where they start in the row (two lists: a pair per row would be
+        # one more object per row for the collector to count, in a call that makes few)
+        real_ids, leads = rows, [0] * len(rows)
+        if attention is not None:
+            real_ids = []
+            for k, row in enumerate(rows):
+                width, lead = len(row), 0
                 n_real = sum(attention[k])
                 if n_real < width and not attention[k][0]:
                     lead = width - n_real
-                real.append((row[lead : lead + n_real] if n_real < width else row, lead))
-            else:
-                real.append((row, 0))
-        real_ids = [ids for ids, _ in real]
-        found = None
+                leads[k] = lead
+                real_ids.append(row[lead : lead + n_real] if n_real < width else row)
         if literals is not None and not truncated:
-            found = _token_ranges_at_literals(real_ids, rendered, spans, literals)
-        if found is None:
-            chars = _RowCharacters(tables[0], tables[1], real_ids)
-            shifts = []
-            for total, text in zip(chars.totals(), rendered):
-                if total > len(text) or (not truncated and total != len(text)):
-                    return None  # not the plain encoding of the text: let the offsets decide
-                shifts.append(len(text) - total if left_cut and total < len(text) else 0)  # a left cut keeps the end
-            found = chars.token_ranges(spans, shifts)
-        masks = []
-        for row, (_, lead), ranges in zip(rows, real, found):
-            mask = [0] * len(row)
-            for lo, hi in ranges:
-                mask[lead + lo : lead + hi] = [1] * (hi - lo)
-            masks.append(mask)
-        return masks
+            items = tuple(literals.items())
+            masks: Optional[List[List[int]]] = []
+            for row, ids, lead, text, row_spans in zip(rows, real_ids, leads, rendered, spans):
+                ranges = _row_ranges_at_literals(ids, text, row_spans, items)  # one row's at a time: let go at once
+                if ranges is None:
+                    masks = None
+                    break
+                masks.append(_mask_of_ranges(len(row), lead, ranges))  # type: ignore[union-attr]
+            if masks is not None:
+                return masks
+        chars = _RowCharacters(tables[0], tables[1], real_ids)
+        shifts = []
+        for total, text in zip(chars.totals(), rendered):
+            if total > len(text) or (not truncated and total != len(text)):
+                return None  # not the plain encoding of the text: let the offsets decide
+            shifts.append(len(text) - total if left_cut and total < len(text) else 0)  # a left cut keeps the end
+        found = chars.token_ranges(spans, shifts)
+        return [_mask_of_ranges(len(row), lead, ranges) for row, lead, ranges in zip(rows, leads, found)]
 
     def _glm4_mask_literals(self) -> Optional[Dict[str, int]]:
         """content -> id of the added tokens that this tokenizer's encodings split out as their ids, ids that BPE
-        never makes, when no two occurrences of them can overlap in a text (``_token_ranges_at_literals``);
+        never makes, when no two occurrences of them can overlap in a text (``_row_ranges_at_literals``);
         None when that is not known to hold."""
         return None
 
