@@ -235,6 +235,15 @@ def test_assistant_masks_after_a_stripping_added_token(tiny_tok):
     assert tok.decode(masked).strip() == "the answer"
 
 
+def _offsets_of_rows(tok, rows):
+    """The fast path's offsets of whole rows as lists: one numpy pass (``_offset_arrays``, shared tuples from
+    ``_offset_lists``), or each row's own walk without numpy or tables, as ``_glm4_fast_encode`` picks."""
+    from glm4_tokfix.tokenization_chatglm import _offset_arrays, _offset_lists
+
+    arrays = _offset_arrays(tok._glm4_offset_tables(), rows) if rows else None
+    return _offset_lists(arrays) if arrays is not None else [tok._glm4_offsets(ids) for ids in rows]
+
+
 @given(batch=batches(), numpy=st.booleans())
 def test_offsets_of_many_rows_equal_each_rows_own(tok, batch, numpy):
     """The batch route (tokens that begin inside a character found for all rows at once, with numpy, or
@@ -245,7 +254,7 @@ def test_offsets_of_many_rows_equal_each_rows_own(tok, batch, numpy):
     rows = [tok.encode(text, add_special_tokens=False) for text in batch]
     rows.append([i for i, piece in tok.decoder.items() if piece[:1] and piece[0] & 0xC0 == 0x80][:5])  # inside
     with mock.patch.dict(sys.modules, {} if numpy else {"numpy": None}):
-        got = tok._glm4_offsets_of_rows([list(r) for r in rows])
+        got = _offsets_of_rows(tok, [list(r) for r in rows])
     assert got == [tok._glm4_offsets(r) for r in rows]
 
 
@@ -265,7 +274,7 @@ def test_offsets_past_the_shared_pairs_are_fresh_and_right(tok):
 
     long_text = "abc defg, 你好世界 " * 400  # over 7,000 characters
     row = tok.encode(long_text, add_special_tokens=False)
-    got = tok._glm4_offsets_of_rows([list(row), list(row[:3]), [], list(row)])
+    got = _offsets_of_rows(tok, [list(row), list(row[:3]), [], list(row)])
     want = tok._glm4_offsets(row)
     assert got == [want, want[:3], [], want] and want[-1][1] == len(long_text)
 

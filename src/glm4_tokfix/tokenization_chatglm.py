@@ -2872,12 +2872,6 @@ class GLM4FixMixin(GLM4ChatMixin, GLM4BatchEncoder, GLM4PaddingMixin):
         starts = map(operator.sub, itertools.chain((0,), ends), map(begins_inside.__getitem__, ids))
         return list(zip(starts, ends))
 
-    def _glm4_offsets_of_rows(self, rows: List[List[int]]) -> List[List[Tuple[int, int]]]:
-        """``[self._glm4_offsets(ids) for ids in rows]`` in one numpy pass (``_offset_arrays``), the tuples shared
-        ones (``_pair_table``) where they fit."""
-        arrays = _offset_arrays(self._glm4_offset_tables(), rows) if rows else None
-        return _offset_lists(arrays) if arrays is not None else [self._glm4_offsets(ids) for ids in rows]
-
     def _glm4_mask_literals(self) -> Optional[Dict[str, int]]:
         literals = self._glm4_added_literals()  # None: stripping, single-word or overlapping tokens
         if literals is None or any(index in self.decoder for index in literals.values()):
