@@ -69,7 +69,11 @@ def test_rows_equal_single_encodings(tok, chats, side, raw):
 
 
 def test_tokenize_chats_for_datasets_map(tok):
-    rows = tokenize_chats(tok, CHATS)
+    given = copy.deepcopy(CHATS)
+    rows = tokenize_chats(tok, given)
+    assert given == CHATS  # the chats are read, not changed (list chats are passed on without a copy)
+    produced = [row for key in rows for row in rows[key]]
+    assert not any(row is chat for row in produced for chat in given)
     assert set(rows) == {"input_ids", "assistant_masks", "labels"}
     for k, chat in enumerate(CHATS):
         assert (rows["input_ids"][k], rows["labels"][k]) == single(tok, chat)
