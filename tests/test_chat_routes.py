@@ -267,3 +267,39 @@ def test_literal_route_is_taken_and_where_it_cannot_hold_it_is_not(tiny_tok, mon
     counted.clear()
     assert other.apply_chat_template(chats, **kwargs)["assistant_masks"] == out["assistant_masks"]
     assert counted
+
+
+def test_a_row_the_literals_cannot_place_sends_every_row_to_the_characters(tiny_tok, monkeypatch):
+    """Masks are made row by row while each reply's edges sit next to a literal; a later row whose edge does not
+    (here a "~" the template writes before the generation block) sends the whole batch to the per-token
+    character counts -- and every row's mask is the one the offsets give, alone or in the batch."""
+    from glm4_tokfix import tokenization_chatglm as rules
+
+    template = (
+        "[gMASK]<sop>{% for m in messages %}{% if m.role == 'assistant' %}<|assistant|>"
+        "{% if m.content.startswith('!') %}~{% endif %}{% generation %}{{ m.content }}{% endgeneration %}"
+        "{% else %}<|user|>{{ m.content }}{% endif %}{% endfor %}"
+    )
+    chats = [
+        [{"role": "user", "content": "a b"}, {"role": "assistant", "content": "next to a literal"}],
+        [{"role": "user", "content": "c"}, {"role": "assistant", "content": "!after a tilde"}, {"role": "user", "content": "d"}],
+    ]  # fmt: skip
+    counted = []
+    real = rules._RowCharacters.__init__
+
+    def spy(self, *args):
+        counted.append(1)
+        real(self, *args)
+
+    monkeypatch.setattr(rules._RowCharacters, "__init__", spy)
+    kwargs = dict(chat_template=template, tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
+    first = tiny_tok.apply_chat_template(chats[:1], **kwargs)
+    assert not counted  # the literals place the first chat's reply
+    both = tiny_tok.apply_chat_template(chats, **kwargs)
+    assert counted
+    by_offsets = tiny_tok.apply_chat_template(chats, tokenizer_kwargs={"return_offsets_mapping": True}, **kwargs)
+    assert both["assistant_masks"] == by_offsets["assistant_masks"]
+    assert both["assistant_masks"][0] == first["assistant_masks"][0]
+    assert all(sum(mask) for mask in both["assistant_masks"])
+    second = [i for i, m in zip(both["input_ids"][1], both["assistant_masks"][1]) if m]
+    assert tiny_tok.decode(second) == "!after a tilde"

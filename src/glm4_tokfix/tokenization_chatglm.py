@@ -2690,14 +2690,13 @@ class GLM4ChatMixin:
                 real_ids.append(row[lead : lead + n_real] if n_real < width else row)
         if literals is not None and not truncated:
             items = tuple(literals.items())
-            masks: Optional[List[List[int]]] = []
+            masks = []
             for row, ids, lead, text, row_spans in zip(rows, real_ids, leads, rendered, spans):
                 ranges = _row_ranges_at_literals(ids, text, row_spans, items)  # one row's at a time: let go at once
-                if ranges is None:
-                    masks = None
+                if ranges is None:  # an edge next to no literal: every row by its characters
                     break
-                masks.append(_mask_of_ranges(len(row), lead, ranges))  # type: ignore[union-attr]
-            if masks is not None:
+                masks.append(_mask_of_ranges(len(row), lead, ranges))
+            else:
                 return masks
         chars = _RowCharacters(tables[0], tables[1], real_ids)
         shifts = []
