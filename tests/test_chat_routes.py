@@ -239,15 +239,11 @@ def test_literal_edges_equal_character_counts(tok, chats, data):
     assert ranges_at_literals(rows, rendered, [[(0, len(t) + 1)] for t in rendered], literals) is None
 
 
-def test_literal_route_is_taken_and_where_it_cannot_hold_it_is_not(tiny_tok, monkeypatch):
-    """The shipped template's masks come from the literals (no per-token character counts); a tokenizer whose
-    added tokens could overlap themselves, or that splits special tokens, keeps the character counts -- and the
-    masks are the same either way."""
-    import copy
-
+@pytest.fixture
+def character_counts(monkeypatch):
+    """A list that grows by one each time masks are found by per-token character counts (``_RowCharacters``)."""
     from glm4_tokfix import tokenization_chatglm as rules
 
-    chats = [[{"role": "user", "content": "a <|assistant|> b"}, {"role": "assistant", "content": "x<|user|>y z"}]] * 3
     counted = []
     real = rules._RowCharacters.__init__
 
@@ -256,25 +252,33 @@ def test_literal_route_is_taken_and_where_it_cannot_hold_it_is_not(tiny_tok, mon
         real(self, *args)
 
     monkeypatch.setattr(rules._RowCharacters, "__init__", spy)
+    return counted
+
+
+def test_literal_route_is_taken_and_where_it_cannot_hold_it_is_not(tiny_tok, character_counts):
+    """The shipped template's masks come from the literals (no per-token character counts); a tokenizer whose
+    added tokens could overlap themselves, or that splits special tokens, keeps the character counts -- and the
+    masks are the same either way."""
+    import copy
+
+    chats = [[{"role": "user", "content": "a <|assistant|> b"}, {"role": "assistant", "content": "x<|user|>y z"}]] * 3
     kwargs = dict(tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
     out = tiny_tok.apply_chat_template(chats, **kwargs)
-    assert not counted and sum(map(sum, out["assistant_masks"])) > 0
+    assert not character_counts and sum(map(sum, out["assistant_masks"])) > 0
     split = tiny_tok.apply_chat_template(chats, tokenizer_kwargs={"split_special_tokens": True}, **kwargs)
-    assert counted and len(split["assistant_masks"][0]) == len(split["input_ids"][0])
+    assert character_counts and len(split["assistant_masks"][0]) == len(split["input_ids"][0])
     other = copy.deepcopy(tiny_tok)
     other.add_tokens(["<x<x"])  # "<x<x<x" holds two overlapping occurrences of it
     assert other._glm4_mask_literals() is None
-    counted.clear()
+    character_counts.clear()
     assert other.apply_chat_template(chats, **kwargs)["assistant_masks"] == out["assistant_masks"]
-    assert counted
+    assert character_counts
 
 
-def test_a_row_the_literals_cannot_place_sends_every_row_to_the_characters(tiny_tok, monkeypatch):
+def test_a_row_the_literals_cannot_place_sends_every_row_to_the_characters(tiny_tok, character_counts):
     """Masks are made row by row while each reply's edges sit next to a literal; a later row whose edge does not
     (here a "~" the template writes before the generation block) sends the whole batch to the per-token
     character counts -- and every row's mask is the one the offsets give, alone or in the batch."""
-    from glm4_tokfix import tokenization_chatglm as rules
-
     template = (
         "[gMASK]<sop>{% for m in messages %}{% if m.role == 'assistant' %}<|assistant|>"
         "{% if m.content.startswith('!') %}~{% endif %}{% generation %}{{ m.content }}{% endgeneration %}"
@@ -284,19 +288,11 @@ def test_a_row_the_literals_cannot_place_sends_every_row_to_the_characters(tiny_
         [{"role": "user", "content": "a b"}, {"role": "assistant", "content": "next to a literal"}],
         [{"role": "user", "content": "c"}, {"role": "assistant", "content": "!after a tilde"}, {"role": "user", "content": "d"}],
     ]  # fmt: skip
-    counted = []
-    real = rules._RowCharacters.__init__
-
-    def spy(self, *args):
-        counted.append(1)
-        real(self, *args)
-
-    monkeypatch.setattr(rules._RowCharacters, "__init__", spy)
     kwargs = dict(chat_template=template, tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
     first = tiny_tok.apply_chat_template(chats[:1], **kwargs)
-    assert not counted  # the literals place the first chat's reply
+    assert not character_counts  # the literals place the first chat's reply
     both = tiny_tok.apply_chat_template(chats, **kwargs)
-    assert counted
+    assert character_counts
     by_offsets = tiny_tok.apply_chat_template(chats, tokenizer_kwargs={"return_offsets_mapping": True}, **kwargs)
     assert both["assistant_masks"] == by_offsets["assistant_masks"]
     assert both["assistant_masks"][0] == first["assistant_masks"][0]
