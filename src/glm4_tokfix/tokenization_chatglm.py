@@ -2676,8 +2676,8 @@ class GLM4ChatMixin:
         if attention is not None and not batched:
             attention = [attention]
         left_cut = self.truncation_side == "left"
-        # each row's ids without its pads, and where they start in the row (two lists: a pair per row would be
-        # one more object per row for the collector to count, in a call that makes few)
+        # each row's ids without its pads, and where they start in the row (two lists, not a pair per row: each
+        # pair would be one more object for the garbage collector to count)
         real_ids, leads = rows, [0] * len(rows)
         if attention is not None:
             real_ids = []
