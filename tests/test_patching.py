@@ -371,7 +371,7 @@ def test_imports_are_lazy_and_have_no_side_effects():
         parser = argparse.ArgumentParser()
         glm4_tokfix.model_folder.register(parser.add_subparsers())
         parser.parse_args(["patch", "somewhere"])
-        heavy = sorted(m for m in ("transformers", "tiktoken", "torch", "glm4_tokfix.tokenization_chatglm")
+        heavy = sorted(m for m in ("transformers", "tiktoken", "torch", "glm4_tokfix.remote_code.tokenization_glm4_tokfix")
                        if m in sys.modules)
         from transformers import AutoTokenizer
         before = AutoTokenizer.__dict__["from_pretrained"]

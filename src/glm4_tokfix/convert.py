@@ -95,7 +95,8 @@ def build_backend(folder: PathLike, style: str = "chat-hf") -> Any:
     from tokenizers import AddedToken, processors
     from transformers.convert_slow_tokenizer import TikTokenConverter
 
-    from glm4_tokfix.tokenization_chatglm import GLM4_PAT_STR, load_tiktoken_ranks
+    from glm4_tokfix.remote_code.glm4_tokens import GLM4_PAT_STR
+    from glm4_tokfix.remote_code.glm4_vocab import load_tiktoken_ranks
 
     class _Converter(TikTokenConverter):
         load_tiktoken_bpe = staticmethod(load_tiktoken_ranks)

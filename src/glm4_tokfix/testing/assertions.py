@@ -47,7 +47,7 @@ __all__ = [
 ]
 
 #: The text every GLM-4 prompt starts with.
-PREFIX_TEXT = "[gMASK]<sop>"
+from glm4_tokfix.remote_code.glm4_tokens import PREFIX_TEXT  # noqa: E402
 _PREFIX_TOKENS = ("[gMASK]", "<sop>")
 _PAIR_SUFFIX = "<|endoftext|>"
 

@@ -21,7 +21,7 @@ SPECIAL_LITERALS = (
     "<|assistant|>", "<|observation|>", "<|begin_of_image|>", "<|end_of_image|>", "<|begin_of_video|>",
     "<|end_of_video|>",
 )  # fmt: skip
-PREFIX = "[gMASK]<sop>"
+from glm4_tokfix.remote_code.glm4_tokens import PREFIX_TEXT as PREFIX  # noqa: E402
 ROLES = ("system", "user", "assistant", "observation")
 
 _no_surrogates = st.characters(exclude_categories=("Cs",))
