@@ -39,18 +39,15 @@ This module imports nothing heavy: ``glm4-tokfix --help`` stays fast.
 
 from __future__ import annotations
 
-import argparse
 import errno
 import json
 import os
-import shutil
 import stat
-import sys
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, List, Optional
 
+from glm4_tokfix.folder_io import PathLike, Transaction, check_writable, existing_folder
 from glm4_tokfix.remote_code import BUNDLE_FILES, FAST_MODULE, SLOW_MODULE, bundle_bytes
 from glm4_tokfix.remote_code.glm4_tokens import REQUIRED_TOKENS
 
@@ -67,7 +64,6 @@ __all__ = [
     "inspect_folder",
     "patch_folder",
     "point_saved_folder_at_fix",
-    "register",
     "unpatch_folder",
 ]
 
@@ -94,9 +90,6 @@ _LEGACY_FAST_FILES = ("tokenization_chatglm.py", "tokenization_chatglm_fast.py")
 _LEGACY_FAST_CLASS_REF = "tokenization_chatglm_fast." + FAST_CLASS_NAME
 # every version of our modules carries one of these; a file without any is not ours to overwrite
 _MODULE_MARKERS = (b"class GLM4FixMixin", b"class GLM4FastFixMixin", b"# Copyright 2026 the glm4-tokfix authors.")
-
-PathLike = Union[str, "os.PathLike[str]"]
-
 
 def fixed_module_bytes() -> bytes:
     """The bytes of the bundle's slow module ``tokenization_glm4_tokfix.py`` (not imported)."""
@@ -201,16 +194,6 @@ def registered_tokens(folder: PathLike, config: Dict[str, Any]) -> set:
     return contents
 
 
-def existing_folder(folder: PathLike) -> Path:
-    """``folder`` as a Path; ``FileNotFoundError`` when it does not exist, ``NotADirectoryError`` when it is a file."""
-    path = Path(folder)
-    if not path.exists():
-        raise FileNotFoundError(errno.ENOENT, "no such folder", str(path))
-    if not path.is_dir():
-        raise NotADirectoryError(errno.ENOTDIR, "not a folder", str(path))
-    return path
-
-
 def inspect_folder(folder: PathLike) -> FolderInfo:
     """Check that ``folder`` holds a GLM-4 tokenizer and read its config.
 
@@ -257,130 +240,6 @@ def inspect_folder(folder: PathLike) -> FolderInfo:
     raise ValueError(
         f"{path} is not a GLM-4 remote-code tokenizer folder: {CONFIG_FILE} has no auto_map.AutoTokenizer class"
     )
-
-
-# --------------------------------------------------------------- atomic writes
-def _temp_path(folder: Path, name: str) -> Path:
-    return folder / f".{name}.glm4-tokfix-{uuid.uuid4().hex[:12]}.tmp"
-
-
-def _default_mode() -> int:
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-def _clone(source: Path, dest: Path) -> None:
-    """Make ``dest`` the same file as ``source`` (hard link; else an exact copy, symlinks as symlinks)."""
-    try:
-        os.link(source, dest, follow_symlinks=False)
-        return
-    except OSError:
-        pass
-    if os.path.islink(source):
-        os.symlink(os.readlink(source), dest)
-    else:
-        shutil.copy2(source, dest)
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def check_writable(folder: Path) -> None:
-    """Raise ``PermissionError`` unless a file can be created in ``folder``.
-
-    Tried for real (``os.access`` says yes to root even on a folder it may not
-    write, and no to nothing on a read-only mount it can still stat).
-    """
-    probe = _temp_path(folder, "write-probe")
-    try:
-        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except OSError as exc:
-        raise PermissionError(exc.errno, f"folder is not writable ({exc.strerror})", str(folder)) from None
-    os.close(fd)
-    os.unlink(probe)
-
-
-class _Transaction:
-    """Stage files under temporary names in one folder, then move them all into place; undo on failure."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self._ops: List[tuple] = []  # (target name, staged temp path, or None to remove the target)
-        self._temps: List[Path] = []
-
-    def write(self, name: str, data: bytes, mode: Optional[int] = None) -> None:
-        tmp = _temp_path(self.folder, name)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        self._temps.append(tmp)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.chmod(tmp, _default_mode() if mode is None else mode)
-        self._ops.append((name, tmp))
-
-    def copy(self, name: str, source: str) -> None:
-        """Make ``name`` the same file as ``source`` (an entry of the folder)."""
-        tmp = _temp_path(self.folder, name)
-        _clone(self.folder / source, tmp)
-        self._temps.append(tmp)
-        self._ops.append((name, tmp))
-
-    def remove(self, name: str) -> None:
-        self._ops.append((name, None))
-
-    def commit(self) -> None:
-        done: List[tuple] = []
-        try:
-            for name, tmp in self._ops:
-                target = self.folder / name
-                saved = None
-                if os.path.lexists(target):
-                    saved = _temp_path(self.folder, name + ".undo")
-                    _clone(target, saved)
-                    self._temps.append(saved)
-                if tmp is None:
-                    if os.path.lexists(target):
-                        os.unlink(target)
-                else:
-                    os.replace(tmp, target)
-                done.append((target, saved))
-            _fsync_dir(self.folder)
-        except BaseException:
-            for target, saved in reversed(done):
-                try:
-                    if saved is not None:
-                        os.replace(saved, target)
-                    elif os.path.lexists(target):
-                        os.unlink(target)
-                except OSError:
-                    pass
-            raise
-        finally:
-            self.discard()
-
-    def discard(self) -> None:
-        for tmp in self._temps:
-            try:
-                if os.path.lexists(tmp):
-                    os.unlink(tmp)
-            except OSError:
-                pass
-        self._temps = []
 
 
 def _render_config(config: Dict[str, Any], like: bytes) -> bytes:
@@ -461,7 +320,7 @@ def patch_folder(folder: PathLike) -> str:
             raise ValueError(f"{path / name} exists and was not written by glm4-tokfix; move it away first")
     check_writable(path)
     changed = {name: data for name, data in modules.items() if _read_or_none(path / name) != data}
-    tx = _Transaction(path)
+    tx = Transaction(path)
     try:
         if info.legacy:  # patched the old way: same backup, new auto_map, the old files go
             for name, data in changed.items():
@@ -519,7 +378,7 @@ def unpatch_folder(folder: PathLike) -> str:
     backup_path = path / BACKUP_FILE
     names = list(info.modules()) + [n for n in _LEGACY_FAST_FILES if info.legacy]
     ours = [name for name in names if (path / name).exists() and _is_our_module(path / name)]
-    tx = _Transaction(path)
+    tx = Transaction(path)
     try:
         if not info.patched:
             leftovers = [p.name for p in (backup_path,) if os.path.lexists(p)] + ours
@@ -592,7 +451,7 @@ def export_module(out_dir: PathLike, force: bool = False) -> List[Path]:
             errno.EEXIST, f"{clash[0]} already exists with other contents (pass --force to replace it)", str(out / clash[0])
         )
     check_writable(out)
-    tx = _Transaction(out)
+    tx = Transaction(out)
     try:
         for name, data in changed.items():
             tx.write(name, data)
@@ -625,7 +484,7 @@ def point_saved_folder_at_fix(folder: PathLike, config_name: str = CONFIG_FILE, 
         config["tokenizer_class"] = CLASS_NAME
     modules = bundle_bytes()
     text = json.dumps(config, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-    tx = _Transaction(path)
+    tx = Transaction(path)
     try:
         for name, data in modules.items():
             tx.write(name, data)
@@ -634,87 +493,3 @@ def point_saved_folder_at_fix(folder: PathLike, config_name: str = CONFIG_FILE, 
     finally:
         tx.discard()
     return [str(path / name) for name in modules]
-
-
-# ----------------------------------------------------------------------- CLI
-def _one_line(exc: BaseException) -> str:
-    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
-        text = f"{exc.filename}: {exc.strerror}"
-    else:
-        text = str(exc) or type(exc).__name__
-    return " ".join(text.split())
-
-
-def _run(command: str, action: Any) -> int:
-    try:
-        message = action()
-    except (OSError, ValueError) as exc:
-        print(f"glm4-tokfix {command}: error: {_one_line(exc)}", file=sys.stderr)
-        return 1
-    print(message)
-    return 0
-
-
-def _cmd_patch(args: argparse.Namespace) -> int:
-    return _run("patch", lambda: patch_folder(args.model_dir))
-
-
-def _cmd_unpatch(args: argparse.Namespace) -> int:
-    return _run("unpatch", lambda: unpatch_folder(args.model_dir))
-
-
-def _cmd_export(args: argparse.Namespace) -> int:
-    if args.minimal is not None:
-        return _run("export", lambda: _export_minimal_summary(args.minimal, args.out_dir, args.force))
-    return _run("export", lambda: _export_summary(args.out_dir, args.force))
-
-
-def _export_summary(out_dir: str, force: bool) -> str:
-    paths = export_module(out_dir, force=force)
-    return f"wrote {len(paths)} files into {out_dir}: {' '.join(p.name for p in paths)}"
-
-
-def _export_minimal_summary(model_dir: str, out_dir: str, force: bool) -> str:
-    from glm4_tokfix.minimal_patch import export_minimal
-
-    (module, diff), result = export_minimal(model_dir, out_dir, force=force)
-    return f"wrote {module} and {diff}: the minimal patch of {Path(model_dir) / EXPORT_FILE}, {result.describe()}"
-
-
-def register(subparsers: Any) -> None:
-    """Add the ``patch``, ``unpatch`` and ``export`` subcommands to the ``glm4-tokfix`` parser."""
-    p = subparsers.add_parser(
-        "patch",
-        help="make a GLM-4 model folder load the fixed tokenizer with plain AutoTokenizer",
-        description="Write the fixed tokenizer module into MODEL_DIR as " + MODULE_FILE + " and point "
-        "auto_map.AutoTokenizer in " + CONFIG_FILE + " at it (original kept as " + BACKUP_FILE + "). "
-        "vLLM, SGLang, LLaMA-Factory, TGI and plain AutoTokenizer.from_pretrained(MODEL_DIR, "
-        "trust_remote_code=True) then load the fixed tokenizer. Safe to run again (refreshes the module).",
-    )
-    p.add_argument("model_dir", metavar="MODEL_DIR", help="a GLM-4 model or tokenizer folder")
-    p.set_defaults(func=_cmd_patch)
-
-    u = subparsers.add_parser(
-        "unpatch",
-        help="undo 'patch': restore the folder byte for byte",
-        description="Restore the original " + CONFIG_FILE + " and remove " + MODULE_FILE + ".",
-    )
-    u.add_argument("model_dir", metavar="MODEL_DIR", help="a folder patched by 'glm4-tokfix patch'")
-    u.set_defaults(func=_cmd_unpatch)
-
-    e = subparsers.add_parser(
-        "export",
-        help="write the fix's bundle of modules (for the upstream model repo)",
-        description="Write the bundle's files into OUT_DIR: " + " ".join(BUNDLE_FILES) + ". They need only "
-        "transformers, tiktoken and regex; point auto_map.AutoTokenizer at " + CLASS_REF + ".",
-    )
-    e.add_argument("out_dir", metavar="OUT_DIR", help="folder to write into (created if missing)")
-    e.add_argument("--force", action="store_true", help="replace existing different files")
-    e.add_argument(
-        "--minimal",
-        metavar="MODEL_DIR",
-        default=None,
-        help="instead, patch MODEL_DIR's own upstream " + EXPORT_FILE + " minimally (the prefix, padding side "
-        "and pair fixes only) and write it with a unified diff, " + EXPORT_FILE + ".diff, into OUT_DIR",
-    )
-    e.set_defaults(func=_cmd_export)

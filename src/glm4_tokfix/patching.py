@@ -46,7 +46,7 @@ import threading
 import warnings
 from typing import Any, Dict, Optional, Tuple, TypeVar
 
-from glm4_tokfix.remote_code.glm4_tokens import REQUIRED_TOKENS
+from glm4_tokfix.remote_code.glm4_tokens import PREFIX_TOKENS, REQUIRED_TOKENS
 
 __all__ = ["patch", "is_patched", "from_pretrained", "enable", "disable", "is_enabled", "glm4_problem"]
 
@@ -100,7 +100,7 @@ def glm4_problem(tokenizer: Any) -> Optional[str]:
         from glm4_tokfix.remote_code.glm4_tokens import PREFIX_TEXT
 
         backend = tokenizer.backend_tokenizer
-        prefix = [added[t] for t in ("[gMASK]", "<sop>")]
+        prefix = [added[t] for t in PREFIX_TOKENS]
         if backend.encode(PREFIX_TEXT, add_special_tokens=False).ids != prefix:
             return "its tokenizer does not encode the text '[gMASK]<sop>' as those two added tokens"
         try:

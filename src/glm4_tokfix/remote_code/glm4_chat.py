@@ -9,7 +9,6 @@ from collections.abc import Mapping
 from typing import Any, Dict, List, Optional, Tuple
 
 import regex
-from transformers import BatchEncoding
 from transformers.utils import PaddingStrategy
 
 from .glm4_encoders import _control_pattern

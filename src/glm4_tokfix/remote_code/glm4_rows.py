@@ -25,7 +25,7 @@ from .glm4_encoders import (
 from .glm4_offsets import _offset_arrays, _OffsetRows
 from .glm4_padding import _as_framework, _int_dtype, _real_region, _tensor_kind
 from .glm4_state import _Cache, _NameSet, _OFFSET_ROWS, _ONE_ENCODE_PLUS, _SPLIT_SPECIAL
-from .glm4_tokens import PAIR_SUFFIX_TOKEN
+from .glm4_tokens import PAIR_SUFFIX_TOKEN, PREFIX_TEXT
 from .glm4_vocab import _ChatGLM4Vocab
 
 __all__ = ["GLM4BatchEncoder"]
@@ -67,7 +67,7 @@ def _glm4_word_rows(text: Any, batch_only: bool = False) -> Optional[Tuple[List[
 
 
 def _max_length_too_small(n_special: int, remove: int, n_text: int) -> ValueError:
-    names = "[gMASK]<sop>" if n_special == 2 else "[gMASK]<sop> and <|endoftext|> (a pair)"
+    names = PREFIX_TEXT if n_special == 2 else f"{PREFIX_TEXT} and {PAIR_SUFFIX_TOKEN} (a pair)"
     return ValueError(
         f"max_length is too small: it must leave room for the {n_special} special tokens {names} "
         f"(asked to remove {remove} tokens from a text of {n_text})"

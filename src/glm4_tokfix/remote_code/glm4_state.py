@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import contextvars
 import functools
-import inspect
 import weakref
 from typing import Any, Tuple
 
 from transformers import PreTrainedTokenizer
-from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
 
 class _CallState:

@@ -36,7 +36,6 @@ import itertools
 import operator
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
-from transformers import BatchEncoding
 from transformers.tokenization_utils_base import TruncationStrategy
 from transformers.utils import PaddingStrategy
 

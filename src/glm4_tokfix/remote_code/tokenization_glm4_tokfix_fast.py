@@ -12,8 +12,6 @@ import json
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from transformers import __version__ as _TRANSFORMERS_VERSION, BatchEncoding, PreTrainedTokenizerFast
-from transformers.tokenization_utils_base import TruncationStrategy
-from transformers.utils import PaddingStrategy
 
 from .glm4_chat import GLM4ChatMixin
 from .glm4_encoders import _disjoint_literals
