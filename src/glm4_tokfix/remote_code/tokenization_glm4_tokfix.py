@@ -48,6 +48,11 @@ from .glm4_state import _Cache, _OFFSET_ROWS, _PREFIX_STRIPPED, _SPLIT_SPECIAL, 
 from .glm4_tokens import _as_id_list, GLM4_SPECIAL_TOKENS, PAIR_SUFFIX_TOKEN, PREFIX_TOKENS
 from .glm4_vocab import _ChatGLM4Vocab
 
+# transformers 4.x copies only the files a remote-code module imports itself (not their imports): name
+# every bundle module this one needs
+from .glm4_spans import _ROLE_LITERAL as _glm4_spans  # noqa: F401
+from .glm4_templates import _GENERATION as _glm4_templates  # noqa: F401
+
 __all__ = ["ChatGLM4Tokenizer", "GLM4FixMixin"]
 
 

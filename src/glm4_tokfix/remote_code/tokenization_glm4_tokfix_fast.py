@@ -34,6 +34,13 @@ from .glm4_state import _Cache, _NameSet
 from .glm4_tokens import _as_id_list, PREFIX_TEXT, PREFIX_TOKENS
 from .tokenization_glm4_tokfix import GLM4FixMixin
 
+# transformers 4.x copies only the files a remote-code module imports itself (not their imports): name
+# every bundle module this one needs
+from .glm4_offsets import _UTF8_CONTINUATION as _glm4_offsets  # noqa: F401
+from .glm4_spans import _ROLE_LITERAL as _glm4_spans  # noqa: F401
+from .glm4_templates import _GENERATION as _glm4_templates  # noqa: F401
+from .glm4_vocab import load_tiktoken_ranks as _glm4_vocab  # noqa: F401
+
 __all__ = ["ChatGLM4TokenizerFast", "GLM4FastFixMixin"]
 
 
