@@ -193,3 +193,19 @@ def test_the_checker_sees_what_it_must(tmp_path):
     assert edges == {"glm4_tokfix.cli", "glm4_tokfix.chat_templates", "glm4_tokfix.patching"}
     kinds = sorted(kind for kind, _, _ in imports_of(module))
     assert kinds == ["absolute", "absolute", "dynamic", "relative"]
+
+
+@pytest.mark.parametrize("entry", ["tokenization_glm4_tokfix", "tokenization_glm4_tokfix_fast"])
+def test_entry_modules_import_every_bundle_module_they_need_themselves(entry):
+    """transformers 4.x copies a local folder's remote-code module and only the files it imports itself."""
+
+    def siblings(name: str) -> Set[str]:
+        return {t.module for kind, t, _ in imports_of(BUNDLE_DIR / f"{name}.py") if kind == "relative"}
+
+    needed, todo = set(), list(siblings(entry))
+    while todo:
+        name = todo.pop()
+        if name not in needed:
+            needed.add(name)
+            todo.extend(siblings(name))
+    assert needed - siblings(entry) == set()
