@@ -5,6 +5,7 @@
   undo it, or write the bundle for upstream (``glm4_tokfix.model_folder``)
 * ``convert`` -- a fixed fast-tokenizer (``tokenizer.json``) folder from a glm-4-9b-chat one
   (``glm4_tokfix.convert``)
+* ``run``     -- run a program with the fix enabled in every Python process it starts (``glm4_tokfix.run``)
 
 Exit codes: 0 success, 1 a check found violations or a folder operation failed,
 2 usage errors. Errors are one line on stderr, without a traceback.
@@ -46,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     _register_check(subparsers)
     _register_folder_commands(subparsers)
     _register_convert(subparsers)
+    _register_run(subparsers)
     return parser
 
 
@@ -229,6 +231,30 @@ def _register_convert(subparsers: Any) -> None:
         help="post-processor: chat-hf adds [gMASK]<sop> like glm-4-9b-chat (default); 0414 adds nothing",
     )
     parser.set_defaults(func=_cmd_convert)
+
+
+# ------------------------------------------------------------------------------------------------ run
+def _register_run(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "run",
+        help="run a program with the fix enabled in every Python process it starts",
+        description="Run COMMAND with glm4-tokfix enabled in every Python process it starts (through a "
+        "sitecustomize on PYTHONPATH; transformers is hooked only when a process loads tokenizers). The exit status "
+        "is COMMAND's; 127 when it is not found. GLM4_TOKFIX_RUN=0 in the environment leaves the fix out.",
+        usage="glm4-tokfix run [-h] [--] COMMAND [ARGS...]",
+    )
+    parser.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND [ARGS...]")
+    parser.set_defaults(func=_cmd_run)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from glm4_tokfix.run import run
+
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        print("glm4-tokfix run: no command given (usage: glm4-tokfix run -- COMMAND [ARGS...])", file=sys.stderr)
+        return 2
+    return run(command)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -3,13 +3,16 @@
 One server per variant (127.0.0.1, a free port, ready within 4 minutes, each request bounded, always killed);
 the requests are sent once per variant and every test reads their answers. With ``return_token_ids`` the server
 gives the prompt's ids and the generated ids: the prompt carries exactly one ``[gMASK]<sop>`` (plain text gets
-one too), the text equals ``decode`` of the ids, and the streamed answer equals the non-streamed one.
+one too), the text equals ``decode`` of the ids, and the streamed answer equals the non-streamed one. Then the
+same server takes the load of tests/vllm_tests/test_vllm_load.py (300 mixed requests from 32 threads): every
+prompt's ids equal the reference tokenizer's single-threaded ids.
 """
 
 from __future__ import annotations
 
 import pytest
 
+from test_vllm_load import REQUESTS, THREADS, assert_rows_exact, load_rows
 from vllm_support import FIXED_VARIANTS, VARIANTS, Server, needs_plugin
 
 pytestmark = pytest.mark.slow
@@ -60,8 +63,12 @@ def answers(request, variant_folder, reference, tmp_path_factory):
     needs_plugin(spec)
     folder = variant_folder(request.param)
     rendered = reference.apply_chat_template(MESSAGES, tokenize=False, add_generation_prompt=True)
-    server = Server(folder, trust=spec["trust"], plugin=spec["plugin"],
-                    log_path=tmp_path_factory.mktemp(f"server-{request.param}") / "server.log")
+    server = Server(
+        folder,
+        trust=spec["trust"],
+        plugin=spec["plugin"],
+        log_path=tmp_path_factory.mktemp(f"server-{request.param}") / "server.log",
+    )
     try:
         server.wait_ready()
         got = {"variant": request.param}
@@ -83,6 +90,7 @@ def answers(request, variant_folder, reference, tmp_path_factory):
             "response_format": {"type": "json_schema", "json_schema": {"name": "answer", "schema": SCHEMA}},
         }
         got["structured"] = chat_completion(server.post("/v1/chat/completions", structured))
+        got["load"] = load_rows(server, reference)  # last: the answers above come from an idle server
         got["log"] = server.log()
         return got
     finally:
@@ -121,3 +129,9 @@ def test_chat_prompt_equals_rendered_completion(answers):
 
 def test_no_detokenizer_errors(answers):
     assert "Encountered invalid token id" not in answers["log"]
+
+
+def test_load_every_prompt_exact(answers, reference):
+    rows = answers["load"]
+    assert len(rows) == REQUESTS and THREADS > 1
+    assert_rows_exact(rows, reference)
