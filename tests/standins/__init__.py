@@ -42,7 +42,10 @@ def make_model_folder(dest: Path, revision: str, vocab_dir: Path | str) -> Path:
 
         for name, data in bundle_bytes().items():
             (dest / name).write_bytes(data)
-        (dest / "tokenization_chatglm.py").write_text("from .tokenization_glm4_tokfix import ChatGLM4Tokenizer  # noqa: F401\n")
+        # transformers 4.x copies only the entry module's own relative imports: name every bundle module here
+        lines = [f"from .{Path(name).stem} import __name__ as _{Path(name).stem}  # noqa: F401" for name in bundle_bytes()]
+        lines.append("from .tokenization_glm4_tokfix import ChatGLM4Tokenizer  # noqa: F401")
+        (dest / "tokenization_chatglm.py").write_text("\n".join(lines) + "\n")
         return dest
     shutil.copyfile(module_source(revision), dest / "tokenization_chatglm.py")
     return dest
