@@ -213,18 +213,34 @@ def _is_pair(item: Any, is_pretokenized: bool) -> bool:
     return isinstance(item, (list, tuple))
 
 
-def _first_text(item: Any, is_pretokenized: bool) -> str:
+def _may_hold_prefix(item: Any, is_pretokenized: bool) -> bool:
+    """Whether a row's first text (or one of its words) holds ``[gMASK]`` at all: only such rows can start with
+    the prefix ids (the ids decide, ``GLM4FastEncoder._led_by_prefix``)."""
     first = item[0] if _is_pair(item, is_pretokenized) else item
     if is_pretokenized:
-        return first[0] if first and isinstance(first[0], str) else ""
-    return first if isinstance(first, str) else ""
+        return any(isinstance(word, str) and PREFIX_TOKENS[0] in word for word in first)
+    return isinstance(first, str) and PREFIX_TOKENS[0] in first
+
+
+def _split_literal(first: Any, is_pretokenized: bool) -> Tuple[Any, Any]:
+    """(the part giving the leading prefix ids, the rest) of a first text whose ids start with the prefix: the
+    text up to the end of its first ``<sop>``; of words, the words up to it, the rest keeping an empty word in
+    place of each word taken (word ids stay those of the whole row)."""
+    end = PREFIX_TOKENS[-1]
+    if not is_pretokenized:
+        cut = first.index(end) + len(end)
+        return first[:cut], first[cut:]
+    words = list(first)
+    for k, word in enumerate(words):
+        if end in word:
+            cut = word.index(end) + len(end)
+            return words[:k] + [word[:cut]], [""] * k + [word[cut:]] + words[k + 1 :]
+    raise ValueError(f"{end} is not in the words {words[:4]!r}")
 
 
 def _without_literal(first: Any, is_pretokenized: bool) -> Any:
-    """A first text (or its first word) with the literal ``[gMASK]<sop>`` taken off the front."""
-    if is_pretokenized:
-        return [first[0][len(PREFIX_TEXT) :]] + list(first[1:])
-    return first[len(PREFIX_TEXT) :]
+    """A first text (or its words) with the tokens giving its leading ``[gMASK]<sop>`` taken off the front."""
+    return _split_literal(first, is_pretokenized)[1]
 
 
 class GLM4FastEncoder:
@@ -306,15 +322,23 @@ class GLM4FastEncoder:
             else [
                 i
                 for i, item in enumerate(items)
-                if (rule.pair or not _is_pair(item, is_pretokenized))
-                and _first_text(item, is_pretokenized).startswith(PREFIX_TEXT)
+                if (rule.pair or not _is_pair(item, is_pretokenized)) and _may_hold_prefix(item, is_pretokenized)
             ]
         )
+        if literal:  # the ids decide: words ["[gMASK]", "<sop>"] start with the prefix, an added "[gMASK]<sop>" not
+            literal = self._led_by_prefix(items, literal, rule, is_pretokenized)  # type: ignore[arg-type]
         if truncation is not None and (truncation["stride"] or truncation["strategy"] != "longest_first"):
             self._check_pairs(items, set(literal), rule, add_special_tokens, truncation, is_pretokenized)
         if not literal:
             return self.encode_plain(items, is_pretokenized, add_special_tokens)
         return self._encode_with_literals(items, literal, rule, is_pretokenized)
+
+    def _led_by_prefix(self, items: List[Any], rows: List[int], rule: PrefixRule, is_pretokenized: bool) -> List[int]:
+        """The rows among ``rows`` whose first text's own ids (no special tokens) start with the prefix ids."""
+        firsts = [items[i][0] if _is_pair(items[i], is_pretokenized) else items[i] for i in rows]
+        encodings = self.plain_copy().encode_batch(firsts, is_pretokenized=is_pretokenized, add_special_tokens=False)
+        n = len(rule.ids)
+        return [i for i, encoding in zip(rows, encodings) if encoding.ids[:n] == rule.ids]
 
     def _check_pairs(
         self,
@@ -415,8 +439,7 @@ class GLM4FastEncoder:
             keep = _keep_single(body, budget, truncation["strategy"])
             if keep < body:
                 # the text's own prefix tokens: offsets, words and mask as inside the text
-                prefix = copy.encode([PREFIX_TEXT] if pretok else PREFIX_TEXT, is_pretokenized=pretok,
-                                     add_special_tokens=False)  # fmt: skip
+                prefix = copy.encode(_split_literal(item, pretok)[0], is_pretokenized=pretok, add_special_tokens=False)
                 encoding.truncate(body, 0, "left")  # now the body (its overflow pieces are replaced next)
                 encoding.truncate(keep, truncation["stride"], truncation["direction"])
                 encoding = Encoding.merge([prefix, encoding], growing_offsets=False)
@@ -967,6 +990,10 @@ class GLM4FastFixMixin(GLM4ChatMixin, GLM4PaddingMixin):
             return False  # a literal prefix is text (mask 0) there, not the template's
         return True
 
+    def _glm4_call_state(self) -> Tuple[Any, Any]:
+        """What a fast-route batch's encodings depend on besides the call's options: (its route, its rule)."""
+        return self._glm4_route_state()[0], self._glm4_encoder().rule()
+
     def _glm4_fast_batch(self, items: List[str], rust: Any, **options: Any) -> GLM4LazyBatchEncoding:
         """The fast path's ``BatchEncoding`` of plain texts, its Rust encodings made by ``rust()`` on first use."""
         convert = options.pop("convert")
@@ -1011,6 +1038,7 @@ class GLM4FastFixMixin(GLM4ChatMixin, GLM4PaddingMixin):
         split_special_tokens: bool,
         convert: Dict[str, Any],
         rust_route: bool = False,
+        truncation_side: Optional[str] = None,
     ):
         """The ``BatchEncoding`` of a batch of rows: one entry per row and overflow piece, as transformers builds
         it from the Rust encodings (``overflow_to_sample_mapping`` when overflow rows are asked for). Plain texts
@@ -1027,10 +1055,20 @@ class GLM4FastFixMixin(GLM4ChatMixin, GLM4PaddingMixin):
             is_split_into_words, split_special_tokens, convert,
         ):  # fmt: skip
             rows = list(items)
+            # the encodings, made on first access, are this call's: its sides, not the tokenizer's later ones
+            options["padding_side"] = padding_side or self.padding_side  # type: ignore[attr-defined]
+            side = self.truncation_side  # type: ignore[attr-defined]
+            state = (self.pad_token_id, self.pad_token_type_id, *self._glm4_call_state())  # type: ignore[attr-defined]
 
             def rust() -> List[Any]:
+                if (self.pad_token_id, self.pad_token_type_id, *self._glm4_call_state()) != state:  # type: ignore
+                    raise RuntimeError(
+                        "this tokenizer's vocabulary, post-processor or padding token changed after this batch was "
+                        "encoded: its encodings can no longer be made as they were (read batch.encodings before "
+                        "changing the tokenizer, or set tok.glm4_fast_path = False)"
+                    )
                 return self._glm4_batch(rows, stride=stride, is_split_into_words=False, convert=dict(convert),
-                                        rust_route=True, **options).encodings  # fmt: skip
+                                        rust_route=True, truncation_side=side, **options).encodings  # fmt: skip
 
             return self._glm4_fast_batch(rows, rust, convert=convert, **options)
         self.set_truncation_and_padding(  # type: ignore[attr-defined]
@@ -1042,6 +1080,8 @@ class GLM4FastFixMixin(GLM4ChatMixin, GLM4PaddingMixin):
             padding_side=padding_side,
         )
         backend = self._tokenizer
+        if truncation_side is not None and backend.truncation is not None:  # a fast-route call's own side
+            backend.enable_truncation(**{**backend.truncation, "direction": truncation_side})
         if backend.encode_special_tokens != split_special_tokens:
             backend.encode_special_tokens = split_special_tokens
         encodings = self._glm4_encodings(list(items), is_split_into_words, add_special_tokens)
@@ -1208,16 +1248,29 @@ class GLM4FastFixMixin(GLM4ChatMixin, GLM4PaddingMixin):
         return built[2]
 
     # -- saving
-    def save_chat_templates(self, save_directory: Any, tokenizer_config: Dict[str, Any], *args: Any, **kwargs: Any):
-        """The last step of ``save_pretrained`` before ``tokenizer_config.json`` is written: the config is made
-        to load on either transformers line. transformers 5 writes the added special tokens as an
-        ``extra_special_tokens`` list, which 4.x cannot read (it wants a dict and fails on ``.keys()``, reported
-        as a missing protobuf); both lines read that list as ``additional_special_tokens``."""
-        extra = tokenizer_config.get("extra_special_tokens")
-        if isinstance(extra, (list, tuple)):
-            tokenizer_config = {k: v for k, v in tokenizer_config.items() if k != "extra_special_tokens"}
-            tokenizer_config["additional_special_tokens"] = list(extra)
-        return super().save_chat_templates(save_directory, tokenizer_config, *args, **kwargs)  # type: ignore[misc]
+    def _save_pretrained(self, save_directory: Any, file_names: Tuple[str, ...], *args: Any, **kwargs: Any):
+        """After ``save_pretrained`` wrote ``tokenizer_config.json``: the config is made to load on either
+        transformers line, without remote code. transformers 5 writes the added special tokens as an
+        ``extra_special_tokens`` list, which 4.x cannot read (it wants a dict and fails on ``.keys()``, reported as a
+        missing protobuf), and drops ``additional_special_tokens`` of its ``TokenizersBackend`` (so converting in
+        ``save_chat_templates`` lost them): the list is written as ``additional_special_tokens``, which both lines
+        read. ``tokenizer_class`` is transformers' own fast class (``PreTrainedTokenizerFast``, which both lines
+        know), not this class: the fixed class stays reachable through ``auto_map``."""
+        files = super()._save_pretrained(save_directory, file_names, *args, **kwargs)  # type: ignore[misc]
+        for name in file_names:
+            if not str(name).endswith("tokenizer_config.json"):
+                continue
+            with open(name, encoding="utf-8") as f:
+                config = json.load(f)
+            extra = config.get("extra_special_tokens")
+            if isinstance(extra, (list, tuple)):
+                del config["extra_special_tokens"]
+                config["additional_special_tokens"] = list(extra)
+            if config.get("tokenizer_class") in ("ChatGLM4TokenizerFast", "TokenizersBackend"):
+                config["tokenizer_class"] = "PreTrainedTokenizerFast"
+            with open(name, "w", encoding="utf-8") as f:
+                f.write(json.dumps(config, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+        return files
 
     if int(_TRANSFORMERS_VERSION.split(".")[0]) < 5:  # transformers 5's fast tokenizers have no prepare_for_model
 
