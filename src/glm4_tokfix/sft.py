@@ -176,7 +176,8 @@ def tokenize_chats(
     add_generation_prompt, sanitize_control_tokens, template variables, ...) go to
     ``apply_chat_template``; keywords that would pad, give tensors, truncate other than by ``max_length``
     or add outputs (``padding``, ``return_tensors``, ``truncation``, ``return_offsets_mapping``, ...) are a
-    ``TypeError``. A chat must be a list of message dicts.
+    ``TypeError``. A chat is a list of message dicts, or any other sequence of mappings (a tuple, a numpy object
+    array or a pandas Series, as pandas, pyarrow's ``to_pandas()`` and ``datasets`` hand chats over).
     """
     chats = list(chats)
     if not isinstance(supervise_turn_end, bool):
@@ -185,8 +186,17 @@ def tokenize_chats(
     if not chats:
         return {"input_ids": [], "assistant_masks": [], "labels": []}
     for i, chat in enumerate(chats):
-        if not isinstance(chat, (list, tuple)) or not all(isinstance(m, abc.Mapping) for m in chat):  # not typing's: slow
-            raise TypeError(f"chat {i} must be a list of message dicts, got {type(chat).__name__}")
+        # any sequence of mappings: lists, tuples, numpy object arrays (pandas, pyarrow's to_pandas(), datasets in
+        # numpy/pandas format, Ray Data's pandas batches hand those over), pandas Series; not texts, dicts or sets
+        sequence = isinstance(chat, (list, tuple)) or (
+            not isinstance(chat, (str, bytes, abc.Mapping)) and hasattr(chat, "__getitem__")
+            and hasattr(chat, "__len__") and getattr(chat, "ndim", 1) == 1
+        )  # fmt: skip
+        if not sequence or not all(isinstance(m, abc.Mapping) for m in chat):  # not typing's: slow
+            raise TypeError(
+                f"chat {i} must be a list of message dicts (or another sequence of mappings: a tuple, a numpy "
+                f"object array, a pandas Series), got {type(chat).__name__}"
+            )
     if max_length is not None and (isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1):
         raise ValueError(f"max_length must be a positive int or None, got {max_length!r}")
     end_id = _turn_end_id(tokenizer) if supervise_turn_end else None
