@@ -240,7 +240,8 @@ class SFTCollator:
     ``labels_from_mask(ids, mask, turn_end=supervise_turn_end)``: the token after each reply is supervised,
     but nothing is appended (use ``tokenize_chats`` rows for the final ``<|user|>``). Padding goes through the
     tokenizer's own ``pad`` on ``padding_side`` (``"right"`` by default, as training usually pads), then the
-    labels get -100 on the same side. ``return_tensors`` is ``"pt"`` (default), ``"np"`` or ``None`` (lists).
+    labels get -100 on the same side. Rows that carry ``position_ids`` (packed documents) keep them (pads get 0);
+    otherwise they count each row's real tokens. ``return_tensors`` is ``"pt"`` (default), ``"np"`` or ``None`` (lists).
     """
 
     def __init__(
@@ -290,14 +291,26 @@ class SFTCollator:
             if len(labels) != len(ids):
                 raise ValueError(f"row {k}: input_ids has {len(ids)} tokens but labels has {len(labels)}")
             rows[k] = {"input_ids": ids, "labels": labels}
+            if "position_ids" in feature:  # packed rows: kept as given (pad() pads them with 0)
+                rows[k]["position_ids"] = _as_list(feature["position_ids"])
+                if len(rows[k]["position_ids"]) != len(ids):
+                    raise ValueError(f"row {k}: input_ids has {len(ids)} tokens but position_ids has "
+                                     f"{len(rows[k]['position_ids'])}")  # fmt: skip
         return rows  # type: ignore[return-value]
 
     def __call__(self, features: Sequence[Mapping[str, Any]]) -> Any:
         if not features:
             raise ValueError("cannot collate an empty batch")
         rows = self._rows(features)
+        given = {"input_ids": [row["input_ids"] for row in rows]}
+        with_positions = sum("position_ids" in row for row in rows)
+        if with_positions:
+            if with_positions != len(rows):
+                raise ValueError(f"{with_positions} of {len(rows)} rows have position_ids: give them for every row "
+                                 "or for none")  # fmt: skip
+            given["position_ids"] = [row["position_ids"] for row in rows]
         padded = self.tokenizer.pad(
-            {"input_ids": [row["input_ids"] for row in rows]},
+            given,
             padding=True,
             pad_to_multiple_of=self.pad_to_multiple_of,
             padding_side=self.padding_side,

@@ -61,3 +61,16 @@ def test_given_positions_of_another_length_are_a_value_error(pad_tok):
         pad_tok.pad(bad, padding=True)
     with pytest.raises(ValueError, match="position_ids has 1"):
         pad_tok.pad(bad[1], padding="max_length", max_length=4)
+
+
+def test_sft_collator_keeps_given_positions(pad_tok):
+    from glm4_tokfix.sft import SFTCollator
+
+    features = [dict(row, labels=list(row["input_ids"])) for row in rows(pad_tok)]
+    batch = SFTCollator(pad_tok, return_tensors=None)(features)
+    assert as_lists(batch["position_ids"]) == [PACKED, [0, 1, 0, 0, 0]]
+    assert as_lists(batch["attention_mask"])[1] == [1, 1, 0, 0, 0]
+    without = SFTCollator(pad_tok, return_tensors=None)([{k: v for k, v in f.items() if k != "position_ids"} for f in features])
+    assert as_lists(without["position_ids"]) == [[0, 1, 2, 3, 4], [0, 1, 0, 0, 0]]
+    with pytest.raises(ValueError, match="1 of 2 rows have position_ids"):
+        SFTCollator(pad_tok, return_tensors=None)([features[0], {k: v for k, v in features[1].items() if k != "position_ids"}])
