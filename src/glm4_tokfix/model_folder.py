@@ -600,7 +600,7 @@ def point_saved_folder_at_fix(folder: PathLike, config_name: str = CONFIG_FILE, 
     config_path = path / config_name
     config, data = _read_config(config_path)
     if fast:
-        config = _with_auto_map(config, fast_auto_map_entry(path))  # tokenizer_class: transformers' own (the mixin's save)
+        config = _with_auto_map(config, fast_auto_map_entry(path))  # tokenizer_class stays transformers' own
         modules = fast_module_files()
     else:
         config = _with_auto_map(config, AUTO_MAP_ENTRY)

@@ -290,12 +290,11 @@ class SFTCollator:
                 raise ValueError(f"row {k} has input_ids but neither labels nor assistant_masks")
             if len(labels) != len(ids):
                 raise ValueError(f"row {k}: input_ids has {len(ids)} tokens but labels has {len(labels)}")
-            rows[k] = {"input_ids": ids, "labels": labels}
+            row = rows[k] = {"input_ids": ids, "labels": labels}
             if "position_ids" in feature:  # packed rows: kept as given (pad() pads them with 0)
-                rows[k]["position_ids"] = _as_list(feature["position_ids"])
-                if len(rows[k]["position_ids"]) != len(ids):
-                    raise ValueError(f"row {k}: input_ids has {len(ids)} tokens but position_ids has "
-                                     f"{len(rows[k]['position_ids'])}")  # fmt: skip
+                positions = row["position_ids"] = _as_list(feature["position_ids"])
+                if len(positions) != len(ids):
+                    raise ValueError(f"row {k}: input_ids has {len(ids)} tokens but position_ids has {len(positions)}")
         return rows  # type: ignore[return-value]
 
     def __call__(self, features: Sequence[Mapping[str, Any]]) -> Any:

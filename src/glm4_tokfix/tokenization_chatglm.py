@@ -1760,8 +1760,10 @@ class GLM4PaddingMixin:
         # the keys _pad pads as given, with their pad values; attention_mask (and absent position_ids) it computes;
         # the other keys pass through
         fills: Dict[str, Any] = {main: self.pad_token_id}
-        for key, fill in (("token_type_ids", self.pad_token_type_id), ("special_tokens_mask", 1), ("offset_mapping", (0, 0)),
-                          ("position_ids", 0)):  # fmt: skip
+        for key, fill in (
+            ("token_type_ids", self.pad_token_type_id), ("special_tokens_mask", 1), ("offset_mapping", (0, 0)),
+            ("position_ids", 0),
+        ):  # fmt: skip
             if key in batch:
                 fills[key] = fill
         keys = [key for key in batch if key != "attention_mask" or return_attention_mask]

@@ -4,9 +4,9 @@ each document); pads get 0. Only when absent does it make them (counting the rea
 from __future__ import annotations
 
 import pytest
+from helpers import as_lists
 
 import glm4_tokfix
-from helpers import as_lists
 
 PACKED = [0, 1, 2, 0, 1]  # two documents in one row
 
@@ -70,7 +70,8 @@ def test_sft_collator_keeps_given_positions(pad_tok):
     batch = SFTCollator(pad_tok, return_tensors=None)(features)
     assert as_lists(batch["position_ids"]) == [PACKED, [0, 1, 0, 0, 0]]
     assert as_lists(batch["attention_mask"])[1] == [1, 1, 0, 0, 0]
-    without = SFTCollator(pad_tok, return_tensors=None)([{k: v for k, v in f.items() if k != "position_ids"} for f in features])
+    plain = [{k: v for k, v in f.items() if k != "position_ids"} for f in features]
+    without = SFTCollator(pad_tok, return_tensors=None)(plain)
     assert as_lists(without["position_ids"]) == [[0, 1, 2, 3, 4], [0, 1, 0, 0, 0]]
     with pytest.raises(ValueError, match="1 of 2 rows have position_ids"):
-        SFTCollator(pad_tok, return_tensors=None)([features[0], {k: v for k, v in features[1].items() if k != "position_ids"}])
+        SFTCollator(pad_tok, return_tensors=None)([features[0], plain[1]])
