@@ -673,9 +673,11 @@ class _Source:
 class GLM4LazyBatchEncoding(BatchEncoding):
     """The ``BatchEncoding`` of the fast route: the fields are built by the fast path; the ``tokenizers.Encoding``
     rows (``encodings``, ``tokens()``, ``word_ids()``, ``char_to_token()``, ``batch[i]``) are computed on first
-    access by the Rust route for the same rows and options, so they are exactly what that route gives.
-    ``is_fast`` is True without computing them. Pickling and ``copy.deepcopy`` give a plain ``BatchEncoding``
-    with the encodings (computed then)."""
+    access by the Rust route for the same rows and options -- the call's ``padding_side`` and ``truncation_side``,
+    not the tokenizer's later ones -- so they are exactly what that route gave during the call. After the
+    tokenizer's vocabulary, post-processor or padding token changed they can no longer be made: a
+    ``RuntimeError`` says so. ``is_fast`` is True without computing them. Pickling and ``copy.deepcopy`` give a
+    plain ``BatchEncoding`` with the encodings (computed then; without them when they can no longer be made)."""
 
     #: which route built this batch (a plain ``BatchEncoding`` from the Rust route has no such attribute)
     glm4_route = "fast"
@@ -708,7 +710,11 @@ class GLM4LazyBatchEncoding(BatchEncoding):
         return self.__dict__.get("_glm4_encodings") is not None
 
     def __reduce__(self) -> Tuple[Any, ...]:
-        return (BatchEncoding, (dict(self.data), self._encodings, None, False, self._n_sequences))
+        try:
+            encodings = self._encodings
+        except RuntimeError:  # the tokenizer changed since the call: the fields alone, as they are
+            encodings = None
+        return (BatchEncoding, (dict(self.data), encodings, None, False, self._n_sequences))
 
     def __reduce_ex__(self, protocol: Any) -> Tuple[Any, ...]:
         return self.__reduce__()

@@ -3,6 +3,8 @@ Rust encodings are those of the call (not of the tokenizer's sides at first acce
 
 from __future__ import annotations
 
+import pickle
+
 import pytest
 
 import glm4_tokfix
@@ -85,3 +87,5 @@ def test_encodings_after_a_vocabulary_change_are_an_error(chat_hf):
     tok.add_tokens(["hello"])
     with pytest.raises(RuntimeError, match="changed after this batch was encoded"):
         batch.encodings
+    again = pickle.loads(pickle.dumps(batch))  # the fields, without encodings that can no longer be made
+    assert again.input_ids == batch.input_ids and again.encodings is None
