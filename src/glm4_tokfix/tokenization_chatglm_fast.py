@@ -316,6 +316,7 @@ class GLM4FastEncoder:
         rule = self.rule() if add_special_tokens and not backend.encode_special_tokens else None
         if truncation is not None:
             _check_room(items, backend if rule is None else rule, add_special_tokens, truncation, is_pretokenized)
+        encoded: Dict[int, Any] = {}
         literal = (
             []
             if rule is None
@@ -326,19 +327,23 @@ class GLM4FastEncoder:
             ]
         )
         if literal:  # the ids decide: words ["[gMASK]", "<sop>"] start with the prefix, an added "[gMASK]<sop>" not
-            literal = self._led_by_prefix(items, literal, rule, is_pretokenized)  # type: ignore[arg-type]
+            literal, encoded = self._led_by_prefix(items, literal, rule, is_pretokenized)  # type: ignore[arg-type]
         if truncation is not None and (truncation["stride"] or truncation["strategy"] != "longest_first"):
             self._check_pairs(items, set(literal), rule, add_special_tokens, truncation, is_pretokenized)
         if not literal:
             return self.encode_plain(items, is_pretokenized, add_special_tokens)
-        return self._encode_with_literals(items, literal, rule, is_pretokenized)
+        return self._encode_with_literals(items, literal, rule, is_pretokenized, encoded)
 
-    def _led_by_prefix(self, items: List[Any], rows: List[int], rule: PrefixRule, is_pretokenized: bool) -> List[int]:
-        """The rows among ``rows`` whose first text's own ids (no special tokens) start with the prefix ids."""
+    def _led_by_prefix(
+        self, items: List[Any], rows: List[int], rule: PrefixRule, is_pretokenized: bool
+    ) -> Tuple[List[int], Dict[int, Any]]:
+        """The rows among ``rows`` whose first text's own ids (no special tokens) start with the prefix ids, and
+        the encodings of those that are single texts (``_literal_row`` takes them instead of encoding again)."""
         firsts = [items[i][0] if _is_pair(items[i], is_pretokenized) else items[i] for i in rows]
         encodings = self.plain_copy().encode_batch(firsts, is_pretokenized=is_pretokenized, add_special_tokens=False)
         n = len(rule.ids)
-        return [i for i, encoding in zip(rows, encodings) if encoding.ids[:n] == rule.ids]
+        led = [(i, encoding) for i, encoding in zip(rows, encodings) if encoding.ids[:n] == rule.ids]
+        return [i for i, _ in led], {i: e for i, e in led if not _is_pair(items[i], is_pretokenized)}
 
     def _check_pairs(
         self,
@@ -391,8 +396,9 @@ class GLM4FastEncoder:
             raise
 
     def _encode_with_literals(
-        self, items: List[Any], literal: List[int], rule: PrefixRule, is_pretokenized: bool
-    ) -> List[Any]:
+        self, items: List[Any], literal: List[int], rule: PrefixRule, is_pretokenized: bool,
+        encoded: Optional[Dict[int, Any]] = None,
+    ) -> List[Any]:  # fmt: skip
         backend = self.backend
         truncation, padding = backend.truncation, backend.padding
         simple = truncation is None and rule.tail is None
@@ -419,19 +425,23 @@ class GLM4FastEncoder:
         if own:
             copy = self.plain_copy()
             for i in own:
-                out[i] = self._literal_row(copy, items[i], rule, truncation, is_pretokenized)
+                out[i] = self._literal_row(copy, items[i], rule, truncation, is_pretokenized, (encoded or {}).get(i))
         if padding is not None:
             _pad_together(out, padding)
         return out
 
-    def _literal_row(self, copy: Any, item: Any, rule: PrefixRule, truncation: Optional[Dict[str, Any]], pretok: bool):
+    def _literal_row(
+        self, copy: Any, item: Any, rule: PrefixRule, truncation: Optional[Dict[str, Any]], pretok: bool,
+        encoding: Any = None,
+    ):  # fmt: skip
         """One row whose first text starts with the prefix, encoded by ``copy`` (no truncation, no padding): no
         second copy of the prefix; truncation keeps that prefix and cuts the rest, as the slow tokenizer does."""
         from tokenizers import Encoding
 
         if _is_pair(item, pretok):  # only without truncation and template tail (see _encode_with_literals)
             return copy.encode(item[0], item[1], is_pretokenized=pretok, add_special_tokens=False)
-        encoding = copy.encode(item, is_pretokenized=pretok, add_special_tokens=False)
+        if encoding is None:  # else the row's encoding by ``copy`` already made (``_led_by_prefix``)
+            encoding = copy.encode(item, is_pretokenized=pretok, add_special_tokens=False)
         n_prefix = len(rule.ids)
         if truncation is not None:
             body = len(encoding) - n_prefix

@@ -76,11 +76,12 @@ def test_convert_a_folder_that_is_not_glm4(fast_folder, tmp_path, capsys):
 
 @pytest.mark.parametrize("revision", ["current", "mid2024"])
 def test_export_minimal_takes_a_file_with_a_utf8_bom(tmp_path, capsys, revision):
-    from conftest import TINY_DIR
-    from test_patch_helpers import load, standin_folder
+    from test_patch_helpers import load, standin_folder  # (not conftest: tests/vllm_tests has a conftest module too)
 
-    plain = standin_folder(tmp_path / "plain", revision, TINY_DIR)
-    bom = standin_folder(tmp_path / "bom", revision, TINY_DIR)
+    tiny = glm4_tokfix.TINY_GLM4_DIR
+
+    plain = standin_folder(tmp_path / "plain", revision, tiny)
+    bom = standin_folder(tmp_path / "bom", revision, tiny)
     upstream = bom / "tokenization_chatglm.py"
     upstream.write_bytes(b"\xef\xbb\xbf" + upstream.read_bytes())
     # Python imports it as it is; transformers' remote-code loader does not (ast.parse of the text): the patched
