@@ -15,6 +15,7 @@ import pytest
 
 import glm4_tokfix
 from glm4_tokfix import cli
+from glm4_tokfix.model_folder import FAST_CLASS_REF
 from glm4_tokfix.patching import glm4_problem
 
 PADDED_CALLS = [
@@ -62,7 +63,7 @@ def test_saved_patched_folder_keeps_transformers_class(fast_folder, tmp_path, vo
     folder = saved_after(source, {}, tmp_path / "saved", patched=True)
     config = json.loads((folder / "tokenizer_config.json").read_text())
     assert config["tokenizer_class"] == original
-    assert config["auto_map"]["AutoTokenizer"][1] == "tokenization_chatglm_fast.ChatGLM4TokenizerFast"
+    assert config["auto_map"]["AutoTokenizer"][1] == FAST_CLASS_REF
     plain = AutoTokenizer.from_pretrained(str(folder))  # no "contains custom code"
     assert not glm4_tokfix.is_patched(plain)
     with glm4_tokfix.enable():
