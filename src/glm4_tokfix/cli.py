@@ -205,8 +205,9 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         print(f"glm4-tokfix convert: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 1
+    kind = f"{args.style or 'chat-hf'} post-processor" if (Path(args.src) / "tokenizer.model").is_file() else "as given"
     print(
-        f"wrote {target}: tokenizer.json ({args.style} post-processor) with the glm4-tokfix fix; load it with "
+        f"wrote {target}: tokenizer.json ({kind}) with the glm4-tokfix fix; load it with "
         f"AutoTokenizer.from_pretrained({str(target)!r}, trust_remote_code=True) -- without trust_remote_code "
         "transformers loads its built-in fast class, unfixed"
     )
@@ -222,13 +223,15 @@ def _register_convert(subparsers: Any) -> None:
         "equal ChatGLM4Tokenizer's), write it to OUT with tokenizer_config.json, a copy of tokenizer.model and the "
         "fixed modules, and point auto_map at ChatGLM4TokenizerFast.",
     )
-    parser.add_argument("src", metavar="SRC", help="glm-4-9b-chat folder (tokenizer.model + tokenizer_config.json)")
+    parser.add_argument("src", metavar="SRC", help="glm-4-9b-chat folder (tokenizer.model + tokenizer_config.json), "
+                        "or a tokenizer.json GLM-4 folder (glm-4-9b-chat-hf, a folder transformers saved)")  # fmt: skip
     parser.add_argument("out", metavar="OUT", help="folder to create (must not exist, or be empty)")
     parser.add_argument(
         "--style",
         choices=sorted(STYLES),
-        default="chat-hf",
-        help="post-processor: chat-hf adds [gMASK]<sop> like glm-4-9b-chat (default); 0414 adds nothing",
+        default=None,
+        help="post-processor of a tokenizer.model folder: chat-hf adds [gMASK]<sop> like glm-4-9b-chat (default); "
+        "0414 adds nothing. A tokenizer.json folder keeps its own",
     )
     parser.set_defaults(func=_cmd_convert)
 

@@ -29,7 +29,7 @@ import os
 import shutil
 import uuid
 from pathlib import Path
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from glm4_tokfix.folder_io import PathLike
 from glm4_tokfix.remote_code.glm4_tokens import PREFIX_TOKENS
@@ -157,7 +157,32 @@ def write_fast_folder(src: PathLike, out: PathLike, style: str = "chat-hf") -> P
     return target
 
 
-def convert_folder(src: PathLike, out: PathLike, style: str = "chat-hf") -> Path:
+#: the files of a tokenizer.json folder a conversion copies (when present)
+_FAST_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", CHAT_TEMPLATE_FILE)
+
+
+def _copy_fast_folder(source: Path, staging: Path, style: Optional[str]) -> None:
+    """``convert_folder`` of a ``tokenizer.json`` GLM-4 folder (glm-4-9b-chat-hf, a folder transformers saved):
+    its tokenizer files as they are (its own post-processor), once checked to be GLM-4's."""
+    from transformers import PreTrainedTokenizerFast
+
+    from glm4_tokfix.model_folder import inspect_folder
+    from glm4_tokfix.patching import glm4_problem
+
+    if style is not None:
+        raise ValueError(f"--style applies to a glm-4-9b-chat folder (tokenizer.model); {source}'s tokenizer.json "
+                         "keeps its own post-processor")  # fmt: skip
+    inspect_folder(source)  # the required added tokens, no remote code of its own
+    problem = glm4_problem(PreTrainedTokenizerFast(tokenizer_file=str(source / "tokenizer.json")))
+    if problem is not None:
+        raise ValueError(f"{source} is not a GLM-4 tokenizer folder: {problem}")
+    staging.mkdir()
+    for name in _FAST_FILES:
+        if (source / name).is_file():
+            shutil.copyfile(source / name, staging / name)
+
+
+def convert_folder(src: PathLike, out: PathLike, style: Optional[str] = None) -> Path:
     """``glm4-tokfix convert``: a fixed fast-tokenizer folder at ``out`` from the glm-4-9b-chat folder ``src``.
 
     ``out`` gets ``tokenizer.json`` (``build_backend``), ``tokenizer_config.json``, a copy of ``tokenizer.model``
@@ -167,19 +192,31 @@ def convert_folder(src: PathLike, out: PathLike, style: str = "chat-hf") -> Path
     is written as its copy with ``{% generation %}`` markers (same rendering), so assistant-token masks work there
     too. The folder is built
     beside ``out`` and moved into place in one step; ``out`` must not exist or be an empty folder.
+
+    ``src`` may also be a ``tokenizer.json`` GLM-4 folder without ``tokenizer.model`` (glm-4-9b-chat-hf, or any
+    folder transformers saved): its tokenizer files are copied as they are, with their own post-processor
+    (``style`` is then a ``ValueError``), and the fix is added the same way. ``style`` None means ``"chat-hf"``.
     """
     from glm4_tokfix.model_folder import VOCAB_FILE, patch_folder
 
-    source, _ = _read_folder(src)
+    source = Path(src)
+    from_json = not (source / VOCAB_FILE).is_file() and (source / "tokenizer.json").is_file()
+    if not from_json:
+        source, _ = _read_folder(src)
     target = Path(out)
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise FileExistsError(f"{target} already exists and is not an empty folder")
     staging = target.parent / f".{target.name}.glm4-tokfix-{uuid.uuid4().hex[:12]}.tmp"
     try:
-        write_fast_folder(source, staging, style)
-        shutil.copyfile(source / VOCAB_FILE, staging / VOCAB_FILE)
+        if from_json:
+            _copy_fast_folder(source, staging, style)
+        else:
+            write_fast_folder(source, staging, style or "chat-hf")
+            shutil.copyfile(source / VOCAB_FILE, staging / VOCAB_FILE)
         patch_folder(staging)
-        os.remove(staging / "tokenizer_config.json.glm4-tokfix-orig")  # a new folder: nothing to restore
+        backup = staging / "tokenizer_config.json.glm4-tokfix-orig"
+        if backup.exists():  # a new folder: nothing to restore (a source patched by us has none)
+            os.remove(backup)
         _mark_chat_template(staging / "tokenizer_config.json")
         _mark_template_file(staging / CHAT_TEMPLATE_FILE)
         if target.exists():

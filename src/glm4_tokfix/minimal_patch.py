@@ -395,8 +395,11 @@ def is_minimally_patched(source: str) -> bool:
 def minimal_patch(source: str, name: str = UPSTREAM_FILE) -> MinimalPatch:
     """Patch upstream's ``tokenization_chatglm.py`` text ``source``; ``name`` is used in messages only.
 
-    Raises ``ValueError`` naming what was found when ``source`` is not one of the expected revisions.
+    Raises ``ValueError`` naming what was found when ``source`` is not one of the expected revisions. A leading
+    UTF-8 BOM is taken off (the diff says so): Python reads past it, transformers' remote-code loader does not.
     """
+    original = source
+    source = source[1:] if source.startswith("\ufeff") else source
     tree, _, methods = _parse(source, name)
     revision = _check_signatures(methods, name)
     lines = split_lines(source)
@@ -424,12 +427,12 @@ def minimal_patch(source: str, name: str = UPSTREAM_FILE) -> MinimalPatch:
     except SyntaxError as exc:  # pragma: no cover -- would be a bug of ours, not of the user's file
         raise ValueError(f"patching {name} gave invalid Python (line {exc.lineno}: {exc.msg})") from None
     diff_lines = list(
-        difflib.unified_diff(lines, patched, fromfile=f"a/{UPSTREAM_FILE}", tofile=f"b/{UPSTREAM_FILE}")
+        difflib.unified_diff(split_lines(original), patched, fromfile=f"a/{UPSTREAM_FILE}", tofile=f"b/{UPSTREAM_FILE}")
     )
     added = sum(1 for l in diff_lines if l.startswith("+") and not l.startswith("+++"))
     removed = sum(1 for l in diff_lines if l.startswith("-") and not l.startswith("---"))
     diff = "".join(l if l.endswith(("\n", "\r")) else l + "\n\\ No newline at end of file\n" for l in diff_lines)
-    return MinimalPatch(source, text, diff, revision, added, removed)
+    return MinimalPatch(original, text, diff, revision, added, removed)
 
 
 

@@ -471,14 +471,15 @@ def point_saved_folder_at_fix(folder: PathLike, config_name: str = CONFIG_FILE, 
     """Make a folder just written by ``save_pretrained`` load the fixed class; return the files added.
 
     Used by patched tokenizers' ``save_pretrained``: writes the whole bundle (``BUNDLE_FILES``) and
-    sets ``auto_map.AutoTokenizer`` and ``tokenizer_class`` in the saved config (no backup: the config is new).
+    sets ``auto_map.AutoTokenizer`` (and for a slow one ``tokenizer_class``) in the saved config (no backup: the
+    config is new). A fast folder keeps transformers' own ``tokenizer_class``, so plain ``AutoTokenizer`` loads it
+    without remote code, as a folder from ``glm4-tokfix patch``.
     """
     path = Path(folder)
     config_path = path / config_name
     config, data = _read_config(config_path)
     if fast:
-        config = _with_auto_map(config, fast_auto_map_entry(path))
-        config["tokenizer_class"] = FAST_CLASS_NAME
+        config = _with_auto_map(config, fast_auto_map_entry(path))  # tokenizer_class stays transformers' own
     else:
         config = _with_auto_map(config, AUTO_MAP_ENTRY)
         config["tokenizer_class"] = CLASS_NAME

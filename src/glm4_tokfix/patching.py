@@ -100,6 +100,14 @@ def glm4_problem(tokenizer: Any) -> Optional[str]:
         from glm4_tokfix.remote_code.glm4_tokens import PREFIX_TEXT
 
         backend = tokenizer.backend_tokenizer
+        if backend.padding is not None or backend.truncation is not None or backend.encode_special_tokens:
+            # a saved tokenizer.json keeps the last call's padding/truncation: recognise GLM-4 without them
+            from tokenizers import Tokenizer
+
+            backend = Tokenizer.from_str(backend.to_str())
+            backend.no_padding()
+            backend.no_truncation()
+            backend.encode_special_tokens = False
         prefix = [added[t] for t in PREFIX_TOKENS]
         if backend.encode(PREFIX_TEXT, add_special_tokens=False).ids != prefix:
             return "its tokenizer does not encode the text '[gMASK]<sop>' as those two added tokens"

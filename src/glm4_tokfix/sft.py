@@ -176,7 +176,8 @@ def tokenize_chats(
     add_generation_prompt, sanitize_control_tokens, template variables, ...) go to
     ``apply_chat_template``; keywords that would pad, give tensors, truncate other than by ``max_length``
     or add outputs (``padding``, ``return_tensors``, ``truncation``, ``return_offsets_mapping``, ...) are a
-    ``TypeError``. A chat must be a list of message dicts.
+    ``TypeError``. A chat is a list of message dicts, or any other sequence of mappings (a tuple, a numpy object
+    array or a pandas Series, as pandas, pyarrow's ``to_pandas()`` and ``datasets`` hand chats over).
     """
     chats = list(chats)
     if not isinstance(supervise_turn_end, bool):
@@ -185,8 +186,17 @@ def tokenize_chats(
     if not chats:
         return {"input_ids": [], "assistant_masks": [], "labels": []}
     for i, chat in enumerate(chats):
-        if not isinstance(chat, (list, tuple)) or not all(isinstance(m, abc.Mapping) for m in chat):  # not typing's: slow
-            raise TypeError(f"chat {i} must be a list of message dicts, got {type(chat).__name__}")
+        # any sequence of mappings: lists, tuples, numpy object arrays (pandas, pyarrow's to_pandas(), datasets in
+        # numpy/pandas format, Ray Data's pandas batches hand those over), pandas Series; not texts, dicts or sets
+        sequence = isinstance(chat, (list, tuple)) or (
+            not isinstance(chat, (str, bytes, abc.Mapping)) and hasattr(chat, "__getitem__")
+            and hasattr(chat, "__len__") and getattr(chat, "ndim", 1) == 1
+        )  # fmt: skip
+        if not sequence or not all(isinstance(m, abc.Mapping) for m in chat):  # not typing's: slow
+            raise TypeError(
+                f"chat {i} must be a list of message dicts (or another sequence of mappings: a tuple, a numpy "
+                f"object array, a pandas Series), got {type(chat).__name__}"
+            )
     if max_length is not None and (isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1):
         raise ValueError(f"max_length must be a positive int or None, got {max_length!r}")
     end_id = _turn_end_id(tokenizer) if supervise_turn_end else None
@@ -230,7 +240,8 @@ class SFTCollator:
     ``labels_from_mask(ids, mask, turn_end=supervise_turn_end)``: the token after each reply is supervised,
     but nothing is appended (use ``tokenize_chats`` rows for the final ``<|user|>``). Padding goes through the
     tokenizer's own ``pad`` on ``padding_side`` (``"right"`` by default, as training usually pads), then the
-    labels get -100 on the same side. ``return_tensors`` is ``"pt"`` (default), ``"np"`` or ``None`` (lists).
+    labels get -100 on the same side. Rows that carry ``position_ids`` (packed documents) keep them (pads get 0);
+    otherwise they count each row's real tokens. ``return_tensors`` is ``"pt"`` (default), ``"np"`` or ``None`` (lists).
     """
 
     def __init__(
@@ -279,15 +290,26 @@ class SFTCollator:
                 raise ValueError(f"row {k} has input_ids but neither labels nor assistant_masks")
             if len(labels) != len(ids):
                 raise ValueError(f"row {k}: input_ids has {len(ids)} tokens but labels has {len(labels)}")
-            rows[k] = {"input_ids": ids, "labels": labels}
+            row = rows[k] = {"input_ids": ids, "labels": labels}
+            if "position_ids" in feature:  # packed rows: kept as given (pad() pads them with 0)
+                positions = row["position_ids"] = _as_list(feature["position_ids"])
+                if len(positions) != len(ids):
+                    raise ValueError(f"row {k}: input_ids has {len(ids)} tokens but position_ids has {len(positions)}")
         return rows  # type: ignore[return-value]
 
     def __call__(self, features: Sequence[Mapping[str, Any]]) -> Any:
         if not features:
             raise ValueError("cannot collate an empty batch")
         rows = self._rows(features)
+        given = {"input_ids": [row["input_ids"] for row in rows]}
+        with_positions = sum("position_ids" in row for row in rows)
+        if with_positions:
+            if with_positions != len(rows):
+                raise ValueError(f"{with_positions} of {len(rows)} rows have position_ids: give them for every row "
+                                 "or for none")  # fmt: skip
+            given["position_ids"] = [row["position_ids"] for row in rows]
         padded = self.tokenizer.pad(
-            {"input_ids": [row["input_ids"] for row in rows]},
+            given,
             padding=True,
             pad_to_multiple_of=self.pad_to_multiple_of,
             padding_side=self.padding_side,

@@ -11,7 +11,7 @@ from transformers import BatchEncoding
 from .glm4_encoders import _overlapping, FastokensBackend, TiktokenBackend
 from .glm4_offsets import _offset_tables
 from .glm4_state import _CallState
-from .glm4_tokens import GLM4_PAT_STR, PREFIX_TEXT
+from .glm4_tokens import GLM4_PAT_STR, PREFIX_TOKENS
 
 __all__ = [
     "GLM4FastBackend",
@@ -141,18 +141,34 @@ def _is_pair(item: Any, is_pretokenized: bool) -> bool:
     return isinstance(item, (list, tuple))
 
 
-def _first_text(item: Any, is_pretokenized: bool) -> str:
+def _may_hold_prefix(item: Any, is_pretokenized: bool) -> bool:
+    """Whether a row's first text (or one of its words) holds ``[gMASK]`` at all: only such rows can start with
+    the prefix ids (the ids decide, ``GLM4FastEncoder._led_by_prefix``)."""
     first = item[0] if _is_pair(item, is_pretokenized) else item
     if is_pretokenized:
-        return first[0] if first and isinstance(first[0], str) else ""
-    return first if isinstance(first, str) else ""
+        return any(isinstance(word, str) and PREFIX_TOKENS[0] in word for word in first)
+    return isinstance(first, str) and PREFIX_TOKENS[0] in first
+
+
+def _split_literal(first: Any, is_pretokenized: bool) -> Tuple[Any, Any]:
+    """(the part giving the leading prefix ids, the rest) of a first text whose ids start with the prefix: the
+    text up to the end of its first ``<sop>``; of words, the words up to it, the rest keeping an empty word in
+    place of each word taken (word ids stay those of the whole row)."""
+    end = PREFIX_TOKENS[-1]
+    if not is_pretokenized:
+        cut = first.index(end) + len(end)
+        return first[:cut], first[cut:]
+    words = list(first)
+    for k, word in enumerate(words):
+        if end in word:
+            cut = word.index(end) + len(end)
+            return words[:k] + [word[:cut]], [""] * k + [word[cut:]] + words[k + 1 :]
+    raise ValueError(f"{end} is not in the words {words[:4]!r}")
 
 
 def _without_literal(first: Any, is_pretokenized: bool) -> Any:
-    """A first text (or its first word) with the literal ``[gMASK]<sop>`` taken off the front."""
-    if is_pretokenized:
-        return [first[0][len(PREFIX_TEXT) :]] + list(first[1:])
-    return first[len(PREFIX_TEXT) :]
+    """A first text (or its words) with the tokens giving its leading ``[gMASK]<sop>`` taken off the front."""
+    return _split_literal(first, is_pretokenized)[1]
 
 
 class GLM4FastEncoder:
@@ -228,21 +244,34 @@ class GLM4FastEncoder:
         rule = self.rule() if add_special_tokens and not backend.encode_special_tokens else None
         if truncation is not None:
             _check_room(items, backend if rule is None else rule, add_special_tokens, truncation, is_pretokenized)
+        encoded: Dict[int, Any] = {}
         literal = (
             []
             if rule is None
             else [
                 i
                 for i, item in enumerate(items)
-                if (rule.pair or not _is_pair(item, is_pretokenized))
-                and _first_text(item, is_pretokenized).startswith(PREFIX_TEXT)
+                if (rule.pair or not _is_pair(item, is_pretokenized)) and _may_hold_prefix(item, is_pretokenized)
             ]
         )
+        if literal:  # the ids decide: words ["[gMASK]", "<sop>"] start with the prefix, an added "[gMASK]<sop>" not
+            literal, encoded = self._led_by_prefix(items, literal, rule, is_pretokenized)  # type: ignore[arg-type]
         if truncation is not None and (truncation["stride"] or truncation["strategy"] != "longest_first"):
             self._check_pairs(items, set(literal), rule, add_special_tokens, truncation, is_pretokenized)
         if not literal:
             return self.encode_plain(items, is_pretokenized, add_special_tokens)
-        return self._encode_with_literals(items, literal, rule, is_pretokenized)
+        return self._encode_with_literals(items, literal, rule, is_pretokenized, encoded)
+
+    def _led_by_prefix(
+        self, items: List[Any], rows: List[int], rule: PrefixRule, is_pretokenized: bool
+    ) -> Tuple[List[int], Dict[int, Any]]:
+        """The rows among ``rows`` whose first text's own ids (no special tokens) start with the prefix ids, and
+        the encodings of those that are single texts (``_literal_row`` takes them instead of encoding again)."""
+        firsts = [items[i][0] if _is_pair(items[i], is_pretokenized) else items[i] for i in rows]
+        encodings = self.plain_copy().encode_batch(firsts, is_pretokenized=is_pretokenized, add_special_tokens=False)
+        n = len(rule.ids)
+        led = [(i, encoding) for i, encoding in zip(rows, encodings) if encoding.ids[:n] == rule.ids]
+        return [i for i, _ in led], {i: e for i, e in led if not _is_pair(items[i], is_pretokenized)}
 
     def _check_pairs(
         self,
@@ -295,8 +324,9 @@ class GLM4FastEncoder:
             raise
 
     def _encode_with_literals(
-        self, items: List[Any], literal: List[int], rule: PrefixRule, is_pretokenized: bool
-    ) -> List[Any]:
+        self, items: List[Any], literal: List[int], rule: PrefixRule, is_pretokenized: bool,
+        encoded: Optional[Dict[int, Any]] = None,
+    ) -> List[Any]:  # fmt: skip
         backend = self.backend
         truncation, padding = backend.truncation, backend.padding
         simple = truncation is None and rule.tail is None
@@ -323,19 +353,23 @@ class GLM4FastEncoder:
         if own:
             copy = self.plain_copy()
             for i in own:
-                out[i] = self._literal_row(copy, items[i], rule, truncation, is_pretokenized)
+                out[i] = self._literal_row(copy, items[i], rule, truncation, is_pretokenized, (encoded or {}).get(i))
         if padding is not None:
             _pad_together(out, padding)
         return out
 
-    def _literal_row(self, copy: Any, item: Any, rule: PrefixRule, truncation: Optional[Dict[str, Any]], pretok: bool):
+    def _literal_row(
+        self, copy: Any, item: Any, rule: PrefixRule, truncation: Optional[Dict[str, Any]], pretok: bool,
+        encoding: Any = None,
+    ):  # fmt: skip
         """One row whose first text starts with the prefix, encoded by ``copy`` (no truncation, no padding): no
         second copy of the prefix; truncation keeps that prefix and cuts the rest, as the slow tokenizer does."""
         from tokenizers import Encoding
 
         if _is_pair(item, pretok):  # only without truncation and template tail (see _encode_with_literals)
             return copy.encode(item[0], item[1], is_pretokenized=pretok, add_special_tokens=False)
-        encoding = copy.encode(item, is_pretokenized=pretok, add_special_tokens=False)
+        if encoding is None:  # else the row's encoding by ``copy`` already made (``_led_by_prefix``)
+            encoding = copy.encode(item, is_pretokenized=pretok, add_special_tokens=False)
         n_prefix = len(rule.ids)
         if truncation is not None:
             body = len(encoding) - n_prefix
@@ -343,8 +377,7 @@ class GLM4FastEncoder:
             keep = _keep_single(body, budget, truncation["strategy"])
             if keep < body:
                 # the text's own prefix tokens: offsets, words and mask as inside the text
-                prefix = copy.encode([PREFIX_TEXT] if pretok else PREFIX_TEXT, is_pretokenized=pretok,
-                                     add_special_tokens=False)  # fmt: skip
+                prefix = copy.encode(_split_literal(item, pretok)[0], is_pretokenized=pretok, add_special_tokens=False)
                 encoding.truncate(body, 0, "left")  # now the body (its overflow pieces are replaced next)
                 encoding.truncate(keep, truncation["stride"], truncation["direction"])
                 encoding = Encoding.merge([prefix, encoding], growing_offsets=False)
@@ -577,9 +610,11 @@ class _Source:
 class GLM4LazyBatchEncoding(BatchEncoding):
     """The ``BatchEncoding`` of the fast route: the fields are built by the fast path; the ``tokenizers.Encoding``
     rows (``encodings``, ``tokens()``, ``word_ids()``, ``char_to_token()``, ``batch[i]``) are computed on first
-    access by the Rust route for the same rows and options, so they are exactly what that route gives.
-    ``is_fast`` is True without computing them. Pickling and ``copy.deepcopy`` give a plain ``BatchEncoding``
-    with the encodings (computed then)."""
+    access by the Rust route for the same rows and options -- the call's ``padding_side`` and ``truncation_side``,
+    not the tokenizer's later ones -- so they are exactly what that route gave during the call. After the
+    tokenizer's vocabulary, post-processor or padding token changed they can no longer be made: a
+    ``RuntimeError`` says so. ``is_fast`` is True without computing them. Pickling and ``copy.deepcopy`` give a
+    plain ``BatchEncoding`` with the encodings (computed then; without them when they can no longer be made)."""
 
     #: which route built this batch (a plain ``BatchEncoding`` from the Rust route has no such attribute)
     glm4_route = "fast"
@@ -612,7 +647,11 @@ class GLM4LazyBatchEncoding(BatchEncoding):
         return self.__dict__.get("_glm4_encodings") is not None
 
     def __reduce__(self) -> Tuple[Any, ...]:
-        return (BatchEncoding, (dict(self.data), self._encodings, None, False, self._n_sequences))
+        try:
+            encodings = self._encodings
+        except RuntimeError:  # the tokenizer changed since the call: the fields alone, as they are
+            encodings = None
+        return (BatchEncoding, (dict(self.data), encodings, None, False, self._n_sequences))
 
     def __reduce_ex__(self, protocol: Any) -> Tuple[Any, ...]:
         return self.__reduce__()

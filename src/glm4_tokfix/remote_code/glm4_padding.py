@@ -127,12 +127,14 @@ def _padded_arrays(
     return _as_framework(arrays, kind)
 
 
-#: the per-token keys ``_pad`` pads as given (with their own fill); attention_mask and position_ids it computes
-_PADDED_AS_GIVEN = ("token_type_ids", "special_tokens_mask", "offset_mapping")
+#: the per-token keys ``_pad`` pads as given (with their own fill; given position_ids with 0, as upstream's ``_pad``:
+#: packed rows restart them at each document); attention_mask it computes, and position_ids when absent
+_PADDED_AS_GIVEN = ("token_type_ids", "special_tokens_mask", "offset_mapping", "position_ids")
 
 
 class GLM4PaddingMixin:
-    """GLM-4's padding rules: pads on the requested side, ``position_ids`` that count the real tokens.
+    """GLM-4's padding rules: pads on the requested side, given ``position_ids`` kept (pads get 0), absent ones
+    made to count the real tokens.
 
     Uses only transformers' generic tokenizer attributes (``model_input_names``,
     ``pad_token_id``, ``pad_token_type_id``, ``padding_side``), so it fits any
@@ -164,9 +166,11 @@ class GLM4PaddingMixin:
         """Pad one encoding on the requested side; exact and idempotent.
 
         ``padding_side`` given here wins over ``self.padding_side``. Zeros
-        already in ``attention_mask`` are kept, and ``position_ids`` are
-        recomputed from the final mask (0..n-1 over real tokens, 0 on pads), so
-        padding a padded encoding again changes nothing but the new pads.
+        already in ``attention_mask`` are kept. Given ``position_ids`` are kept
+        (packed rows restart them at each document) and padded with 0; absent,
+        they are made when the tokenizer takes them (0..n-1 over the mask's real
+        tokens, 0 on pads), so padding a padded encoding again changes nothing
+        but the new pads.
         With ``return_attention_mask=False`` no ``attention_mask`` is returned.
         Returns a new dict; the encoding passed in is left as it was.
         """
@@ -220,7 +224,9 @@ class GLM4PaddingMixin:
             encoded_inputs["attention_mask"] = full_mask
         else:
             encoded_inputs.pop("attention_mask", None)
-        if "position_ids" in self.model_input_names:
+        if "position_ids" in encoded_inputs:  # given: kept (packed documents), pads get 0
+            encoded_inputs["position_ids"] = padded(encoded_inputs["position_ids"], 0)
+        elif "position_ids" in self.model_input_names:
             # the common case: every given token is real
             encoded_inputs["position_ids"] = padded(range(n), 0) if 0 not in mask else _count_real(full_mask)
         return encoded_inputs
@@ -356,7 +362,7 @@ class GLM4PaddingMixin:
         left = self._glm4_padding_side(padding_side, pad_to_multiple_of) == "left"
         if return_attention_mask is None:
             return_attention_mask = "attention_mask" in self.model_input_names
-        with_positions = "position_ids" in self.model_input_names
+        with_positions = "position_ids" in self.model_input_names and "position_ids" not in batch  # else as given
         target: Optional[int] = None
         if strategy != PaddingStrategy.DO_NOT_PAD:
             target = max_length
@@ -381,16 +387,19 @@ class GLM4PaddingMixin:
             lengths.append(n)
             gaps.append(d)
 
-        # the keys _pad pads as given, with their pad values; attention_mask and position_ids it computes;
+        # the keys _pad pads as given, with their pad values; attention_mask (and absent position_ids) it computes;
         # the other keys pass through
         fills: Dict[str, Any] = {main: self.pad_token_id}
-        for key, fill in (("token_type_ids", self.pad_token_type_id), ("special_tokens_mask", 1), ("offset_mapping", (0, 0))):
+        for key, fill in (
+            ("token_type_ids", self.pad_token_type_id), ("special_tokens_mask", 1), ("offset_mapping", (0, 0)),
+            ("position_ids", 0),
+        ):  # fmt: skip
             if key in batch:
                 fills[key] = fill
         keys = [key for key in batch if key != "attention_mask" or return_attention_mask]
         if return_attention_mask and "attention_mask" not in batch:
             keys.append("attention_mask")
-        if with_positions and "position_ids" not in batch:
+        if with_positions:
             keys.append("position_ids")
 
         kind = _tensor_kind(return_tensors)

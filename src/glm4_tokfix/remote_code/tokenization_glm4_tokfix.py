@@ -23,8 +23,9 @@ What the fix guarantees, on transformers 4.45+ and 5.x:
   prefix, on either ``truncation_side``.
 * ``_pad`` honours ``padding_side`` (call time first, then the tokenizer's),
   pads ``input_ids`` with the pad id, ``attention_mask`` and ``token_type_ids``
-  with 0, ``special_tokens_mask`` with 1, and gives ``position_ids`` that count
-  the real tokens (0..n-1) and are 0 on pads. Padding is idempotent.
+  with 0, ``special_tokens_mask`` with 1; given ``position_ids`` are kept and
+  padded with 0 (packed rows), absent ones count the real tokens (0..n-1) and
+  are 0 on pads. Padding is idempotent.
 * ``decode`` is exact around special tokens on both transformers lines, and an
   id outside the vocabulary is a ``ValueError``.
 """

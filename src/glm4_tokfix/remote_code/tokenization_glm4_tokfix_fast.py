@@ -294,6 +294,10 @@ class GLM4FastFixMixin(GLM4ChatMixin, GLM4PaddingMixin):
             return False  # a literal prefix is text (mask 0) there, not the template's
         return True
 
+    def _glm4_call_state(self) -> Tuple[Any, Any]:
+        """What a fast-route batch's encodings depend on besides the call's options: (its route, its rule)."""
+        return self._glm4_route_state()[0], self._glm4_encoder().rule()
+
     def _glm4_fast_batch(self, items: List[str], rust: Any, **options: Any) -> GLM4LazyBatchEncoding:
         """The fast path's ``BatchEncoding`` of plain texts, its Rust encodings made by ``rust()`` on first use."""
         convert = options.pop("convert")
@@ -338,6 +342,7 @@ class GLM4FastFixMixin(GLM4ChatMixin, GLM4PaddingMixin):
         split_special_tokens: bool,
         convert: Dict[str, Any],
         rust_route: bool = False,
+        truncation_side: Optional[str] = None,
     ):
         """The ``BatchEncoding`` of a batch of rows: one entry per row and overflow piece, as transformers builds
         it from the Rust encodings (``overflow_to_sample_mapping`` when overflow rows are asked for). Plain texts
@@ -354,10 +359,20 @@ class GLM4FastFixMixin(GLM4ChatMixin, GLM4PaddingMixin):
             is_split_into_words, split_special_tokens, convert,
         ):  # fmt: skip
             rows = list(items)
+            # the encodings, made on first access, are this call's: its sides, not the tokenizer's later ones
+            options["padding_side"] = padding_side or self.padding_side  # type: ignore[attr-defined]
+            side = self.truncation_side  # type: ignore[attr-defined]
+            state = (self.pad_token_id, self.pad_token_type_id, *self._glm4_call_state())  # type: ignore[attr-defined]
 
             def rust() -> List[Any]:
+                if (self.pad_token_id, self.pad_token_type_id, *self._glm4_call_state()) != state:  # type: ignore
+                    raise RuntimeError(
+                        "this tokenizer's vocabulary, post-processor or padding token changed after this batch was "
+                        "encoded: its encodings can no longer be made as they were (read batch.encodings before "
+                        "changing the tokenizer, or set tok.glm4_fast_path = False)"
+                    )
                 return self._glm4_batch(rows, stride=stride, is_split_into_words=False, convert=dict(convert),
-                                        rust_route=True, **options).encodings  # fmt: skip
+                                        rust_route=True, truncation_side=side, **options).encodings  # fmt: skip
 
             return self._glm4_fast_batch(rows, rust, convert=convert, **options)
         self.set_truncation_and_padding(  # type: ignore[attr-defined]
@@ -369,6 +384,8 @@ class GLM4FastFixMixin(GLM4ChatMixin, GLM4PaddingMixin):
             padding_side=padding_side,
         )
         backend = self._tokenizer
+        if truncation_side is not None and backend.truncation is not None:  # a fast-route call's own side
+            backend.enable_truncation(**{**backend.truncation, "direction": truncation_side})
         if backend.encode_special_tokens != split_special_tokens:
             backend.encode_special_tokens = split_special_tokens
         encodings = self._glm4_encodings(list(items), is_split_into_words, add_special_tokens)
@@ -535,16 +552,29 @@ class GLM4FastFixMixin(GLM4ChatMixin, GLM4PaddingMixin):
         return built[2]
 
     # -- saving
-    def save_chat_templates(self, save_directory: Any, tokenizer_config: Dict[str, Any], *args: Any, **kwargs: Any):
-        """The last step of ``save_pretrained`` before ``tokenizer_config.json`` is written: the config is made
-        to load on either transformers line. transformers 5 writes the added special tokens as an
-        ``extra_special_tokens`` list, which 4.x cannot read (it wants a dict and fails on ``.keys()``, reported
-        as a missing protobuf); both lines read that list as ``additional_special_tokens``."""
-        extra = tokenizer_config.get("extra_special_tokens")
-        if isinstance(extra, (list, tuple)):
-            tokenizer_config = {k: v for k, v in tokenizer_config.items() if k != "extra_special_tokens"}
-            tokenizer_config["additional_special_tokens"] = list(extra)
-        return super().save_chat_templates(save_directory, tokenizer_config, *args, **kwargs)  # type: ignore[misc]
+    def _save_pretrained(self, save_directory: Any, file_names: Tuple[str, ...], *args: Any, **kwargs: Any):
+        """After ``save_pretrained`` wrote ``tokenizer_config.json``: the config is made to load on either
+        transformers line, without remote code. transformers 5 writes the added special tokens as an
+        ``extra_special_tokens`` list, which 4.x cannot read (it wants a dict and fails on ``.keys()``, reported as a
+        missing protobuf), and drops ``additional_special_tokens`` of its ``TokenizersBackend`` (so converting in
+        ``save_chat_templates`` lost them): the list is written as ``additional_special_tokens``, which both lines
+        read. ``tokenizer_class`` is transformers' own fast class (``PreTrainedTokenizerFast``, which both lines
+        know), not this class: the fixed class stays reachable through ``auto_map``."""
+        files = super()._save_pretrained(save_directory, file_names, *args, **kwargs)  # type: ignore[misc]
+        for name in file_names:
+            if not str(name).endswith("tokenizer_config.json"):
+                continue
+            with open(name, encoding="utf-8") as f:
+                config = json.load(f)
+            extra = config.get("extra_special_tokens")
+            if isinstance(extra, (list, tuple)):
+                del config["extra_special_tokens"]
+                config["additional_special_tokens"] = list(extra)
+            if config.get("tokenizer_class") in ("ChatGLM4TokenizerFast", "TokenizersBackend"):
+                config["tokenizer_class"] = "PreTrainedTokenizerFast"
+            with open(name, "w", encoding="utf-8") as f:
+                f.write(json.dumps(config, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+        return files
 
     if int(_TRANSFORMERS_VERSION.split(".")[0]) < 5:  # transformers 5's fast tokenizers have no prepare_for_model
 
