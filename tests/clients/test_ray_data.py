@@ -68,24 +68,11 @@ def as_lists(value):
     return [as_lists(v) for v in value] if hasattr(value, "__len__") and not isinstance(value, str) else int(value)
 
 
-NUMPY_XFAIL = pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason="issue 31 item 7: tokenize_chats refuses the numpy object arrays Ray hands the recipe "
-    "(list(batch['messages']) is a list of numpy arrays of dicts); flips to a pass when that is fixed",
-)
-
-
-@pytest.mark.parametrize("batch_format", ["pandas", pytest.param("numpy", marks=NUMPY_XFAIL)])
+@pytest.mark.parametrize("batch_format", ["pandas", "numpy"])
 def test_readme_ray_recipe_equals_one_process(local_ray, batch_format):
     chats = make_chats(40)
     ds = ray.data.from_items([{"messages": chat} for chat in chats], override_num_blocks=4)
-    try:
-        rows = ds.map_batches(Encode, batch_size=7, batch_format=batch_format, concurrency=2).take_all()
-    except Exception as exc:  # Ray wraps the worker's error; only the known refusal counts as the expected failure
-        if "must be a list of message dicts, got ndarray" in str(exc):
-            raise TypeError(f"tokenize_chats refused a numpy array of messages: {exc}") from exc
-        raise
+    rows = ds.map_batches(Encode, batch_size=7, batch_format=batch_format, concurrency=2).take_all()
     expected = tokenize_chats(glm4_tokfix.ChatGLM4Tokenizer.from_pretrained(glm4_tokfix.TINY_GLM4_DIR), chats)
     assert len(rows) == len(chats)
     for key in KEYS:
