@@ -78,6 +78,7 @@ from .tokenization_chatglm import (
     GLM4PaddingMixin,
     TiktokenBackend,
     _as_id_list,
+    _ADDED_STATE,
     _CallState,
     _Cache,
     _disjoint_literals,
@@ -240,13 +241,14 @@ class GLM4FastEncoder:
     encoding. Nothing shared is changed by a call, so one encoder serves many threads at once.
     """
 
-    __slots__ = ("backend", "prefix_ids", "_rule_cache", "_copy_cache")
+    __slots__ = ("backend", "prefix_ids", "added_state", "_rule_cache", "_copy_cache")
 
-    def __init__(self, backend: Any, prefix_ids: Sequence[int]) -> None:
+    def __init__(self, backend: Any, prefix_ids: Sequence[int], added_state: Any = None) -> None:
         self.backend = backend
         self.prefix_ids: List[int] = list(prefix_ids)
+        self.added_state = added_state  # the tokenizer's _ADDED_STATE when made: a new encoder follows added tokens
         self._rule_cache: Tuple[Any, Optional[PrefixRule]] = (object(), None)  # (post-processor state, rule)
-        self._copy_cache: Tuple[Any, Any] = (object(), None)  # (what the copy was made from, the copy)
+        self._copy_cache: Tuple[Any, Any, int] = (object(), None, -1)  # (what the copy was made from, it, top id)
 
     def __reduce__(self) -> Tuple[Any, ...]:
         return (GLM4FastEncoder, (self.backend, self.prefix_ids))
@@ -267,25 +269,26 @@ class GLM4FastEncoder:
     def plain_copy(self) -> Any:
         """A private copy of the Rust tokenizer without truncation and padding, for the literal-prefix rows.
 
-        Made again when the vocabulary, the added tokens, the normalizer, the pre-tokenizer or the post-processor
-        of the real one change; published in one assignment and never changed afterwards.
+        Made again when the vocabulary, the added tokens (``_added_tokens_unchanged``), the normalizer, the
+        pre-tokenizer or the post-processor of the real one change; published in one assignment and never changed
+        afterwards.
         """
         backend = self.backend
         key = (
-            backend.get_vocab_size(with_added_tokens=True),
-            repr(sorted(backend.get_added_tokens_decoder().items())),
+            backend.get_vocab_size(with_added_tokens=False),
             *(None if part is None else part.__getstate__() for part in
               (backend.normalizer, backend.pre_tokenizer, backend.post_processor)),
         )  # fmt: skip
-        cached_key, copy = self._copy_cache
-        if key != cached_key or copy is None:
+        cached_key, copy, top = self._copy_cache
+        if key != cached_key or copy is None or not _added_tokens_unchanged(backend, top):
             from tokenizers import Tokenizer
 
+            top = _added_top(backend)
             copy = Tokenizer.from_str(backend.to_str())
             copy.no_truncation()
             copy.no_padding()
             copy.encode_special_tokens = False
-            self._copy_cache = (key, copy)
+            self._copy_cache = (key, copy, top)
         return copy
 
     # -- encoding
@@ -596,16 +599,36 @@ def standard_glm4_vocab(state: Dict[str, Any]) -> Tuple[Optional[Tuple[Dict[byte
     return (ranks, added, non_special), ""
 
 
+def _added_top(backend: Any) -> int:
+    """The highest id of the Rust tokenizer's added tokens (its vocabulary's last id when it has none)."""
+    return max(backend.get_added_tokens_decoder(), default=backend.get_vocab_size(with_added_tokens=False) - 1)
+
+
+def _added_tokens_unchanged(backend: Any, top: int) -> bool:
+    """A cheap check that no token was added to the Rust tokenizer since its highest added id was ``top``: one
+    added through it directly gets the next id. Reading the added tokens costs ~0.1 s a call with 16,384 of them;
+    transformers' own ``add_tokens`` (new tokens, or new flags for one) is followed by ``_ADDED_STATE`` instead."""
+    return backend.id_to_token(top + 1) is None
+
+
 class _FastRoute:
     """What the fast route needs for one state of a Rust tokenizer: its ranks, added tokens and the encoder
     backends made from them (built on first use; shared by threads, never changed but for new backends)."""
 
-    __slots__ = ("ranks", "added", "non_special", "backends", "tables")
+    __slots__ = ("ranks", "added", "non_special", "backends", "tables", "disjoint")
 
     def __init__(self, ranks: Dict[bytes, int], added: Dict[str, int], non_special: Dict[str, int]) -> None:
         self.ranks, self.added, self.non_special = ranks, added, non_special
         self.backends: Dict[Tuple[str, bool], Any] = {}
         self.tables: Optional[Tuple[List[int], List[int], frozenset]] = None
+        self.disjoint: Optional[bool] = None  # whether no two occurrences of the added tokens can overlap
+
+    def literals_disjoint(self) -> bool:
+        """``_disjoint_literals`` of the added tokens, decided once."""
+        disjoint = self.disjoint
+        if disjoint is None:
+            disjoint = self.disjoint = _disjoint_literals(tuple(sorted(self.added)))  # one assignment
+        return disjoint
 
     def offset_tables(self) -> Tuple[List[int], List[int], frozenset]:
         """The per-id character tables of offsets and assistant masks (``GLM4FixMixin._glm4_offset_tables``)."""
@@ -758,8 +781,9 @@ _BATCH_KEYWORDS = _NameSet(set(_encode_keywords()) | {
 #: tokenizer -> its GLM4FastEncoder. Kept outside the tokenizer: ``datasets`` fingerprints a tokenizer by its
 #: ``__dict__``, which must not change when the tokenizer is first used.
 _ENCODERS: "_Cache[Any, GLM4FastEncoder]" = _Cache()
-#: tokenizer -> (what its Rust tokenizer looked like, its fast route or None, why not); same reason
-_ROUTES: "_Cache[Any, Tuple[Any, Any, Optional[str]]]" = _Cache()
+#: tokenizer -> (what its Rust tokenizer looked like, its fast route or None, why not, its highest added id); same
+#: reason
+_ROUTES: "_Cache[Any, Tuple[Any, Any, Optional[str], int]]" = _Cache()
 
 
 class GLM4FastFixMixin(GLM4ChatMixin, GLM4PaddingMixin):
@@ -782,9 +806,18 @@ class GLM4FastFixMixin(GLM4ChatMixin, GLM4PaddingMixin):
     def _glm4_encoder(self) -> GLM4FastEncoder:
         backend = self._tokenizer
         encoder = _ENCODERS.get(self)
-        if encoder is None or encoder.backend is not backend:
-            encoder = _ENCODERS[self] = GLM4FastEncoder(backend, self._glm4_prefix_ids(backend))
+        state = _ADDED_STATE.get(self)
+        if encoder is None or encoder.backend is not backend or encoder.added_state is not state:
+            encoder = _ENCODERS[self] = GLM4FastEncoder(backend, self._glm4_prefix_ids(backend), state)
         return encoder
+
+    def _add_tokens(self, new_tokens: Any, special_tokens: bool = False) -> int:
+        # transformers' one way in for new added tokens and new flags of one (both lines): what is built from the
+        # added tokens is made again (see _ADDED_STATE); reading them all on every call would cost ~0.1 s
+        try:
+            return super()._add_tokens(new_tokens, special_tokens=special_tokens)  # type: ignore[misc]
+        finally:
+            _ADDED_STATE[self] = object()
 
     @staticmethod
     def _glm4_prefix_ids(backend: Any) -> List[int]:
@@ -819,22 +852,23 @@ class GLM4FastFixMixin(GLM4ChatMixin, GLM4PaddingMixin):
 
     def _glm4_route_state(self) -> Tuple[Optional[_FastRoute], str]:
         """The fast route of the Rust tokenizer's current state, or (None, why not). Made on first use, again
-        when the Rust tokenizer, its vocabulary size, added tokens, normalizer, pre-tokenizer or decoder change."""
+        when the Rust tokenizer, its vocabulary size, added tokens (transformers' ``_add_tokens``, or one added
+        through the Rust tokenizer: ``_added_tokens_unchanged``), normalizer, pre-tokenizer or decoder change."""
         backend = self._tokenizer
         key = (
-            # the added tokens are in the decoder's repr; with_added_tokens=True would cost ~70 ms a call on
-            # tokenizers 0.22 (transformers 4.x), which builds the whole vocabulary for it
-            id(backend), backend.get_vocab_size(with_added_tokens=False),
-            repr(sorted(backend.get_added_tokens_decoder().items())),
+            # with_added_tokens=True would cost ~70 ms a call on tokenizers 0.22 (transformers 4.x), which builds the
+            # whole vocabulary for it; the added tokens' repr ~0.2 s with 16,384 of them
+            id(backend), backend.get_vocab_size(with_added_tokens=False), _ADDED_STATE.get(self),
             *(None if part is None else part.__getstate__() for part in
               (backend.normalizer, backend.pre_tokenizer, backend.decoder)),
         )  # fmt: skip
         cached = _ROUTES.get(self)
-        if cached is not None and cached[0] == key:
+        if cached is not None and cached[0] == key and _added_tokens_unchanged(backend, cached[3]):
             return cached[1], cached[2]
+        top = _added_top(backend)
         found, reason = standard_glm4_vocab(json.loads(backend.to_str()))
         route = None if found is None else _FastRoute(*found)
-        _ROUTES[self] = (key, route, reason)  # one assignment
+        _ROUTES[self] = (key, route, reason, top)  # one assignment
         return route, reason
 
     def glm4_fast_route_reason(self) -> Optional[str]:
@@ -903,7 +937,7 @@ class GLM4FastFixMixin(GLM4ChatMixin, GLM4PaddingMixin):
         if self._glm4_offset_tables() is None:
             return None
         route, _ = self._glm4_route_state()
-        if route is None or not _disjoint_literals(tuple(sorted(route.added))):
+        if route is None or not route.literals_disjoint():
             return None
         return route.added
 
