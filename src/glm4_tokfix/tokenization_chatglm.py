@@ -513,8 +513,9 @@ class _Literals:
         match = search(text)
         while match is not None:
             at = match.start()
+            room = len(text) - at
             for size in lengths[text[at]]:
-                index = ids.get(text[at : at + size])
+                index = ids.get(text[at : at + size]) if size <= room else None
                 if index is not None:
                     found.append((at, at + size, index))
                     match = search(text, at + size)
