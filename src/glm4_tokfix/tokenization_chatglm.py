@@ -780,8 +780,8 @@ _ADDED_LITERALS: "_Cache[Any, Tuple[Any, Any, Optional[Dict[str, int]]]]" = _Cac
 _ADDED_STATE: "_Cache[Any, object]" = _Cache()
 # tokenizer -> (its added-token literals, those _glm4_mask_literals counts or None), see there
 _MASK_LITERALS: "_Cache[Any, Tuple[Any, Optional[Dict[str, int]]]]" = _Cache()
-# tokenizer -> (encoder name, literals, backend): the last backend _glm4_backend found for it, see there
-_LAST_BACKEND: "_Cache[Any, Tuple[str, Any, Any, GLM4EncoderBackend]]" = _Cache()
+# tokenizer -> {(encoder name, split): (literals, encoding, backend)}: the backends _glm4_backend last found for it
+_LAST_BACKEND: "_Cache[Any, Dict[Tuple[str, bool], Tuple[Any, Any, GLM4EncoderBackend]]]" = _Cache()
 # tokenizer -> (those literals, tiktoken encoding with them as special tokens), see _glm4_special_encoding
 _SPECIAL_ENCODINGS: "_Cache[Any, Tuple[Any, Optional[tiktoken.Encoding]]]" = _Cache()
 # class -> (names, defaults) of transformers' prepare_for_model arguments, see _glm4_prepare_params
@@ -2150,9 +2150,10 @@ class GLM4BatchEncoder:
         if literals is None and not split_special_tokens:
             return None
         encoding = self.tokenizer
-        last = _LAST_BACKEND.get(self)  # the same literals (one cached dict) as last time: no signature to build
-        if last is not None and last[0] == name and last[1] is literals and last[2] is encoding:
-            return last[3]
+        found = _LAST_BACKEND.get(self, {})  # per backend name and split: no signature to build while the same
+        last = found.get((name, literals is None))  # literals (one cached dict) and encoding are in use
+        if last is not None and last[0] is literals and last[1] is encoding:
+            return last[2]
         per_vocab = _BACKENDS.get(encoding)
         if per_vocab is None:
             per_vocab = _BACKENDS.setdefault(encoding, {})
@@ -2172,7 +2173,7 @@ class GLM4BatchEncoder:
                     base = per_vocab[(name, ())] = FastokensBackend(self.mergeable_ranks, encoding._pat_str, {})
                 backend = base.with_added_tokens(literals or {})
             per_vocab[(name, signature)] = backend
-        _LAST_BACKEND[self] = (name, literals, encoding, backend)  # one assignment
+        _LAST_BACKEND[self] = {**found, (name, literals is None): (literals, encoding, backend)}  # one assignment
         return backend
 
     def _glm4_text_encoder(self, split_special_tokens: Optional[bool]) -> Optional[Callable[[str], List[int]]]:
