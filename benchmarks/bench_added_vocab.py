@@ -25,6 +25,7 @@ flat when a step grows linearly. It asserts nothing about speed.
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import platform
 import random
@@ -38,7 +39,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))
 
-from bench_encode import default_vocab, make_texts  # noqa: E402  (sets up a private remote-code cache)
+from bench_encode import default_vocab, make_texts  # noqa: E402
 
 
 def audio_texts(k: int, seed: int = 0) -> list:
@@ -52,6 +53,18 @@ def timed(fn) -> float:
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start
+
+
+def prepare_literals(tok) -> None:
+    """The added-token literals (checked for overlaps) and those the assistant masks count."""
+    tok._glm4_added_literals()
+    tok._glm4_mask_literals()
+
+
+def prepare_backend(tok) -> None:
+    """The encoder backend (``tok.glm4_encoder``) that splits the literals out."""
+    if tok._glm4_text_encoder(False) is None:
+        raise RuntimeError("the fast path does not take these added tokens")
 
 
 def main() -> int:
@@ -100,32 +113,22 @@ def main() -> int:
                 for name in backends:  # this tokenizer's own one-time costs (its backends over the vocabulary)
                     fixed.glm4_encoder = name
                     fixed(chats[:2])
-                note(size, "add_tokens upstream", timed(lambda: upstream.add_tokens(tokens)))
-                note(size, "add_tokens fixed", timed(lambda: fixed.add_tokens(tokens)))
+                note(size, "add_tokens upstream", timed(functools.partial(upstream.add_tokens, tokens)))
+                note(size, "add_tokens fixed", timed(functools.partial(fixed.add_tokens, tokens)))
                 audio = audio_texts(size, seed=round_)
 
-                def literals() -> None:
-                    fixed._glm4_added_literals()
-                    fixed._glm4_mask_literals()
-
-                note(size, "prep literals", timed(literals))
+                note(size, "prep literals", timed(functools.partial(prepare_literals, fixed)))
                 for name in backends:
                     fixed.glm4_encoder = name
-
-                    def prepare() -> None:
-                        if fixed._glm4_text_encoder(False) is None:
-                            raise RuntimeError(f"the fast path does not take {size} added tokens")
-                        fixed._glm4_mask_literals()
-
-                    note(size, f"prep {name}", timed(prepare))
+                    note(size, f"prep {name}", timed(functools.partial(prepare_backend, fixed)))
                 fixed(audio[:1])
                 upstream(audio[:1])
                 for _ in range(args.repeat):
                     for batch_name, texts in (("audio", audio), ("chats", chats)):
                         for name in backends:
                             fixed.glm4_encoder = name
-                            note(size, f"{batch_name} {name}", timed(lambda: fixed(texts, padding=True)))
-                        note(size, f"{batch_name} upstream", timed(lambda: upstream(texts, padding=True)))
+                            note(size, f"{batch_name} {name}", timed(functools.partial(fixed, texts, padding=True)))
+                        note(size, f"{batch_name} upstream", timed(functools.partial(upstream, texts, padding=True)))
                 del upstream, fixed
 
     def med(size: int, name: str) -> float:

@@ -2992,9 +2992,11 @@ class GLM4FixMixin(GLM4ChatMixin, GLM4BatchEncoder, GLM4PaddingMixin):
         if cached is not None and cached[0] is literals:  # decided once per set of literals (one cached dict)
             return cached[1]
         chosen = literals
-        if literals is None or any(index in self.decoder for index in literals.values()):
-            chosen = None
-        elif not _disjoint_literals(tuple(sorted(literals))):
+        if (
+            literals is None
+            or any(index in self.decoder for index in literals.values())
+            or not _disjoint_literals(tuple(sorted(literals)))
+        ):
             chosen = None
         _MASK_LITERALS[self] = (literals, chosen)
         return chosen

@@ -13,13 +13,12 @@ from __future__ import annotations
 import random
 
 import pytest
+from conftest import REAL_DIR, TINY_DIR
 from hypothesis import given
 from hypothesis import strategies as st
 
 import glm4_tokfix
 from glm4_tokfix import tokenization_chatglm as tc
-
-from conftest import REAL_DIR, TINY_DIR
 
 HAVE_FASTOKENS = tc.fastokens_available()
 BACKENDS = ["tiktoken", pytest.param("fastokens", marks=pytest.mark.skipif(not HAVE_FASTOKENS, reason="fastokens is not installed"))]
