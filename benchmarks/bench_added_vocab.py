@@ -81,7 +81,7 @@ def main() -> int:
     from transformers import AutoTokenizer
 
     import glm4_tokfix
-    from glm4_tokfix import tokenization_chatglm as tc
+    from glm4_tokfix.remote_code import glm4_encoders as tc
 
     vocab = args.vocab or default_vocab()
     backends = ["tiktoken"] + (["fastokens"] if tc.fastokens_available() else [])

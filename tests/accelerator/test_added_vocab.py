@@ -18,7 +18,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import glm4_tokfix
-from glm4_tokfix import tokenization_chatglm as tc
+from glm4_tokfix.remote_code import glm4_encoders as tc
+from glm4_tokfix.remote_code.glm4_tokens import GLM4_SPECIAL_TOKENS
 
 HAVE_FASTOKENS = tc.fastokens_available()
 BACKENDS = ["tiktoken", pytest.param("fastokens", marks=pytest.mark.skipif(not HAVE_FASTOKENS, reason="fastokens is not installed"))]
@@ -98,7 +99,7 @@ def test_overlap_check_agrees_with_the_pairwise_definition(contents, itself):
 
 
 def test_overlap_check_on_audio_tokens():
-    tokens = list(tc.GLM4_SPECIAL_TOKENS) + audio_tokens(3000)
+    tokens = list(GLM4_SPECIAL_TOKENS) + audio_tokens(3000)
     assert not tc._overlapping(tokens) and not tc._overlapping(tokens, itself=True)
     assert tc._overlapping(tokens + ["_1|><|a"])  # a suffix of one starts another
     assert tc._overlapping(tokens + ["audio_12"])  # inside one

@@ -8,7 +8,8 @@ trust_remote_code=True)`` loads it the way users load glm-4-9b-chat:
 
 * ``"current"``  -- upstream's current behaviour (``upstream_current.py``)
 * ``"mid2024"``  -- the mid-2024 revision (``upstream_mid2024.py``)
-* ``"fixed"``    -- our standalone ``glm4_tokfix/tokenization_chatglm.py``
+* ``"fixed"``    -- our bundle (``glm4_tokfix/remote_code``), with a ``tokenization_chatglm.py`` that re-exports
+  its ``ChatGLM4Tokenizer`` (a test folder only: glm4-tokfix itself never writes that name)
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ REVISIONS = ("current", "mid2024")
 
 def module_source(revision: str) -> Path:
     if revision == "fixed":
-        import glm4_tokfix.tokenization_chatglm as fixed
+        import glm4_tokfix.remote_code.tokenization_glm4_tokfix as fixed
 
         return Path(fixed.__file__)
     if revision not in REVISIONS:
@@ -36,5 +37,12 @@ def make_model_folder(dest: Path, revision: str, vocab_dir: Path | str) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     for name in ("tokenizer.model", "tokenizer_config.json"):
         shutil.copyfile(Path(vocab_dir) / name, dest / name)
+    if revision == "fixed":
+        from glm4_tokfix.remote_code import bundle_bytes
+
+        for name, data in bundle_bytes().items():
+            (dest / name).write_bytes(data)
+        (dest / "tokenization_chatglm.py").write_text("from .tokenization_glm4_tokfix import ChatGLM4Tokenizer  # noqa: F401\n")
+        return dest
     shutil.copyfile(module_source(revision), dest / "tokenization_chatglm.py")
     return dest
