@@ -6,6 +6,7 @@ Pick one with ``tok.glm4_encoder`` or ``$GLM4_TOKFIX_ENCODER``; ``fastokens`` is
 
 from __future__ import annotations
 
+import bisect
 import functools
 import importlib
 import operator
@@ -58,16 +59,39 @@ def _first_characters(tokens: Iterable[str]) -> Tuple[str, ...]:
     return tuple(sorted({token[0] for token in tokens if token}))
 
 
+@functools.lru_cache(maxsize=64)
+def _character_class(characters: Tuple[str, ...]) -> "regex.Pattern[str]":
+    """A pattern matching any one of ``characters`` (none: never matches)."""
+    return regex.compile("[" + "".join(map(regex.escape, characters)) + "]" if characters else "(?!)")
+
+
 def _overlapping(contents: Sequence[str], itself: bool = False) -> bool:
     """Whether an added token lies inside another or a suffix of one starts another (splitting is ambiguous);
     ``itself=True``: also a suffix of one that starts the same one (``"aba"`` in ``"ababa"``), so that no two
-    occurrences of the tokens in any text can overlap."""
-    return any(
-        (a != b or itself)
-        and ((a != b and a in b) or any(a.endswith(b[:k]) for k in range(1, min(len(a), len(b)))))
-        for a in contents
-        for b in contents
-    )
+    occurrences of the tokens in any text can overlap.
+
+    Linear in the tokens' total length (times a logarithm), not pairwise: in sorted order a token that starts
+    another one comes right before some token that starts with it, and only the suffixes that begin with a
+    character some token begins with are looked up (by bisection), for a token inside them or one they start.
+    """
+    tokens = sorted(set(contents))
+    if not tokens or tokens[0] == "":
+        return len(tokens) > 1  # the empty token lies inside every other one
+    if any(b.startswith(a) for a, b in zip(tokens, tokens[1:])):
+        return True  # one token starts another
+    starts = _character_class(_first_characters(tokens))
+    for a in tokens:
+        for match in starts.finditer(a, 1):
+            suffix = a[match.start() :]
+            below = bisect.bisect_right(tokens, suffix)  # tokens[below - 1] <= suffix < tokens[below]
+            if below and suffix.startswith(tokens[below - 1]):
+                return True  # a token lies inside a (the nearest one below: tokens start no other token)
+            for b in tokens[below : below + 2]:  # the tokens the suffix starts (besides a itself: one more)
+                if not b.startswith(suffix):
+                    break
+                if b != a or itself:
+                    return True
+    return False
 
 
 @functools.lru_cache(maxsize=32)
@@ -78,6 +102,8 @@ def _disjoint_literals(contents: Tuple[str, ...]) -> bool:
 
 def _may_hold(text: str, starts: Tuple[str, ...]) -> bool:
     """Whether ``text`` holds one of the characters ``starts`` (``_first_characters`` of the added tokens)."""
+    if len(starts) > 8:  # many: one scan of the text, not one per character
+        return _character_class(starts).search(text) is not None
     for start in starts:
         if start in text:
             return True
@@ -165,26 +191,32 @@ class TiktokenBackend(GLM4EncoderBackend):
     def __init__(self, ranks: Mapping[bytes, int], pat_str: str, added_tokens: Mapping[str, int]) -> None:
         ordinary = tiktoken.Encoding(name="glm4", pat_str=pat_str, mergeable_ranks=dict(ranks), special_tokens={})
         special = None
-        if added_tokens:
+        if 0 < len(added_tokens) <= _FEW_LITERALS:
             special = tiktoken.Encoding(
                 name="glm4-with-added-tokens", pat_str=pat_str, mergeable_ranks=dict(ranks),
                 special_tokens=dict(added_tokens),
             )  # fmt: skip
-        self._init(ordinary, special)
+        self._init(ordinary, special, added_tokens if len(added_tokens) > _FEW_LITERALS else None)
 
     @classmethod
-    def from_encodings(cls, ordinary: tiktoken.Encoding, special: Optional[tiktoken.Encoding]) -> "TiktokenBackend":
+    def from_encodings(
+        cls, ordinary: tiktoken.Encoding, special: Optional[tiktoken.Encoding], many: Optional[Mapping[str, int]] = None
+    ) -> "TiktokenBackend":
         """A backend over ready encodings: ``ordinary`` without special tokens, ``special`` with the added
-        tokens as its special tokens (None: no added tokens)."""
+        tokens as its special tokens (None: no added tokens, or ``many`` of them, split out by ``_Literals``)."""
         backend = cls.__new__(cls)
-        backend._init(ordinary, special)
+        backend._init(ordinary, special, many)
         return backend
 
-    def _init(self, ordinary: tiktoken.Encoding, special: Optional[tiktoken.Encoding]) -> None:
-        self.added_tokens = dict(special._special_tokens) if special is not None else {}
+    def _init(
+        self, ordinary: tiktoken.Encoding, special: Optional[tiktoken.Encoding], many: Optional[Mapping[str, int]] = None
+    ) -> None:
+        self.added_tokens = dict(special._special_tokens) if special is not None else dict(many or {})
         core = ordinary._core_bpe
         self._ordinary = functools.partial(_encode_text, core.encode_ordinary, core.encode, (), frozenset())
-        if special is None:
+        if many:  # tiktoken would convert the set of allowed special tokens on every call: split them out here
+            self._special = functools.partial(_tiktoken_split_encode, core.encode_ordinary, _Literals(many))
+        elif special is None:
             self._special = self._ordinary
         else:
             allowed = special.special_tokens_set
@@ -197,26 +229,88 @@ class TiktokenBackend(GLM4EncoderBackend):
         return self._ordinary if split_special else self._special
 
 
-def _fastokens_encode(
-    ordinary: Callable[[str], Any], pattern: Optional["regex.Pattern[str]"], starts: Tuple[str, ...],
-    added: Dict[str, int], text: str,
-) -> List[int]:  # fmt: skip
+#: Up to this many added-token literals, tiktoken splits them out itself (as special tokens); with more, the
+#: set of allowed ones it converts on every call costs more than splitting them out here (``_Literals``).
+_FEW_LITERALS = 64
+
+
+class _Literals:
+    """Finds the literals of added tokens in texts, in time linear in a text's length and built in time linear
+    in the number of literals (no regex alternation of thousands of them).
+
+    A text is scanned for the characters literals start with; at each, the literals of each length that start
+    with that character are looked up, longest first, so the leftmost occurrence wins and, at one position,
+    the longest literal. For literals no two of which overlap (``_overlapping``), the one splitting there is.
+    """
+
+    __slots__ = ("ids", "lengths", "starts")
+
+    def __init__(self, literals: Mapping[str, int]) -> None:
+        self.ids = dict(literals)
+        lengths: Dict[str, set] = {}
+        for content in self.ids:
+            if content:
+                lengths.setdefault(content[0], set()).add(len(content))
+        self.lengths = {start: sorted(sizes, reverse=True) for start, sizes in lengths.items()}
+        self.starts = _character_class(tuple(sorted(lengths)))
+
+    def find(self, text: str) -> List[Tuple[int, int, int]]:
+        """``(start, end, id)`` of each literal in ``text``, left to right."""
+        found: List[Tuple[int, int, int]] = []
+        search, lengths, ids = self.starts.search, self.lengths, self.ids
+        match = search(text)
+        while match is not None:
+            at = match.start()
+            room = len(text) - at
+            for size in lengths[text[at]]:
+                index = ids.get(text[at : at + size]) if size <= room else None
+                if index is not None:
+                    found.append((at, at + size, index))
+                    match = search(text, at + size)
+                    break
+            else:
+                match = search(text, at + 1)
+        return found
+
+
+def _tiktoken_split_encode(ordinary: Callable[[str], List[int]], literals: _Literals, text: str) -> List[int]:
+    """One text through tiktoken's core with many added tokens: the literals split out by ``literals``, the pieces
+    between encoded as ordinary text (what tiktoken's own special-token splitting does)."""
+    try:
+        ids: List[int] = []
+        position = 0
+        for start, end, index in literals.find(text):
+            if start > position:
+                ids += ordinary(text[position:start])
+            ids.append(index)
+            position = end
+        return ids + ordinary(text[position:]) if position < len(text) else ids
+    except UnicodeEncodeError:  # lone surrogates
+        return _tiktoken_split_encode(ordinary, literals, _without_surrogates(text))
+    except BaseException as exc:  # noqa: B036 -- only a Rust panic is turned into a ValueError
+        if _is_rust_panic(exc):
+            raise _engine_error("tiktoken", text, exc) from None
+        raise
+
+
+def _fastokens_encode(ordinary: Callable[[str], Any], literals: Optional[_Literals], text: str) -> List[int]:
     """One text through fastokens: the added-token literals split out here, the pieces between encoded."""
     try:
-        if pattern is None or not _may_hold(text, starts):
+        found = literals.find(text) if literals is not None else None
+        if not found:
             return ordinary(text).ids
         ids: List[int] = []
         position = 0
-        for match in pattern.finditer(text):
-            if match.start() > position:
-                ids += ordinary(text[position : match.start()]).ids
-            ids.append(added[match.group()])
-            position = match.end()
+        for start, end, index in found:
+            if start > position:
+                ids += ordinary(text[position:start]).ids
+            ids.append(index)
+            position = end
         if position < len(text):
             ids += ordinary(text[position:]).ids
         return ids
     except UnicodeEncodeError:  # lone surrogates
-        return _fastokens_encode(ordinary, pattern, starts, added, _without_surrogates(text))
+        return _fastokens_encode(ordinary, literals, _without_surrogates(text))
     except BaseException as exc:  # noqa: B036 -- only a Rust panic is turned into a ValueError
         if _is_rust_panic(exc):
             raise _engine_error("fastokens", text, exc) from None
@@ -376,11 +470,9 @@ class FastokensBackend(GLM4EncoderBackend):
     def _init(self, added_tokens: Mapping[str, int]) -> None:
         self.added_tokens = dict(added_tokens)
         ordinary = self._native.encode_ordinary
-        self._ordinary = functools.partial(_fastokens_encode, ordinary, None, (), {})
+        self._ordinary = functools.partial(_fastokens_encode, ordinary, None)
         if self.added_tokens:
-            pattern = _control_pattern(self.added_tokens)
-            starts = _first_characters(self.added_tokens)
-            self._special = functools.partial(_fastokens_encode, ordinary, pattern, starts, self.added_tokens)
+            self._special = functools.partial(_fastokens_encode, ordinary, _Literals(self.added_tokens))
         else:
             self._special = self._ordinary
         for encoder in (self._ordinary, self._special):

@@ -8,7 +8,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from transformers import BatchEncoding
 
-from .glm4_encoders import _overlapping, FastokensBackend, TiktokenBackend
+from .glm4_encoders import _disjoint_literals, _overlapping, FastokensBackend, TiktokenBackend
 from .glm4_offsets import _offset_tables
 from .glm4_state import _CallState
 from .glm4_tokens import GLM4_PAT_STR, PREFIX_TOKENS
@@ -184,13 +184,14 @@ class GLM4FastEncoder:
     encoding. Nothing shared is changed by a call, so one encoder serves many threads at once.
     """
 
-    __slots__ = ("backend", "prefix_ids", "_rule_cache", "_copy_cache")
+    __slots__ = ("backend", "prefix_ids", "added_state", "_rule_cache", "_copy_cache")
 
-    def __init__(self, backend: Any, prefix_ids: Sequence[int]) -> None:
+    def __init__(self, backend: Any, prefix_ids: Sequence[int], added_state: Any = None) -> None:
         self.backend = backend
         self.prefix_ids: List[int] = list(prefix_ids)
+        self.added_state = added_state  # the tokenizer's _ADDED_STATE when made: a new encoder follows added tokens
         self._rule_cache: Tuple[Any, Optional[PrefixRule]] = (object(), None)  # (post-processor state, rule)
-        self._copy_cache: Tuple[Any, Any] = (object(), None)  # (what the copy was made from, the copy)
+        self._copy_cache: Tuple[Any, Any, int] = (object(), None, -1)  # (what the copy was made from, it, top id)
 
     def __reduce__(self) -> Tuple[Any, ...]:
         return (GLM4FastEncoder, (self.backend, self.prefix_ids))
@@ -211,25 +212,26 @@ class GLM4FastEncoder:
     def plain_copy(self) -> Any:
         """A private copy of the Rust tokenizer without truncation and padding, for the literal-prefix rows.
 
-        Made again when the vocabulary, the added tokens, the normalizer, the pre-tokenizer or the post-processor
-        of the real one change; published in one assignment and never changed afterwards.
+        Made again when the vocabulary, the added tokens (``_added_tokens_unchanged``), the normalizer, the
+        pre-tokenizer or the post-processor of the real one change; published in one assignment and never changed
+        afterwards.
         """
         backend = self.backend
         key = (
-            backend.get_vocab_size(with_added_tokens=True),
-            repr(sorted(backend.get_added_tokens_decoder().items())),
+            backend.get_vocab_size(with_added_tokens=False),
             *(None if part is None else part.__getstate__() for part in
               (backend.normalizer, backend.pre_tokenizer, backend.post_processor)),
         )  # fmt: skip
-        cached_key, copy = self._copy_cache
-        if key != cached_key or copy is None:
+        cached_key, copy, top = self._copy_cache
+        if key != cached_key or copy is None or not _added_tokens_unchanged(backend, top):
             from tokenizers import Tokenizer
 
+            top = _added_top(backend)
             copy = Tokenizer.from_str(backend.to_str())
             copy.no_truncation()
             copy.no_padding()
             copy.encode_special_tokens = False
-            self._copy_cache = (key, copy)
+            self._copy_cache = (key, copy, top)
         return copy
 
     # -- encoding
@@ -556,16 +558,36 @@ def standard_glm4_vocab(state: Dict[str, Any]) -> Tuple[Optional[Tuple[Dict[byte
     return (ranks, added, non_special), ""
 
 
+def _added_top(backend: Any) -> int:
+    """The highest id of the Rust tokenizer's added tokens (its vocabulary's last id when it has none)."""
+    return max(backend.get_added_tokens_decoder(), default=backend.get_vocab_size(with_added_tokens=False) - 1)
+
+
+def _added_tokens_unchanged(backend: Any, top: int) -> bool:
+    """A cheap check that no token was added to the Rust tokenizer since its highest added id was ``top``: one
+    added through it directly gets the next id. Reading the added tokens costs ~0.1 s a call with 16,384 of them;
+    transformers' own ``add_tokens`` (new tokens, or new flags for one) is followed by ``_ADDED_STATE`` instead."""
+    return backend.id_to_token(top + 1) is None
+
+
 class _FastRoute:
     """What the fast route needs for one state of a Rust tokenizer: its ranks, added tokens and the encoder
     backends made from them (built on first use; shared by threads, never changed but for new backends)."""
 
-    __slots__ = ("ranks", "added", "non_special", "backends", "tables")
+    __slots__ = ("ranks", "added", "non_special", "backends", "tables", "disjoint")
 
     def __init__(self, ranks: Dict[bytes, int], added: Dict[str, int], non_special: Dict[str, int]) -> None:
         self.ranks, self.added, self.non_special = ranks, added, non_special
         self.backends: Dict[Tuple[str, bool], Any] = {}
         self.tables: Optional[Tuple[List[int], List[int], frozenset]] = None
+        self.disjoint: Optional[bool] = None  # whether no two occurrences of the added tokens can overlap
+
+    def literals_disjoint(self) -> bool:
+        """``_disjoint_literals`` of the added tokens, decided once."""
+        disjoint = self.disjoint
+        if disjoint is None:
+            disjoint = self.disjoint = _disjoint_literals(tuple(sorted(self.added)))  # one assignment
+        return disjoint
 
     def offset_tables(self) -> Tuple[List[int], List[int], frozenset]:
         """The per-id character tables of offsets and assistant masks (``GLM4FixMixin._glm4_offset_tables``)."""

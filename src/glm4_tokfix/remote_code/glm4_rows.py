@@ -16,6 +16,7 @@ from transformers.utils import PaddingStrategy
 from .glm4_encoders import (
     _BACKENDS,
     _encode_in_threads,
+    _FEW_LITERALS,
     _overlapping,
     FastokensBackend,
     GLM4EncoderBackend,
@@ -24,7 +25,7 @@ from .glm4_encoders import (
 )
 from .glm4_offsets import _offset_arrays, _OffsetRows
 from .glm4_padding import _as_framework, _int_dtype, _real_region, _tensor_kind
-from .glm4_state import _Cache, _NameSet, _OFFSET_ROWS, _ONE_ENCODE_PLUS, _SPLIT_SPECIAL
+from .glm4_state import _ADDED_STATE, _Cache, _NameSet, _OFFSET_ROWS, _ONE_ENCODE_PLUS, _SPLIT_SPECIAL
 from .glm4_tokens import PAIR_SUFFIX_TOKEN, PREFIX_TEXT
 from .glm4_vocab import _ChatGLM4Vocab
 
@@ -34,6 +35,10 @@ __all__ = ["GLM4BatchEncoder"]
 # tokenizer -> (added-tokens key, signature, content -> id of the literals a backend splits out), see
 # _glm4_added_literals
 _ADDED_LITERALS: "_Cache[Any, Tuple[Any, Any, Optional[Dict[str, int]]]]" = _Cache()
+
+
+# tokenizer -> {(encoder name, split): (literals, encoding, backend)}: the backends _glm4_backend last found for it
+_LAST_BACKEND: "_Cache[Any, Dict[Tuple[str, bool], Tuple[Any, Any, GLM4EncoderBackend]]]" = _Cache()
 
 
 # tokenizer -> (those literals, tiktoken encoding with them as special tokens), see _glm4_special_encoding
@@ -290,26 +295,36 @@ class GLM4BatchEncoder:
         # transformers 4.x refuses this combination; let it say so
         return not (kwargs.get("return_token_type_ids") and not kwargs.get("add_special_tokens", True))
 
+    def _add_tokens(self, new_tokens: Any, special_tokens: bool = False) -> int:
+        # Every route that adds tokens or re-adds one with new flags (add_tokens, add_special_tokens, loading) ends
+        # here on both transformers lines: the caches of added-token literals compare this state (one assignment).
+        try:
+            return super()._add_tokens(new_tokens, special_tokens=special_tokens)
+        finally:
+            _ADDED_STATE[self] = object()
+
     def _glm4_added_literals(self) -> Optional[Dict[str, int]]:
         """content -> id of the added tokens, when a backend can split them out exactly as transformers does.
 
-        Cached per set of added tokens. None when an added token strips whitespace, is single-word, or
-        overlaps another one (then transformers' own splitting is used).
+        Cached per set of added tokens: rebuilt when transformers' ``_add_tokens`` ran (which also re-adds a
+        token with new flags) or the dict of added tokens is another one or has another size. None when an
+        added token strips whitespace, is single-word, or overlaps another one (then transformers' own
+        splitting is used).
         """
         added = self._added_tokens_decoder
         cached = _ADDED_LITERALS.get(self)
-        key = (id(added), len(added))  # add_tokens() grows the dict; a new dict gets a new id
+        key = (id(added), len(added), _ADDED_STATE.get(self))  # the state object is held here: never reused
         if cached is not None and cached[0] == key:
             return cached[2]
-        signature = tuple(sorted((i, t.content) for i, t in added.items()))
+        signature = tuple(sorted((i, t.content, t.lstrip, t.rstrip, t.single_word) for i, t in added.items()))
         if cached is not None and cached[1] == signature:
             _ADDED_LITERALS[self] = (key, signature, cached[2])
             return cached[2]
         literals: Optional[Dict[str, int]] = None
-        contents = [content for _, content in signature]
-        plain = all(not (t.lstrip or t.rstrip or t.single_word) for t in added.values())
-        if plain and not _overlapping(contents) and len(set(contents)) == len(contents) and all(contents):
-            literals = {content: i for i, content in signature}
+        contents = [entry[1] for entry in signature]
+        plain = not any(entry[2] or entry[3] or entry[4] for entry in signature)
+        if plain and len(set(contents)) == len(contents) and all(contents) and not _overlapping(contents):
+            literals = {entry[1]: entry[0] for entry in signature}
         _ADDED_LITERALS[self] = (key, signature, literals)
         return literals
 
@@ -354,24 +369,30 @@ class GLM4BatchEncoder:
         if literals is None and not split_special_tokens:
             return None
         encoding = self.tokenizer
+        found = _LAST_BACKEND.get(self, {})  # per backend name and split: no signature to build while the same
+        last = found.get((name, literals is None))  # literals (one cached dict) and encoding are in use
+        if last is not None and last[0] is literals and last[1] is encoding:
+            return last[2]
         per_vocab = _BACKENDS.get(encoding)
         if per_vocab is None:
             per_vocab = _BACKENDS.setdefault(encoding, {})
         signature = tuple(sorted(literals.items())) if literals else ()
         backend = per_vocab.get((name, signature))
-        if backend is not None:
-            return backend
-        if name == "tiktoken":
-            special = self._glm4_special_encoding() if literals else None
-            if literals and special is None:
-                return None
-            backend = TiktokenBackend.from_encodings(encoding, special)
-        else:
-            base = per_vocab.get((name, ()))
-            if base is None:
-                base = per_vocab[(name, ())] = FastokensBackend(self.mergeable_ranks, encoding._pat_str, {})
-            backend = base.with_added_tokens(literals or {})
-        per_vocab[(name, signature)] = backend
+        if backend is None:
+            if name == "tiktoken" and literals and len(literals) > _FEW_LITERALS:
+                backend = TiktokenBackend.from_encodings(encoding, None, literals)  # split out by _Literals
+            elif name == "tiktoken":
+                special = self._glm4_special_encoding() if literals else None
+                if literals and special is None:
+                    return None
+                backend = TiktokenBackend.from_encodings(encoding, special)
+            else:
+                base = per_vocab.get((name, ()))
+                if base is None:
+                    base = per_vocab[(name, ())] = FastokensBackend(self.mergeable_ranks, encoding._pat_str, {})
+                backend = base.with_added_tokens(literals or {})
+            per_vocab[(name, signature)] = backend
+        _LAST_BACKEND[self] = {**found, (name, literals is None): (literals, encoding, backend)}  # one assignment
         return backend
 
     def _glm4_text_encoder(self, split_special_tokens: Optional[bool]) -> Optional[Callable[[str], List[int]]]:

@@ -90,6 +90,11 @@ _ONE_ENCODE_PLUS = not hasattr(PreTrainedTokenizer, "_batch_encode_plus")
 _SPLIT_SPECIAL = _CallState("glm4_split_special", None)
 
 
+# tokenizer -> a new object each time transformers' _add_tokens ran on it (added tokens, or their flags, may have
+# changed: the caches of added-token literals compare it), see GLM4BatchEncoder._add_tokens
+_ADDED_STATE: "_Cache[Any, object]" = _Cache()
+
+
 @functools.lru_cache(maxsize=None)
 def _transformers_sanitizes() -> bool:
     """True when transformers' own apply_chat_template has sanitize_control_tokens (5.x)."""

@@ -61,6 +61,10 @@ __all__ = ["ChatGLM4Tokenizer", "GLM4FixMixin"]
 _OFFSET_TABLES: "_Cache[Any, Any]" = _Cache()
 
 
+# tokenizer -> (its added-token literals, those _glm4_mask_literals counts or None), see there
+_MASK_LITERALS: "_Cache[Any, Tuple[Any, Optional[Dict[str, int]]]]" = _Cache()
+
+
 # class -> (names, defaults) of transformers' prepare_for_model arguments, see _glm4_prepare_params
 _PREPARE_PARAMS: "_Cache[type, Tuple[Tuple[str, ...], Dict[str, Any]]]" = _Cache()
 
@@ -158,9 +162,18 @@ class GLM4FixMixin(GLM4ChatMixin, GLM4BatchEncoder, GLM4PaddingMixin):
 
     def _glm4_mask_literals(self) -> Optional[Dict[str, int]]:
         literals = self._glm4_added_literals()  # None: stripping, single-word or overlapping tokens
-        if literals is None or any(index in self.decoder for index in literals.values()):
-            return None
-        return literals if _disjoint_literals(tuple(sorted(literals))) else None
+        cached = _MASK_LITERALS.get(self)
+        if cached is not None and cached[0] is literals:  # decided once per set of literals (one cached dict)
+            return cached[1]
+        chosen = literals
+        if (
+            literals is None
+            or any(index in self.decoder for index in literals.values())
+            or not _disjoint_literals(tuple(sorted(literals)))
+        ):
+            chosen = None
+        _MASK_LITERALS[self] = (literals, chosen)
+        return chosen
 
     def _glm4_stripping_ids(self) -> Dict[int, Any]:
         """id -> added token, for the added tokens that strip whitespace next to them."""

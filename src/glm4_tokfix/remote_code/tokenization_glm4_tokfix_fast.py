@@ -14,8 +14,9 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from transformers import __version__ as _TRANSFORMERS_VERSION, BatchEncoding, PreTrainedTokenizerFast
 
 from .glm4_chat import GLM4ChatMixin
-from .glm4_encoders import _disjoint_literals
 from .glm4_fast_route import (
+    _added_tokens_unchanged,
+    _added_top,
     _CALL_ROUTE,
     _FastRoute,
     _has_lone_surrogate,
@@ -30,12 +31,13 @@ from .glm4_fast_route import (
 )
 from .glm4_padding import GLM4PaddingMixin
 from .glm4_rows import GLM4BatchEncoder
-from .glm4_state import _Cache, _NameSet
+from .glm4_state import _ADDED_STATE, _Cache, _NameSet
 from .glm4_tokens import _as_id_list, PREFIX_TEXT, PREFIX_TOKENS
 from .tokenization_glm4_tokfix import GLM4FixMixin
 
 # transformers 4.x copies only the files a remote-code module imports itself (not their imports): name
 # every bundle module this one needs
+from .glm4_encoders import _disjoint_literals as _glm4_encoders  # noqa: F401
 from .glm4_offsets import _UTF8_CONTINUATION as _glm4_offsets  # noqa: F401
 from .glm4_spans import _ROLE_LITERAL as _glm4_spans  # noqa: F401
 from .glm4_templates import _GENERATION as _glm4_templates  # noqa: F401
@@ -85,8 +87,9 @@ _BATCH_KEYWORDS = _NameSet(set(_encode_keywords()) | {
 _ENCODERS: "_Cache[Any, GLM4FastEncoder]" = _Cache()
 
 
-#: tokenizer -> (what its Rust tokenizer looked like, its fast route or None, why not); same reason
-_ROUTES: "_Cache[Any, Tuple[Any, Any, Optional[str]]]" = _Cache()
+#: tokenizer -> (what its Rust tokenizer looked like, its fast route or None, why not, its highest added id); same
+#: reason
+_ROUTES: "_Cache[Any, Tuple[Any, Any, Optional[str], int]]" = _Cache()
 
 
 class GLM4FastFixMixin(GLM4ChatMixin, GLM4PaddingMixin):
@@ -109,9 +112,18 @@ class GLM4FastFixMixin(GLM4ChatMixin, GLM4PaddingMixin):
     def _glm4_encoder(self) -> GLM4FastEncoder:
         backend = self._tokenizer
         encoder = _ENCODERS.get(self)
-        if encoder is None or encoder.backend is not backend:
-            encoder = _ENCODERS[self] = GLM4FastEncoder(backend, self._glm4_prefix_ids(backend))
+        state = _ADDED_STATE.get(self)
+        if encoder is None or encoder.backend is not backend or encoder.added_state is not state:
+            encoder = _ENCODERS[self] = GLM4FastEncoder(backend, self._glm4_prefix_ids(backend), state)
         return encoder
+
+    def _add_tokens(self, new_tokens: Any, special_tokens: bool = False) -> int:
+        # transformers' one way in for new added tokens and new flags of one (both lines): what is built from the
+        # added tokens is made again (see _ADDED_STATE); reading them all on every call would cost ~0.1 s
+        try:
+            return super()._add_tokens(new_tokens, special_tokens=special_tokens)  # type: ignore[misc]
+        finally:
+            _ADDED_STATE[self] = object()
 
     @staticmethod
     def _glm4_prefix_ids(backend: Any) -> List[int]:
@@ -146,22 +158,23 @@ class GLM4FastFixMixin(GLM4ChatMixin, GLM4PaddingMixin):
 
     def _glm4_route_state(self) -> Tuple[Optional[_FastRoute], str]:
         """The fast route of the Rust tokenizer's current state, or (None, why not). Made on first use, again
-        when the Rust tokenizer, its vocabulary size, added tokens, normalizer, pre-tokenizer or decoder change."""
+        when the Rust tokenizer, its vocabulary size, added tokens (transformers' ``_add_tokens``, or one added
+        through the Rust tokenizer: ``_added_tokens_unchanged``), normalizer, pre-tokenizer or decoder change."""
         backend = self._tokenizer
         key = (
-            # the added tokens are in the decoder's repr; with_added_tokens=True would cost ~70 ms a call on
-            # tokenizers 0.22 (transformers 4.x), which builds the whole vocabulary for it
-            id(backend), backend.get_vocab_size(with_added_tokens=False),
-            repr(sorted(backend.get_added_tokens_decoder().items())),
+            # with_added_tokens=True would cost ~70 ms a call on tokenizers 0.22 (transformers 4.x), which builds the
+            # whole vocabulary for it; the added tokens' repr ~0.2 s with 16,384 of them
+            id(backend), backend.get_vocab_size(with_added_tokens=False), _ADDED_STATE.get(self),
             *(None if part is None else part.__getstate__() for part in
               (backend.normalizer, backend.pre_tokenizer, backend.decoder)),
         )  # fmt: skip
         cached = _ROUTES.get(self)
-        if cached is not None and cached[0] == key:
+        if cached is not None and cached[0] == key and _added_tokens_unchanged(backend, cached[3]):
             return cached[1], cached[2]
+        top = _added_top(backend)
         found, reason = standard_glm4_vocab(json.loads(backend.to_str()))
         route = None if found is None else _FastRoute(*found)
-        _ROUTES[self] = (key, route, reason)  # one assignment
+        _ROUTES[self] = (key, route, reason, top)  # one assignment
         return route, reason
 
     def glm4_fast_route_reason(self) -> Optional[str]:
@@ -230,7 +243,7 @@ class GLM4FastFixMixin(GLM4ChatMixin, GLM4PaddingMixin):
         if self._glm4_offset_tables() is None:
             return None
         route, _ = self._glm4_route_state()
-        if route is None or not _disjoint_literals(tuple(sorted(route.added))):
+        if route is None or not route.literals_disjoint():
             return None
         return route.added
 
