@@ -174,6 +174,9 @@ class _PatchedTokenizer:
 def patched_class(base: type) -> type:
     """The patched class for ``base`` (``class Patched(GLM4FixMixin, base)``), built once per class.
 
+    The fix replaces the spec hooks only (``GLM4_SPEC_HOOKS``); every other method ``base``'s own code
+    defines stays ``base``'s (GLM-4V-9B's ``apply_chat_template`` with its images, for one).
+
     The class keeps ``base``'s ``__name__`` (what transformers writes as
     ``tokenizer_class``); its qualified name says it is patched::
 
@@ -187,6 +190,8 @@ def patched_class(base: type) -> type:
         if cls is None:
             from transformers import PreTrainedTokenizerFast
 
+            from glm4_tokfix.tokenization_chatglm import glm4_fixed_class
+
             if issubclass(base, PreTrainedTokenizerFast):
                 from glm4_tokfix.tokenization_chatglm_fast import GLM4FastFixMixin as mixin
             else:
@@ -198,7 +203,7 @@ def patched_class(base: type) -> type:
                 "__doc__": f"{base.__name__} with the glm4-tokfix fix laid over it (see glm4_tokfix.patch).",
                 "_glm4_tokfix_base": base,
             }
-            cls = type(base.__name__, (_PatchedTokenizer, mixin, _without_own_prepare(base)), namespace)
+            cls = glm4_fixed_class(_without_own_prepare(base), mixin, namespace, first=(_PatchedTokenizer,))
             _PATCHED_CLASSES[base] = cls
         return cls
 

@@ -91,8 +91,11 @@ __all__ = [
     "GLM4FixMixin",
     "GLM4PaddingMixin",
     "GLM4_SPECIAL_TOKENS",
+    "GLM4_SPEC_HOOKS",
     "GLM4_PAT_STR",
     "GLM4_ROLE_TOKENS",
+    "glm4_fixed_class",
+    "glm4_host_methods",
     "glm4_reply_spans",
 ]
 
@@ -3063,6 +3066,26 @@ class GLM4FixMixin(GLM4ChatMixin, GLM4BatchEncoder, GLM4PaddingMixin):
             return first
         return first + list(token_ids_1) + [self._glm4_token_id(PAIR_SUFFIX_TOKEN)]
 
+    if not hasattr(PreTrainedTokenizerBase, "batch_encode_plus"):  # transformers 5 removed it
+
+        def batch_encode_plus(
+            self, batch_text_or_text_pairs: Any, add_special_tokens: bool = True, padding: Any = False,
+            truncation: Any = None, max_length: Optional[int] = None, stride: int = 0,
+            is_split_into_words: bool = False, pad_to_multiple_of: Optional[int] = None, **kwargs: Any,
+        ) -> BatchEncoding:  # fmt: skip
+            """transformers 4.x's ``batch_encode_plus`` (its parameters in its order), which transformers 5
+            removed: ``self(batch, ...)``, the same meaning. A class laid under the fix may call it (GLM-4V-9B's
+            ``apply_chat_template`` does, with rows of ids and ``is_split_into_words=True``)."""
+            if not isinstance(batch_text_or_text_pairs, (list, tuple)):
+                raise TypeError(
+                    f"batch_encode_plus takes a list of texts or text pairs, got {type(batch_text_or_text_pairs).__name__}"
+                )
+            return self(
+                list(batch_text_or_text_pairs), add_special_tokens=add_special_tokens, padding=padding,
+                truncation=truncation, max_length=max_length, stride=stride, is_split_into_words=is_split_into_words,
+                pad_to_multiple_of=pad_to_multiple_of, **kwargs,
+            )  # fmt: skip
+
     def _glm4_adds_prefix(self, token_ids_0: Sequence[int]) -> bool:
         return _PREFIX_STRIPPED.get() or not self._glm4_has_prefix(token_ids_0, self.get_prefix_tokens())
 
@@ -3424,6 +3447,42 @@ class _ChatGLM4Vocab(PreTrainedTokenizer):
                 for token, rank in sorted(self.mergeable_ranks.items(), key=lambda kv: kv[1]):
                     handle.write(base64.b64encode(token) + b" " + str(rank).encode() + b"\n")
         return (target,)
+
+
+#: What the fix lays over a host class even where the host defines it itself: the spec hooks (special tokens,
+#: truncation, padding, decode) and the vocabulary lookups they rest on. Any other method the host's own code
+#: defines -- GLM-4V-9B's ``apply_chat_template`` with its images, say -- stays the host's.
+GLM4_SPEC_HOOKS = frozenset({
+    "build_inputs_with_special_tokens", "get_special_tokens_mask", "create_token_type_ids_from_sequences",
+    "num_special_tokens_to_add", "prepare_for_model", "truncate_sequences", "_get_padding_truncation_strategies",
+    "_pad", "pad", "_decode", "convert_tokens_to_string", "_convert_token_to_id", "_convert_id_to_token",
+    "convert_tokens_to_ids", "get_prefix_tokens", "get_command", "batch_encode_plus",
+})  # fmt: skip
+
+
+def glm4_host_methods(host: type, mixin: type) -> Dict[str, Any]:
+    """The methods of ``host``'s own code (its classes outside transformers) that ``mixin`` also defines and
+    that are not spec hooks (``GLM4_SPEC_HOOKS``): name -> the host's attribute, to keep over the fix."""
+    own = [k for k in host.__mro__[:-1] if not (k.__module__ or "").split(".")[0] == "transformers"]
+    defined = {name for k in mixin.__mro__[:-1] for name in vars(k) if not name.startswith("__")}
+    kept = {}
+    for name in sorted(defined - GLM4_SPEC_HOOKS):
+        if any(name in vars(k) for k in own):
+            kept[name] = inspect.getattr_static(host, name)
+    return kept
+
+
+def glm4_fixed_class(host: type, mixin: type = GLM4FixMixin, namespace: Optional[Dict[str, Any]] = None,
+                     first: Tuple[type, ...] = ()) -> type:  # fmt: skip
+    """``class Fixed(*first, mixin, host)``, named as ``host``: the fix laid over a tokenizer's own class.
+
+    The fix replaces the spec hooks; every other method ``host``'s own code defines stays the host's
+    (``glm4_host_methods``), so GLM-4V-9B's image chat keeps working. ``namespace`` adds attributes.
+    """
+    body = {"__module__": host.__module__, "__qualname__": host.__qualname__, "__doc__": host.__doc__}
+    body.update(glm4_host_methods(host, mixin))
+    body.update(namespace or {})
+    return type(host.__name__, (*first, mixin, host), body)
 
 
 class ChatGLM4Tokenizer(GLM4FixMixin, _ChatGLM4Vocab):

@@ -8,16 +8,23 @@ trust_remote_code=True)`` loads it the way users load glm-4-9b-chat:
 
 * ``"current"``  -- upstream's current behaviour (``upstream_current.py``)
 * ``"mid2024"``  -- the mid-2024 revision (``upstream_mid2024.py``)
+* ``"glm4v"``    -- GLM-4V-9B's class (``upstream_glm4v.py``): its own ``apply_chat_template`` with images;
+  the folder's config gets ``image_size`` (``GLM4V_IMAGE_SIZE``, small for the tests; GLM-4V-9B says 1120)
 * ``"fixed"``    -- our standalone ``glm4_tokfix/tokenization_chatglm.py``
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
+from typing import Any, Dict, Optional
 
 HERE = Path(__file__).resolve().parent
-REVISIONS = ("current", "mid2024")
+REVISIONS = ("current", "mid2024", "glm4v")
+#: glm-4-9b-chat's own class: the revisions the installed fix may stand in for
+CHAT_REVISIONS = ("current", "mid2024")
+GLM4V_IMAGE_SIZE = 28
 
 
 def module_source(revision: str) -> Path:
@@ -30,11 +37,28 @@ def module_source(revision: str) -> Path:
     return HERE / f"upstream_{revision}.py"
 
 
-def make_model_folder(dest: Path, revision: str, vocab_dir: Path | str) -> Path:
-    """Lay out a glm-4-9b-chat-like tokenizer folder at ``dest`` whose remote code is ``revision``."""
+def make_model_folder(
+    dest: Path, revision: str, vocab_dir: Path | str, config: Optional[Dict[str, Any]] = None
+) -> Path:
+    """Lay out a glm-4-9b-chat-like tokenizer folder at ``dest`` whose remote code is ``revision``.
+
+    ``config`` entries are set in the folder's ``tokenizer_config.json`` (a value None removes the key).
+    """
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     for name in ("tokenizer.model", "tokenizer_config.json"):
         shutil.copyfile(Path(vocab_dir) / name, dest / name)
     shutil.copyfile(module_source(revision), dest / "tokenization_chatglm.py")
+    changes = dict(config or {})
+    if revision == "glm4v":
+        changes.setdefault("image_size", GLM4V_IMAGE_SIZE)
+    if changes:
+        path = dest / "tokenizer_config.json"
+        data = json.loads(path.read_text(encoding="utf-8"))
+        for key, value in changes.items():
+            if value is None:
+                data.pop(key, None)
+            else:
+                data[key] = value
+        path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return dest
