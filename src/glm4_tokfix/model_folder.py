@@ -311,7 +311,9 @@ CHAT_CLASS_METHODS = frozenset({
     "build_inputs_with_special_tokens", "_pad", "prepare_for_model",
 })  # fmt: skip
 #: ... and the ``__init__`` parameters it takes (``**kwargs`` aside)
-CHAT_CLASS_INIT = frozenset({"self", "vocab_file", "padding_side", "clean_up_tokenization_spaces", "encode_special_tokens"})
+CHAT_CLASS_INIT = frozenset(
+    {"self", "vocab_file", "padding_side", "clean_up_tokenization_spaces", "encode_special_tokens"}
+)
 #: ``tokenizer_config.json`` keys that only other checkpoints' classes read (GLM-4V-9B and CogAgent-9B: image_size)
 OTHER_CLASS_CONFIG_KEYS = ("image_size",)
 

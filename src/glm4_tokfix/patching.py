@@ -179,7 +179,7 @@ class _PatchedTokenizer:
 def _host_source(base: type) -> Tuple[Optional[str], Optional[str]]:
     """(module file, class name) of ``base`` when it is remote code that is not glm-4-9b-chat's class (GLM-4V-9B):
     what a saved folder must keep to load the same class with the fix over it. (None, None) otherwise."""
-    if not (base.__module__ or "").startswith("transformers_modules") or base.__module__.endswith("." + "tokenization_glm4_tokfix"):
+    if not (base.__module__ or "").startswith("transformers_modules"):
         return None, None
     import inspect
 
@@ -404,7 +404,9 @@ def remote_glm4_folder(name_or_path: Any, kwargs: Optional[Dict[str, Any]] = Non
     return found[0] if found is not None and found[1] is None else None
 
 
-def _remote_glm4_folder(name_or_path: Any, kwargs: Optional[Dict[str, Any]] = None) -> Optional[Tuple[str, Optional[str]]]:
+def _remote_glm4_folder(
+    name_or_path: Any, kwargs: Optional[Dict[str, Any]] = None
+) -> Optional[Tuple[str, Optional[str]]]:
     """``(path, None)`` for a glm-4-9b-chat remote-code folder, ``(path, why not)`` for a GLM-4 remote-code
     folder of another class (``model_folder.remote_class_problem``), None for anything else. Never raises."""
     if not isinstance(name_or_path, (str, os.PathLike)):

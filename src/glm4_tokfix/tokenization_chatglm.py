@@ -3077,9 +3077,8 @@ class GLM4FixMixin(GLM4ChatMixin, GLM4BatchEncoder, GLM4PaddingMixin):
             removed: ``self(batch, ...)``, the same meaning. A class laid under the fix may call it (GLM-4V-9B's
             ``apply_chat_template`` does, with rows of ids and ``is_split_into_words=True``)."""
             if not isinstance(batch_text_or_text_pairs, (list, tuple)):
-                raise TypeError(
-                    f"batch_encode_plus takes a list of texts or text pairs, got {type(batch_text_or_text_pairs).__name__}"
-                )
+                got = type(batch_text_or_text_pairs).__name__
+                raise TypeError(f"batch_encode_plus takes a list of texts or text pairs, got {got}")
             return self(
                 list(batch_text_or_text_pairs), add_special_tokens=add_special_tokens, padding=padding,
                 truncation=truncation, max_length=max_length, stride=stride, is_split_into_words=is_split_into_words,

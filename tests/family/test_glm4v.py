@@ -19,15 +19,14 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from helpers import check_padded_row
 
 import glm4_tokfix
 from glm4_tokfix import model_folder
-from helpers import check_padded_row
 
 torch = pytest.importorskip("torch", reason="GLM-4V-9B's class returns its images as torch tensors")
-from transformers import AutoTokenizer  # noqa: E402
-
 from standins import make_model_folder  # noqa: E402
+from transformers import AutoTokenizer  # noqa: E402
 
 TINY = Path(glm4_tokfix.TINY_GLM4_DIR)
 IMAGE_TOKENS = ["<|begin_of_image|>", "<|endoftext|>", "<|end_of_image|>"]
@@ -72,9 +71,13 @@ def expected_chat(tok, chat):
         transforms.Normalize((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)),
     ])  # fmt: skip
     message = chat[0]
-    ids = host.get_prefix_tokens(tok) + host.build_single_message(
-        tok, "user", "", message["content"], message_prefix=tok.convert_tokens_to_ids(IMAGE_TOKENS)
-    ) + [tok.convert_tokens_to_ids("<|assistant|>")]
+    ids = (
+        host.get_prefix_tokens(tok)
+        + host.build_single_message(
+            tok, "user", "", message["content"], message_prefix=tok.convert_tokens_to_ids(IMAGE_TOKENS)
+        )
+        + [tok.convert_tokens_to_ids("<|assistant|>")]
+    )
     n = len(ids)
     return {"input_ids": [ids], "attention_mask": [[1] * n], "position_ids": [list(range(n))],
             "images": transform(message["image"]).unsqueeze(0).tolist()}  # fmt: skip
@@ -168,7 +171,11 @@ def test_class_keeps_its_own_methods(fixed, unpatched):
 
 @pytest.mark.parametrize("side", ["left", "right"])
 def test_rendered_prompt_route_is_fixed(fixed, side):
-    chats = [image_chat(0), [{"role": "user", "content": "hi"}], image_chat(1) + [{"role": "assistant", "content": "ok"}]]
+    chats = [
+        image_chat(0),
+        [{"role": "user", "content": "hi"}],
+        image_chat(1) + [{"role": "assistant", "content": "ok"}],
+    ]
     prompts = [fixed.apply_chat_template(c, add_generation_prompt=True, tokenize=False) for c in chats]
     assert all(p.startswith("[gMASK]<sop>") for p in prompts)
     batch = fixed(prompts, padding=True, padding_side=side)
@@ -327,7 +334,8 @@ OTHER_LINE = textwrap.dedent(
     from transformers import AutoTokenizer
     tok = AutoTokenizer.from_pretrained(sys.argv[1], trust_remote_code=True)
     chat = [{"role": "user", "image": torch.tensor(json.loads(sys.argv[2])), "content": sys.argv[3]}]
-    out = tok.apply_chat_template(chat, add_generation_prompt=True, tokenize=True, return_tensors="pt", return_dict=True)
+    out = tok.apply_chat_template(chat, add_generation_prompt=True, tokenize=True, return_tensors="pt",
+                                  return_dict=True)
     print(json.dumps({k: v.tolist() for k, v in out.items()}))
     """
 )

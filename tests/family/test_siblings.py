@@ -14,10 +14,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-import glm4_tokfix
 from helpers import check_padded_row
 from standins import make_model_folder
+
+import glm4_tokfix
 
 pytest.importorskip("jinja2", reason="the siblings' chat templates are jinja")
 from transformers import AutoTokenizer  # noqa: E402
@@ -141,4 +141,6 @@ def test_base_model_has_no_chat_template(folders):
 def test_codegeex4_renders_its_default_system_prompt(folders):
     tok = load_fixed(folders["codegeex4-all-9b"], "patch")
     text = tok.apply_chat_template(CHATS[0], add_generation_prompt=True, tokenize=False)
-    assert text == "[gMASK]<sop><|system|>\nYou are CodeGeeX, a coding assistant.<|user|>\nwrite quicksort<|assistant|>\n"
+    assert (
+        text == "[gMASK]<sop><|system|>\nYou are CodeGeeX, a coding assistant.<|user|>\nwrite quicksort<|assistant|>\n"
+    )

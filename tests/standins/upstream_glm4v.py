@@ -57,7 +57,9 @@ except ImportError:  # the stand-in of the four transforms (see the module docst
             def __call__(self, image):
                 if isinstance(image, torch.Tensor):
                     batch = image.float().unsqueeze(0)
-                    return torch.nn.functional.interpolate(batch, size=self.size, mode="bicubic", align_corners=False)[0]
+                    return torch.nn.functional.interpolate(batch, size=self.size, mode="bicubic", align_corners=False)[
+                        0
+                    ]
                 return image.resize((self.size[1], self.size[0]), resample=3)  # a PIL image; 3 is BICUBIC
 
         class ToTensor:
@@ -162,7 +164,9 @@ class ChatGLM4Tokenizer(PreTrainedTokenizer):
         assert role in ("system", "user", "assistant", "observation"), role
         if not tokenize:
             return f"<|{role}|>{metadata}\n{message}"
-        head = [self.convert_tokens_to_ids(f"<|{role}|>")] + self.tokenizer.encode(f"{metadata}\n", disallowed_special=())
+        head = [self.convert_tokens_to_ids(f"<|{role}|>")] + self.tokenizer.encode(
+            f"{metadata}\n", disallowed_special=()
+        )
         body = self.tokenizer.encode(message, disallowed_special=())
         return head + (list(message_prefix) if message_prefix is not None else []) + body
 
