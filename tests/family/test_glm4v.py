@@ -367,3 +367,12 @@ def test_transformers5_ids_equal_transformers4_unpatched(folder, tmp_path):
     assert got["input_ids"] == on4["input_ids"] and got["attention_mask"] == on4["attention_mask"]
     assert got["position_ids"] == on4["position_ids"]
     assert torch.allclose(torch.tensor(got["images"]), torch.tensor(on4["images"]), atol=1e-6)
+
+
+def test_pickled_fixed_tokenizer_keeps_the_image_chat(fixed):
+    import pickle
+
+    copy = pickle.loads(pickle.dumps(fixed))
+    assert type(copy) is type(fixed)
+    chat = image_chat(1)
+    assert as_plain(copy.apply_chat_template(chat, **CHAT_KWARGS)) == expected_chat(fixed, chat)
