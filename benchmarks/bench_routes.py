@@ -79,7 +79,9 @@ def main() -> int:
     import glm4_tokfix
     from glm4_tokfix.convert import write_fast_folder
     from glm4_tokfix.sft import tokenize_chats
-    from glm4_tokfix.tokenization_chatglm import GLM4_PAT_STR, fastokens_available, load_tiktoken_ranks
+    from glm4_tokfix.remote_code.glm4_encoders import fastokens_available
+    from glm4_tokfix.remote_code.glm4_tokens import GLM4_PAT_STR
+    from glm4_tokfix.remote_code.glm4_vocab import load_tiktoken_ranks
 
     vocab = args.vocab or default_vocab()
     texts = make_texts(args.texts, args.seed)

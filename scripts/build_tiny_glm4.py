@@ -25,7 +25,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 DEFAULT_OUT = ROOT / "src" / "glm4_tokfix" / "data" / "tiny-glm4"
 
-# Kept in step with glm4_tokfix.tokenization_chatglm (not imported so the script runs without the package).
+# Kept in step with glm4_tokfix.remote_code.glm4_tokens (not imported so the script runs without the package).
 PAT_STR = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
     r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"

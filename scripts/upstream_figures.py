@@ -39,7 +39,7 @@ def _load(folder: Path) -> Any:
 def remote_code_tokenizers(vocab_dir: Path, work: Path) -> Dict[str, Any]:
     """name -> tokenizer: upstream stand-ins, minimally patched, full module (each from a folder of its own)."""
     from glm4_tokfix.minimal_patch import minimal_patch
-    from glm4_tokfix.model_folder import fixed_module_bytes
+    from glm4_tokfix.model_folder import patch_folder
     from standins import make_model_folder, module_source
 
     out: Dict[str, Any] = {}
@@ -51,7 +51,7 @@ def remote_code_tokenizers(vocab_dir: Path, work: Path) -> Dict[str, Any]:
         out[f"minimal_{revision}"] = _load(folder)
         out[f"minimal_{revision}_lines"] = patched.changed_lines
     folder = make_model_folder(work / f"full_{uuid.uuid4().hex[:6]}", "current", vocab_dir)
-    (folder / "tokenization_chatglm.py").write_bytes(fixed_module_bytes())
+    patch_folder(folder)  # the full bundle beside upstream's file, auto_map pointing at it
     out["full"] = _load(folder)
     return out
 

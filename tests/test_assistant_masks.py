@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import glm4_tokfix
-from glm4_tokfix.tokenization_chatglm import assistant_token_mask
+from glm4_tokfix.remote_code.glm4_offsets import assistant_token_mask
 from helpers import as_lists
 from strategies import texts
 
@@ -104,14 +104,14 @@ def test_unmarked_template_gets_masks_not_zeros(tok):
 
 
 def test_without_the_package_the_shipped_template_still_gets_the_same_masks(tok, monkeypatch):
-    """A model folder's copy of the module without glm4_tokfix: no marked copy, the generic route, same masks."""
-    import sys
+    """Without a shipped marked copy (the generic route, as for any other template): the same masks."""
+    from glm4_tokfix.remote_code import glm4_chat
 
     chats = [[{"role": "system", "content": "s"}, {"role": "user", "content": "hi"},
               {"role": "assistant", "content": "你好 there", "metadata": "m"}, {"role": "user", "content": "q"},
               {"role": "assistant", "content": ""}, {"role": "assistant", "content": "again\n"}]]  # fmt: skip
     with_package = masked(tok, chats, padding=True)
-    monkeypatch.setitem(sys.modules, "glm4_tokfix.chat_templates", None)  # import fails as if not installed
+    monkeypatch.setattr(glm4_chat, "marked_template", lambda template: None)  # no marked copy is found
     assert as_lists(masked(tok, chats, padding=True)["assistant_masks"]) == as_lists(with_package["assistant_masks"])
 
 
@@ -161,7 +161,7 @@ def test_row_characters_with_and_without_numpy(tiny_tok, rows):
     import sys
     from unittest import mock
 
-    from glm4_tokfix.tokenization_chatglm import _RowCharacters
+    from glm4_tokfix.remote_code.glm4_offsets import _RowCharacters
 
     starts_chars, begins_inside, _ = tiny_tok._glm4_offset_tables()
     ids = [[i % len(starts_chars) for i in row] for row, _, _ in rows]

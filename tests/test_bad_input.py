@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 import glm4_tokfix
-from glm4_tokfix.tokenization_chatglm import ChatGLM4Tokenizer, load_tiktoken_ranks
+from glm4_tokfix.remote_code.glm4_vocab import load_tiktoken_ranks
+from glm4_tokfix.remote_code.tokenization_glm4_tokfix import ChatGLM4Tokenizer
 
 
 @pytest.mark.parametrize("bad", [None, 3, 2.5, ["a", None], ["a", 3], [b"bytes"], {"a": 1}])

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from transformers import DataCollatorForSeq2Seq, DataCollatorWithPadding, PreTrainedTokenizerBase
 
 import glm4_tokfix
-from glm4_tokfix import tokenization_chatglm
+from glm4_tokfix.remote_code import glm4_padding
 from helpers import check_padded_row, deep, outcome, same
 from strategies import batches
 
@@ -157,17 +157,17 @@ def test_rows_of_different_batch_sizes_are_a_value_error(tok):
 def test_batches_take_the_direct_path(tok, monkeypatch):
     """Guard against the batched path silently switching off (the equality tests would still pass)."""
     calls = []
-    original = tokenization_chatglm.GLM4PaddingMixin._glm4_pad_rows
+    original = glm4_padding.GLM4PaddingMixin._glm4_pad_rows
 
     def spy(self, *args, **kwargs):
         calls.append(args[-1])
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(tokenization_chatglm.GLM4PaddingMixin, "_glm4_pad_rows", spy)
+    monkeypatch.setattr(glm4_padding.GLM4PaddingMixin, "_glm4_pad_rows", spy)
     arrays = []
-    original_arrays = tokenization_chatglm._padded_arrays
+    original_arrays = glm4_padding._padded_arrays
     monkeypatch.setattr(
-        tokenization_chatglm, "_padded_arrays", lambda *a, **k: arrays.append(a[6]) or original_arrays(*a, **k)
+        glm4_padding, "_padded_arrays", lambda *a, **k: arrays.append(a[6]) or original_arrays(*a, **k)
     )
     rows = [dict(tok(t)) for t in ["a", "hello world"]]
     for kind in KINDS:
@@ -258,7 +258,7 @@ def test_another_pad_is_still_called(tiny_tok):
 
     def noted(self, encoded_inputs, *args, **kwargs):
         seen.append(len(encoded_inputs["input_ids"]))
-        return tokenization_chatglm.GLM4PaddingMixin._pad(self, encoded_inputs, *args, **kwargs)
+        return glm4_padding.GLM4PaddingMixin._pad(self, encoded_inputs, *args, **kwargs)
 
     own._pad = MethodType(noted, own)
     out = own.pad([dict(own("a")), dict(own("hello world"))])
@@ -277,7 +277,7 @@ def test_the_padding_mixin_works_over_a_fast_tokenizer(fast_folder, tiny_tok, ki
 
     folder = str(fast_folder("tiny", "0414"))
     fast_class = type(AutoTokenizer.from_pretrained(folder))
-    padded_fast = type("PaddedFast", (tokenization_chatglm.GLM4PaddingMixin, fast_class), {})
+    padded_fast = type("PaddedFast", (glm4_padding.GLM4PaddingMixin, fast_class), {})
     fast = padded_fast.from_pretrained(folder, padding_side="right")
     fast.model_input_names = [*fast.model_input_names, "position_ids"]
     ours = copy.deepcopy(tiny_tok)

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
 import glm4_tokfix
-from glm4_tokfix.tokenization_chatglm import assistant_token_mask
+from glm4_tokfix.remote_code.glm4_offsets import assistant_token_mask
 from helpers import as_lists
 from strategies import texts
 
@@ -207,7 +207,7 @@ def test_literal_edges_equal_character_counts(tok, chats, data):
     """Counting added-token literals (``_row_ranges_at_literals``) finds the tokens of each span that the running
     character counts find -- for the shipped template's spans (a reply starts after <|assistant|> and ends before
     the next turn's token), with literals in the contents too -- and refuses (None) an edge next to no literal."""
-    from glm4_tokfix.tokenization_chatglm import _RowCharacters, _row_ranges_at_literals
+    from glm4_tokfix.remote_code.glm4_offsets import _RowCharacters, _row_ranges_at_literals
 
     literals = tok._glm4_mask_literals()
     assert literals is not None
@@ -242,7 +242,7 @@ def test_literal_edges_equal_character_counts(tok, chats, data):
 @pytest.fixture
 def character_counts(monkeypatch):
     """A list that grows by one each time masks are found by per-token character counts (``_RowCharacters``)."""
-    from glm4_tokfix import tokenization_chatglm as rules
+    from glm4_tokfix.remote_code import glm4_offsets as rules
 
     counted = []
     real = rules._RowCharacters.__init__

@@ -147,7 +147,7 @@ def test_real_folder_template_is_known():
 
 # ------------------------------------------------------------ the one-render span route of the tokenizers
 def span_marked(tok, template, chats, **kwargs):
-    from glm4_tokfix.tokenization_chatglm import GLM4ChatMixin
+    from glm4_tokfix.remote_code.glm4_chat import GLM4ChatMixin
 
     return GLM4ChatMixin._glm4_render_span_marked(
         template, chats, kwargs.pop("tools", None), None, kwargs.pop("add_generation_prompt", False),
@@ -191,8 +191,8 @@ def test_one_render_keeps_whitespace_control(tiny_tok, template, chats):
 
 
 def test_markers_that_cannot_be_trusted_leave_it_to_the_tracker(tiny_tok, monkeypatch):
-    import glm4_tokfix.tokenization_chatglm as tc
-    from glm4_tokfix.tokenization_chatglm import assistant_token_mask
+    import glm4_tokfix.remote_code.glm4_chat as tc
+    from glm4_tokfix.remote_code.glm4_offsets import assistant_token_mask
 
     chat = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "the answer"}]
     marked = chat_templates.marked_template(tiny_tok.chat_template)
@@ -215,7 +215,7 @@ def test_only_the_shipped_marked_copies_take_the_one_render_route(tiny_tok, monk
     import copy
 
     from glm4_tokfix import sft
-    from glm4_tokfix.tokenization_chatglm import GLM4ChatMixin
+    from glm4_tokfix.remote_code.glm4_chat import GLM4ChatMixin
 
     calls = []
     real = GLM4ChatMixin._glm4_render_span_marked

@@ -234,7 +234,7 @@ def test_check_without_hypothesis_says_what_to_install():
 
 
 def test_the_encoder_backend_is_reported(capsys, monkeypatch):
-    from glm4_tokfix import tokenization_chatglm as tc
+    from glm4_tokfix.remote_code import glm4_encoders as tc
 
     monkeypatch.setenv("GLM4_TOKFIX_ENCODER", "tiktoken")
     code, out, _ = check(capsys, "--examples", 2, "--seed", 0)

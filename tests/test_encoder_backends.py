@@ -23,7 +23,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import glm4_tokfix
-from glm4_tokfix import tokenization_chatglm as tc
+from glm4_tokfix.remote_code import glm4_encoders as tc
+from glm4_tokfix.remote_code import glm4_rows
+from glm4_tokfix.remote_code.glm4_tokens import GLM4_PAT_STR
 from strategies import SPECIAL_LITERALS, batches, prompt_texts, texts
 
 HAVE_FASTOKENS = tc.fastokens_available()
@@ -37,8 +39,8 @@ def backends(tok):
     if not HAVE_FASTOKENS:
         pytest.skip("fastokens is not installed")
     added = {t.content: i for i, t in tok.added_tokens_decoder.items()}
-    reference = tc.TiktokenBackend(tok.mergeable_ranks, tc.GLM4_PAT_STR, added)
-    return reference, tc.FastokensBackend(tok.mergeable_ranks, tc.GLM4_PAT_STR, added)
+    reference = tc.TiktokenBackend(tok.mergeable_ranks, GLM4_PAT_STR, added)
+    return reference, tc.FastokensBackend(tok.mergeable_ranks, GLM4_PAT_STR, added)
 
 
 def assert_same(backends, text_list, split=(False, True)):
@@ -212,7 +214,7 @@ def test_tokenizer_json_is_built_once_into_the_cache_folder(tmp_path):
     cache = tmp_path / "cache"
     code = f"""
         import os, glm4_tokfix
-        from glm4_tokfix import tokenization_chatglm as tc
+        from glm4_tokfix.remote_code import glm4_encoders as tc
         built = []
         original = tc.fastokens_tokenizer_json
         tc.fastokens_tokenizer_json = lambda *a: built.append(1) or original(*a)
@@ -302,8 +304,8 @@ def test_by_default_only_an_engine_that_releases_the_gil_gets_threads(tok, encod
     monkeypatch.delenv("TOKENIZERS_PARALLELISM", raising=False)
     monkeypatch.setattr(tc.os, "sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)
     calls = []
-    real = tc._encode_in_threads
-    monkeypatch.setattr(tc, "_encode_in_threads", lambda texts, encode, n: calls.append(n) or real(texts, encode, n))
+    real = glm4_rows._encode_in_threads
+    monkeypatch.setattr(glm4_rows, "_encode_in_threads", lambda texts, encode, n: calls.append(n) or real(texts, encode, n))
     expected = dict(copy.copy(tok)(many, padding=True))
     calls.clear()
     assert dict(t(many, padding=True)) == expected

@@ -1,41 +1,40 @@
-"""``glm4-tokfix export OUT_DIR``: the one-file upstream contribution.
+"""``glm4-tokfix export OUT_DIR``: the bundle for the upstream model repository.
 
-It writes exactly ``OUT_DIR/tokenization_chatglm.py`` -- the bytes of our
-standalone module -- which needs only transformers, tiktoken, regex and the
-standard library, and which, dropped into a model folder in place of
-upstream's file, loads the fixed ``ChatGLM4Tokenizer`` with plain AutoTokenizer
-in a process that cannot import glm4_tokfix.
+It writes exactly the bundle's files (``glm4_tokfix.remote_code.BUNDLE_FILES``) -- the bytes of our modules --
+which need only transformers, tiktoken, regex and the standard library, import each other relatively, and, dropped
+into a model folder with ``auto_map`` pointing at them, load the fixed ``ChatGLM4Tokenizer`` with plain
+AutoTokenizer in a process that cannot import glm4_tokfix.
 """
 
 from __future__ import annotations
 
 import ast
-import shutil
 import sys
 from pathlib import Path
 
 import pytest
 
 import glm4_tokfix
-from test_patch_helpers import check_clean_report, load_in_clean_process, run_cli, snapshot, standin_folder
+from glm4_tokfix.remote_code import BUNDLE_FILES, bundle_bytes
+from test_patch_helpers import check_clean_report, drop_export, load_in_clean_process, run_cli, snapshot, standin_folder
 
-SOURCE = Path(glm4_tokfix.__file__).resolve().parent / "tokenization_chatglm.py"
 ALLOWED_THIRD_PARTY = {"transformers", "tiktoken", "regex"}
-LAZY_THIRD_PARTY = {"numpy", "torch"}  # transformers needs numpy; torch is optional
+LAZY_THIRD_PARTY = {"numpy", "torch", "fastokens", "tokenizers"}  # imported inside functions only
+BUNDLE_MODULES = {name[:-3] for name in BUNDLE_FILES}
 
 
 def export(out: Path) -> Path:
     result = run_cli("export", out)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == f"wrote {out / 'tokenization_chatglm.py'}"
-    return out / "tokenization_chatglm.py"
+    assert result.stdout.strip() == f"wrote {len(BUNDLE_FILES)} files into {out}: {' '.join(BUNDLE_FILES)}"
+    return out
 
 
-def test_writes_exactly_one_file_with_our_bytes(tmp_path):
+def test_writes_exactly_the_bundle_with_our_bytes(tmp_path):
     out = tmp_path / "new" / "folder"  # created when missing
-    exported = export(out)
-    assert sorted(p.name for p in out.iterdir()) == ["tokenization_chatglm.py"]
-    assert exported.read_bytes() == SOURCE.read_bytes()
+    export(out)
+    assert sorted(p.name for p in out.iterdir()) == sorted(BUNDLE_FILES)
+    assert {name: (out / name).read_bytes() for name in BUNDLE_FILES} == bundle_bytes()
 
 
 def _imported(nodes) -> set:
@@ -44,28 +43,33 @@ def _imported(nodes) -> set:
         if isinstance(node, ast.Import):
             names.update(alias.name.split(".")[0] for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
-            assert node.level == 0, "a relative import would need files next to the module"
+            if node.level:
+                assert node.level == 1 and node.module in BUNDLE_MODULES, "only sibling bundle modules, relatively"
+                continue
             names.add(node.module.split(".")[0])
     return names
 
 
-def test_module_needs_only_transformers_tiktoken_regex_and_stdlib(tmp_path):
-    tree = ast.parse(export(tmp_path).read_bytes())
+@pytest.mark.parametrize("name", BUNDLE_FILES)
+def test_module_needs_only_transformers_tiktoken_regex_and_stdlib(tmp_path, name):
+    tree = ast.parse(bundle_bytes()[name])
     imported = _imported(ast.walk(tree))
     at_import = _imported(tree.body)  # what loading the module imports
     assert "glm4_tokfix" not in imported
     assert at_import - set(sys.stdlib_module_names) - {"__future__"} <= ALLOWED_THIRD_PARTY
-    # numpy and torch only inside functions, when return_tensors asks for them
+    # numpy, torch, fastokens only inside functions
     assert imported - set(sys.stdlib_module_names) - {"__future__"} <= ALLOWED_THIRD_PARTY | LAZY_THIRD_PARTY
-    assert {"transformers", "tiktoken"} <= at_import
-    classes = {node.name for node in tree.body if isinstance(node, ast.ClassDef)}
-    assert "ChatGLM4Tokenizer" in classes
+
+
+def test_slow_module_defines_the_class(tmp_path):
+    tree = ast.parse((export(tmp_path) / "tokenization_glm4_tokfix.py").read_bytes())
+    assert "ChatGLM4Tokenizer" in {node.name for node in tree.body if isinstance(node, ast.ClassDef)}
 
 
 @pytest.mark.parametrize("revision", ["current", "mid2024"])
 def test_dropped_into_a_model_folder_loads_fixed_without_the_package(tmp_path, vocab_dir, revision, tok):
     folder = standin_folder(tmp_path, revision, vocab_dir)
-    shutil.copyfile(export(tmp_path / "export"), folder / "tokenization_chatglm.py")
+    drop_export(export(tmp_path / "export"), folder)
     check_clean_report(load_in_clean_process(folder, tmp_path), tok)
 
 
@@ -78,6 +82,7 @@ def test_export_again_is_harmless(tmp_path):
 
 def test_keeps_a_different_file_unless_forced(tmp_path):
     folder = standin_folder(tmp_path, "current", glm4_tokfix.TINY_GLM4_DIR)
+    (folder / "glm4_tokens.py").write_text("# another file\n")
     before = snapshot(folder)
     result = run_cli("export", folder)
     assert result.returncode == 1 and result.stdout == ""
@@ -88,9 +93,9 @@ def test_keeps_a_different_file_unless_forced(tmp_path):
     result = run_cli("export", folder, "--force")
     assert result.returncode == 0, result.stderr
     after = snapshot(folder)
-    assert (folder / "tokenization_chatglm.py").read_bytes() == SOURCE.read_bytes()
-    assert {k: v for k, v in after.items() if k != "tokenization_chatglm.py"} == {
-        k: v for k, v in before.items() if k != "tokenization_chatglm.py"
+    assert {name: (folder / name).read_bytes() for name in BUNDLE_FILES} == bundle_bytes()
+    assert {k: v for k, v in after.items() if k not in BUNDLE_FILES} == {
+        k: v for k, v in before.items() if k not in BUNDLE_FILES
     }
 
 
@@ -107,9 +112,9 @@ def test_remote_code_requires_no_optional_package():
     ``check_imports``): the modules a patched folder holds may need only what transformers itself needs."""
     from transformers.dynamic_module_utils import get_imports
 
-    import glm4_tokfix.tokenization_chatglm as slow
-    import glm4_tokfix.tokenization_chatglm_fast as fast
+    import glm4_tokfix.remote_code as bundle
 
     allowed = set(sys.stdlib_module_names) | {"regex", "tiktoken", "transformers", "numpy", "tokenizers"}
-    for module in (slow, fast):
-        assert set(get_imports(module.__file__)) - allowed == set(), module.__name__
+    for name in BUNDLE_FILES:
+        path = Path(bundle.__file__).parent / name
+        assert set(get_imports(str(path))) - allowed == set(), name

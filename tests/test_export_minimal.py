@@ -246,7 +246,7 @@ def test_refuses_what_is_not_upstreams_file(tmp_path):
         _one_line_error(export_minimal(folder, out), message, str(full))
     full.write_text("def broken(:\n", encoding="utf-8")
     _one_line_error(export_minimal(folder, out), "does not parse as Python")
-    shutil.copyfile(Path(glm4_tokfix.__file__).parent / "tokenization_chatglm.py", full)
+    shutil.copyfile(Path(glm4_tokfix.__file__).parent / "remote_code" / "tokenization_glm4_tokfix.py", full)
     _one_line_error(export_minimal(folder, out), "glm4-tokfix's own full module")
     full.write_text(minimal_patch(original).patched, encoding="utf-8")
     _one_line_error(export_minimal(folder, out), "already carries glm4-tokfix's minimal patch")

@@ -19,6 +19,7 @@ from strategies import PREFIX, prompt_texts
 from test_save_and_share import load_in_clean_process
 
 import glm4_tokfix
+from glm4_tokfix.remote_code import BUNDLE_FILES
 
 TEXTS = [PREFIX + "<|user|>\nhi<|assistant|>", "<|user|>\na longer question<|assistant|>"]
 
@@ -85,7 +86,7 @@ def test_saved_patched_folder_loads_fixed_without_the_package(fast_folder, tmp_p
     out = tmp_path / "saved"
     tok.save_pretrained(out)
     config = json.loads((out / "tokenizer_config.json").read_text())
-    assert config["auto_map"]["AutoTokenizer"][1] == "tokenization_chatglm_fast.ChatGLM4TokenizerFast"
+    assert config["auto_map"]["AutoTokenizer"][1] == "tokenization_glm4_tokfix_fast.ChatGLM4TokenizerFast"
     result = load_in_clean_process(out, tmp_path)
     assert result["class"] == "ChatGLM4TokenizerFast" and not result["glm4_tokfix_loaded"]
     assert result["left"]["input_ids"] == [list(r) for r in tok(TEXTS, padding=True)["input_ids"]]
@@ -127,7 +128,7 @@ def test_patch_and_unpatch_a_tokenizer_json_folder(chat_hf_copy, tmp_path):
     result = cli("patch", chat_hf_copy)
     assert result.returncode == 0, result.stderr
     assert "trust_remote_code" in result.stdout and "unfixed" in result.stdout
-    assert {"tokenization_chatglm.py", "tokenization_chatglm_fast.py"} <= set(os.listdir(chat_hf_copy))
+    assert set(BUNDLE_FILES) <= set(os.listdir(chat_hf_copy)) and "tokenization_chatglm.py" not in os.listdir(chat_hf_copy)
     loaded = load_in_clean_process(chat_hf_copy, tmp_path)
     assert loaded["class"] == "ChatGLM4TokenizerFast" and not loaded["glm4_tokfix_loaded"]
     slow = glm4_tokfix.ChatGLM4Tokenizer.from_pretrained(TINY_DIR)
@@ -141,7 +142,7 @@ def test_patch_and_unpatch_a_tokenizer_json_folder(chat_hf_copy, tmp_path):
 
 
 def test_patch_refuses_a_foreign_module(chat_hf_copy):
-    (chat_hf_copy / "tokenization_chatglm.py").write_text("# someone else's file\n")
+    (chat_hf_copy / "glm4_tokens.py").write_text("# someone else's file\n")
     before = snapshot(chat_hf_copy)
     result = cli("patch", chat_hf_copy)
     assert result.returncode == 1 and "not written by glm4-tokfix" in result.stderr

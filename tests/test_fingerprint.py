@@ -145,20 +145,21 @@ def test_call_state_and_caches_pickle_as_their_definition():
     """The module's per-call state and caches pickle without their contents (what a by-value hash sees)."""
     import pickle
 
-    from glm4_tokfix import tokenization_chatglm as m
+    from glm4_tokfix.remote_code import glm4_encoders, glm4_rows, glm4_state
+    from glm4_tokfix.remote_code import tokenization_glm4_tokfix as m
 
     tok = glm4_tokfix.ChatGLM4Tokenizer.from_pretrained(TINY_DIR)
     tok(["hello", "world"], return_offsets_mapping=True)
-    assert len(m._BACKENDS) > 0 and len(m._ADDED_LITERALS) > 0
-    for cache in (m._BACKENDS, m._ADDED_LITERALS, m._OFFSET_TABLES):
+    assert len(glm4_encoders._BACKENDS) > 0 and len(glm4_rows._ADDED_LITERALS) > 0
+    for cache in (glm4_encoders._BACKENDS, glm4_rows._ADDED_LITERALS, m._OFFSET_TABLES):
         assert len(pickle.loads(pickle.dumps(cache))) == 0
-    token = m._PREFIX_STRIPPED.set(True)
+    token = glm4_state._PREFIX_STRIPPED.set(True)
     try:
-        copy = pickle.loads(pickle.dumps(m._PREFIX_STRIPPED))
-        assert copy.get() is False and m._PREFIX_STRIPPED.get() is True
+        copy = pickle.loads(pickle.dumps(glm4_state._PREFIX_STRIPPED))
+        assert copy.get() is False and glm4_state._PREFIX_STRIPPED.get() is True
     finally:
-        m._PREFIX_STRIPPED.reset(token)
-    assert pickle.dumps(m.GLM4BatchEncoder._GLM4_FAST_KWARGS) == pickle.dumps(
-        m._NameSet(sorted(m.GLM4BatchEncoder._GLM4_FAST_KWARGS, reverse=True))
+        glm4_state._PREFIX_STRIPPED.reset(token)
+    assert pickle.dumps(glm4_rows.GLM4BatchEncoder._GLM4_FAST_KWARGS) == pickle.dumps(
+        glm4_state._NameSet(sorted(glm4_rows.GLM4BatchEncoder._GLM4_FAST_KWARGS, reverse=True))
     )
     assert not [name for name in vars(tok) if name.endswith("_cache")]

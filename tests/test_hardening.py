@@ -16,13 +16,14 @@ import pytest
 import glm4_tokfix
 from conftest import ROOT
 from glm4_tokfix import ChatGLM4Tokenizer
+from glm4_tokfix.remote_code.glm4_tokens import GLM4_SPECIAL_TOKENS
 
 USER = "<|user|>"
 LONG = "one two three four five six seven eight nine ten eleven twelve"
 
 
 def glm4_ids(tok):
-    return [tok.convert_tokens_to_ids(t) for t in glm4_tokfix.tokenization_chatglm.GLM4_SPECIAL_TOKENS]
+    return [tok.convert_tokens_to_ids(t) for t in GLM4_SPECIAL_TOKENS]
 
 
 # ------------------------------------------------ item 2: split_special_tokens in every batch
@@ -203,7 +204,7 @@ def test_saved_config_loads_on_both_lines(tok, tmp_path):
     config = json.loads((tmp_path / "tokenizer_config.json").read_text())
     assert not isinstance(config.get("extra_special_tokens"), list)  # 4.x needs a dict there
     assert isinstance(config.get("extra_special_tokens", {}), dict)
-    assert config["additional_special_tokens"][:14] == list(glm4_tokfix.tokenization_chatglm.GLM4_SPECIAL_TOKENS)
+    assert config["additional_special_tokens"][:14] == list(GLM4_SPECIAL_TOKENS)
     again = ChatGLM4Tokenizer.from_pretrained(tmp_path)
     assert set(glm4_ids(again)) <= set(again.all_special_ids)
     assert again(["<|user|>hi", "x"], padding=True).input_ids == tok(["<|user|>hi", "x"], padding=True).input_ids

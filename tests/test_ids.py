@@ -7,7 +7,7 @@ import tiktoken
 from hypothesis import given
 
 from conftest import requires_real
-from glm4_tokfix.tokenization_chatglm import GLM4_PAT_STR, GLM4_SPECIAL_TOKENS
+from glm4_tokfix.remote_code.glm4_tokens import GLM4_PAT_STR, GLM4_SPECIAL_TOKENS
 from strategies import texts
 
 

@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import glm4_tokfix
-from glm4_tokfix.tokenization_chatglm import token_char_offsets
+from glm4_tokfix.remote_code.glm4_offsets import token_char_offsets
 from helpers import as_lists
 from strategies import PREFIX, batches, prompt_texts, texts
 
@@ -238,7 +238,7 @@ def test_assistant_masks_after_a_stripping_added_token(tiny_tok):
 def _offsets_of_rows(tok, rows):
     """The fast path's offsets of whole rows as lists: one numpy pass (``_offset_arrays``, shared tuples from
     ``_offset_lists``), or each row's own walk without numpy or tables, as ``_glm4_fast_encode`` picks."""
-    from glm4_tokfix.tokenization_chatglm import _offset_arrays, _offset_lists
+    from glm4_tokfix.remote_code.glm4_offsets import _offset_arrays, _offset_lists
 
     arrays = _offset_arrays(tok._glm4_offset_tables(), rows) if rows else None
     return _offset_lists(arrays) if arrays is not None else [tok._glm4_offsets(ids) for ids in rows]
@@ -263,7 +263,7 @@ def test_offsets_past_the_shared_pairs_are_fresh_and_right(tok):
     or width past it, or a negative start (a row that begins inside a character), gets its own tuple."""
     import numpy as np
 
-    from glm4_tokfix.tokenization_chatglm import _PAIR_STARTS, _PAIR_WIDTHS, _offset_pairs, _pair_table
+    from glm4_tokfix.remote_code.glm4_offsets import _PAIR_STARTS, _PAIR_WIDTHS, _offset_pairs, _pair_table
 
     starts = np.array([0, 5, _PAIR_STARTS - 1, _PAIR_STARTS, 7, -1, 9000, 3], dtype=np.int64)
     ends = np.array([1, 20, _PAIR_STARTS + 2, _PAIR_STARTS + 1, 7 + _PAIR_WIDTHS, 2, 9004, 3], dtype=np.int64)
@@ -287,10 +287,10 @@ def test_fast_path_offsets_without_the_tables_are_the_same(tok, batch, tensors, 
 
     kwargs = dict(padding=True, padding_side=side, return_offsets_mapping=True, return_tensors=tensors)
     want = tok(batch, **kwargs)
-    from glm4_tokfix import tokenization_chatglm
+    from glm4_tokfix.remote_code import glm4_offsets
 
     with mock.patch.object(type(tok), "_glm4_offset_tables", lambda self: None), \
-            mock.patch.object(tokenization_chatglm, "_offset_pairs", pytest.fail):  # the numpy route is not taken
+            mock.patch.object(glm4_offsets, "_offset_pairs", pytest.fail):  # the numpy route is not taken
         got = tok(batch, **kwargs)
     assert set(got) == set(want)
     for key in want:

@@ -162,3 +162,18 @@ def check_clean_report(report: Dict, reference, texts: List[str] = CLEAN_TEXTS) 
     plain0, plain1 = report["plain"][0], report["plain"][-1]
     body0 = plain0[2:] if plain0[:2] == prefix else plain0
     assert report["pair"] == prefix + body0 + plain1 + [report["eos"]]
+
+
+def drop_export(out: Path, folder: Path) -> None:
+    """Do with ``glm4-tokfix export``'s output what a model repository does: the bundle's files beside the
+    vocabulary and ``auto_map.AutoTokenizer`` pointing at its ``ChatGLM4Tokenizer``."""
+    import shutil
+
+    from glm4_tokfix.remote_code import BUNDLE_FILES, SLOW_MODULE
+
+    for name in BUNDLE_FILES:
+        shutil.copyfile(out / name, folder / name)
+    config_path = folder / "tokenizer_config.json"
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    config.setdefault("auto_map", {})["AutoTokenizer"] = [f"{SLOW_MODULE}.ChatGLM4Tokenizer", None]
+    config_path.write_text(json.dumps(config, indent=2), encoding="utf-8")

@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 import glm4_tokfix
 from helpers import check_padded_row, real_tokens, rows
 from strategies import PREFIX, batches, chats, texts
-from test_patch_helpers import load, run_cli, standin_folder
+from test_patch_helpers import drop_export, load, run_cli, standin_folder
 
 ROUTES = ("patch", "from_pretrained", "enable", "cli_patch", "export")
 REVISIONS = ("current", "mid2024")
@@ -50,7 +50,7 @@ def load_through(route: str, revision: str, vocab_dir, base):
         out = base / f"export_{uuid.uuid4().hex[:8]}"
         result = run_cli("export", out)
         assert result.returncode == 0, result.stderr
-        shutil.copyfile(out / "tokenization_chatglm.py", folder / "tokenization_chatglm.py")
+        drop_export(out, folder)
         return load(folder)
     raise AssertionError(route)
 

@@ -367,11 +367,10 @@ def test_imports_are_lazy_and_have_no_side_effects():
     code = textwrap.dedent(
         """
         import argparse, sys
-        import glm4_tokfix, glm4_tokfix.patching, glm4_tokfix.model_folder
-        parser = argparse.ArgumentParser()
-        glm4_tokfix.model_folder.register(parser.add_subparsers())
+        import glm4_tokfix, glm4_tokfix.patching, glm4_tokfix.model_folder, glm4_tokfix.cli
+        parser = glm4_tokfix.cli.build_parser()
         parser.parse_args(["patch", "somewhere"])
-        heavy = sorted(m for m in ("transformers", "tiktoken", "torch", "glm4_tokfix.tokenization_chatglm")
+        heavy = sorted(m for m in ("transformers", "tiktoken", "torch", "glm4_tokfix.remote_code.tokenization_glm4_tokfix")
                        if m in sys.modules)
         from transformers import AutoTokenizer
         before = AutoTokenizer.__dict__["from_pretrained"]

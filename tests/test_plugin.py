@@ -41,7 +41,7 @@ def test_plugin_imports_nothing_heavy():
         "import sys, glm4_tokfix.testing.plugin\n"
         "heavy = ('transformers', 'hypothesis', 'tiktoken', 'numpy', 'torch', 'jinja2', 'regex',\n"
         "         'glm4_tokfix.testing.loading', 'glm4_tokfix.testing.properties',\n"
-        "         'glm4_tokfix.tokenization_chatglm')\n"
+        "         'glm4_tokfix.remote_code.tokenization_glm4_tokfix')\n"
         "print(sorted(m for m in heavy if m in sys.modules))\n"
     )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from glm4_tokfix import chat_templates
-from glm4_tokfix.tokenization_chatglm import _transformers_sanitizes
+from glm4_tokfix.remote_code.glm4_state import _transformers_sanitizes
 from helpers import as_lists
 from strategies import SPECIAL_LITERALS, texts
 

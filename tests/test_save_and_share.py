@@ -61,11 +61,13 @@ def test_saved_folder_loads_the_fix_without_the_package(tok, tmp_path):
     pytest.importorskip("jinja2", reason="the clean process renders a chat with the chat template")
     folder = tmp_path / "saved"
     tok.save_pretrained(folder)
-    assert (folder / "tokenization_chatglm.py").read_bytes() == open(
-        glm4_tokfix.tokenization_chatglm.__file__, "rb"
-    ).read()
+    from glm4_tokfix.remote_code import bundle_bytes
+
+    bundle = bundle_bytes()
+    assert (folder / "tokenization_glm4_tokfix.py").read_bytes() == bundle["tokenization_glm4_tokfix.py"]
+    assert not (folder / "tokenization_chatglm.py").exists()
     config = json.loads((folder / "tokenizer_config.json").read_text())
-    assert config["auto_map"]["AutoTokenizer"][0] == "tokenization_chatglm.ChatGLM4Tokenizer"
+    assert config["auto_map"]["AutoTokenizer"][0] == "tokenization_glm4_tokfix.ChatGLM4Tokenizer"
 
     got = load_in_clean_process(folder, tmp_path)
     assert got["class"] == "ChatGLM4Tokenizer" and "GLM4FixMixin" in got["mro"]

@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from transformers import BatchEncoding
 
-from glm4_tokfix import tokenization_chatglm
+from glm4_tokfix.remote_code import glm4_offsets, glm4_rows
 from helpers import as_lists, deep, outcome, same
 from strategies import batches, encode_options
 
@@ -53,13 +53,13 @@ def test_tensor_path_equals_the_list_path_converted(tok, texts, options, kind, s
 def test_rectangular_batches_take_the_array_path(tok, monkeypatch):
     """Guard against the direct path silently switching off (the equality test would still pass)."""
     calls = []
-    original = tokenization_chatglm.GLM4BatchEncoder._glm4_row_arrays
+    original = glm4_rows.GLM4BatchEncoder._glm4_row_arrays
 
     def spy(self, kind, *args, **kwargs):
         calls.append(kind)
         return original(self, kind, *args, **kwargs)
 
-    monkeypatch.setattr(tokenization_chatglm.GLM4BatchEncoder, "_glm4_row_arrays", spy)
+    monkeypatch.setattr(glm4_rows.GLM4BatchEncoder, "_glm4_row_arrays", spy)
     for kind in KINDS:
         out = tok(["a", "[gMASK]<sop>hello world", ""], padding=True, return_tensors=kind)
         assert deep(out["input_ids"]) == deep(tok(["a", "[gMASK]<sop>hello world", ""], padding=True)["input_ids"])
@@ -91,7 +91,7 @@ def test_numpy_and_torch_are_imported_only_when_asked(tmp_path):
         """
         import sys
         import glm4_tokfix
-        from glm4_tokfix import tokenization_chatglm as m
+        from glm4_tokfix.remote_code import tokenization_glm4_tokfix as m
         before = "torch" in sys.modules
         tok = m.ChatGLM4Tokenizer.from_pretrained(glm4_tokfix.TINY_GLM4_DIR)
         tok(["a", "bb"], padding=True)
@@ -140,7 +140,7 @@ def test_offsets_as_arrays_are_built_without_tuples(tok, monkeypatch):
         options = dict(padding=True, padding_side=side, return_offsets_mapping=True)
         expected = BatchEncoding(dict(tok(texts, **options)), tensor_type="np")
         with monkeypatch.context() as patch:
-            patch.setattr(tokenization_chatglm, "_offset_pairs", pytest.fail)  # no tuple may be made
+            patch.setattr(glm4_offsets, "_offset_pairs", pytest.fail)  # no tuple may be made
             got = tok(texts, return_tensors="np", **options)
         same(got, expected)
         assert got["offset_mapping"].shape == (len(texts), got["input_ids"].shape[1], 2)

@@ -7,11 +7,11 @@ import transformers until a tokenizer is asked for.
     >>> tok = glm4_tokfix.ChatGLM4Tokenizer.from_pretrained(glm4_tokfix.TINY_GLM4_DIR)
     >>> tok(["[gMASK]<sop><|user|>\\nhi<|assistant|>", "<|user|>\\nhello"], padding=True)
 
-* ``ChatGLM4Tokenizer`` -- the fixed tokenizer (``glm4_tokfix.tokenization_chatglm``,
-  a standalone module you can copy into a model folder).
+* ``ChatGLM4Tokenizer`` -- the fixed tokenizer (``glm4_tokfix.remote_code.tokenization_glm4_tokfix``; the
+  ``remote_code`` bundle is what a model folder receives).
 * ``GLM4FixMixin`` -- the fix as methods to lay over another GLM-4 tokenizer class.
 * ``ChatGLM4TokenizerFast`` / ``GLM4FastFixMixin`` -- the same fix for transformers-native (``tokenizer.json``)
-  GLM-4 tokenizers (``glm4_tokfix.tokenization_chatglm_fast``).
+  GLM-4 tokenizers (``glm4_tokfix.remote_code.tokenization_glm4_tokfix_fast``).
 * ``TINY_GLM4_DIR`` -- the embedded tiny GLM-4 tokenizer folder (the default for the CLI and tests).
 * ``patch``, ``is_patched``, ``from_pretrained``, ``enable``, ``disable``, ``is_enabled`` -- swap the
   fix in where GLM-4 is loaded (``glm4_tokfix.patching``).
@@ -33,10 +33,10 @@ __version__ = "0.1.0"
 TINY_GLM4_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "tiny-glm4")
 
 _LAZY = {
-    "ChatGLM4Tokenizer": ".tokenization_chatglm",
-    "GLM4FixMixin": ".tokenization_chatglm",
-    "ChatGLM4TokenizerFast": ".tokenization_chatglm_fast",
-    "GLM4FastFixMixin": ".tokenization_chatglm_fast",
+    "ChatGLM4Tokenizer": ".remote_code.tokenization_glm4_tokfix",
+    "GLM4FixMixin": ".remote_code.tokenization_glm4_tokfix",
+    "ChatGLM4TokenizerFast": ".remote_code.tokenization_glm4_tokfix_fast",
+    "GLM4FastFixMixin": ".remote_code.tokenization_glm4_tokfix_fast",
     "patch": ".patching",
     "from_pretrained": ".patching",
     "enable": ".patching",

@@ -8,8 +8,8 @@ hypothesis over chats with tools, system prompts, several turns and both ``add_g
 and its generation spans hold exactly what the template writes for each assistant reply after
 ``<|assistant|>``.
 
-The templates live as files in ``glm4_tokfix/data/chat_templates/`` (``NAME.jinja`` is the original,
-``NAME.marked.jinja`` the marked copy):
+The templates live in ``glm4_tokfix/remote_code/glm4_templates.py`` (the bundle a patched model folder receives,
+so a folder finds them without the package):
 
 ``glm-4-9b-chat``
     The template of THUDM/glm-4-9b-chat's ``tokenizer_config.json`` (also glm-4-9b-chat-1m and the embedded
@@ -25,7 +25,7 @@ The templates live as files in ``glm4_tokfix/data/chat_templates/`` (``NAME.jinj
 
 Any other GLM-4 template (GLM-4-0414, GLM-Z1, GLM-Z1-Rumination, a fine-tune's own) needs no marked copy:
 ``reply_spans`` locates each assistant turn in the rendering and proves it (see
-``glm4_tokfix.tokenization_chatglm.glm4_reply_spans``), and the tokenizers use it for
+``glm4_tokfix.remote_code.glm4_spans.glm4_reply_spans``), and the tokenizers use it for
 ``return_assistant_tokens_mask=True`` when there is no marked copy. On the shipped templates it gives the
 marked copies' spans wherever it can prove them (a reply whose ``<think>`` block the template moves out
 of the content cannot be proved: ``ValueError``), so the marked copies stay the route for those.
@@ -35,10 +35,15 @@ of the content cannot be proved: ``ValueError``), so the marked copies stay the 
 
 from __future__ import annotations
 
-import functools
-import os
-import re
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Tuple
+
+from glm4_tokfix.remote_code.glm4_templates import (
+    TEMPLATE_NAMES,
+    has_generation_markers,
+    marked_template,
+    original_template,
+    template_name,
+)
 
 __all__ = [
     "TEMPLATE_NAMES",
@@ -48,60 +53,6 @@ __all__ = [
     "reply_spans",
     "template_name",
 ]
-
-_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "chat_templates")
-
-#: The originals glm4-tokfix has a marked copy of.
-TEMPLATE_NAMES: Tuple[str, ...] = ("glm-4-9b-chat", "glm-4.5", "glm-4.5-air")
-
-_GENERATION = re.compile(r"\{%-?\s*generation\s*-?%\}")
-
-
-def has_generation_markers(template: str) -> bool:
-    """True when ``template`` holds a ``{% generation %}`` block (what transformers looks for)."""
-    return bool(_GENERATION.search(template))
-
-
-def _read(name: str) -> str:
-    with open(os.path.join(_DIR, name), encoding="utf-8", newline="") as handle:
-        return handle.read()
-
-
-@functools.lru_cache(maxsize=None)
-def _pairs() -> Dict[str, Tuple[str, str]]:
-    return {name: (_read(f"{name}.jinja"), _read(f"{name}.marked.jinja")) for name in TEMPLATE_NAMES}
-
-
-def original_template(name: str) -> str:
-    """The original template called ``name`` (one of ``TEMPLATE_NAMES``); ``KeyError`` otherwise."""
-    if name not in TEMPLATE_NAMES:
-        raise KeyError(f"no GLM-4 chat template called {name!r}; known: {', '.join(TEMPLATE_NAMES)}")
-    return _pairs()[name][0]
-
-
-def template_name(template: str) -> Optional[str]:
-    """The name of the original ``template`` is, byte for byte, or of its marked copy; else ``None``."""
-    if not isinstance(template, str):
-        raise TypeError(f"a chat template is a str, got {type(template).__name__}")
-    for name, (original, marked) in _pairs().items():
-        if template in (original, marked):
-            return name
-    return None
-
-
-def marked_template(template: str) -> Optional[str]:
-    """The marked copy of ``template``: for one of the known originals (byte for byte), its shipped
-    marked copy; for a template that already has ``{% generation %}`` markers, ``template`` itself;
-    otherwise ``None``.
-
-        >>> marked = marked_template(tok.chat_template)   # write it as the folder's chat_template
-    """
-    if not isinstance(template, str):
-        raise TypeError(f"a chat template is a str, got {type(template).__name__}")
-    if has_generation_markers(template):
-        return template
-    name = template_name(template)
-    return None if name is None else _pairs()[name][1]
 
 
 def reply_spans(
@@ -122,7 +73,7 @@ def reply_spans(
     """
     from transformers.utils.chat_template_utils import render_jinja_template
 
-    from glm4_tokfix.tokenization_chatglm import glm4_reply_spans
+    from glm4_tokfix.remote_code.glm4_spans import glm4_reply_spans
 
     if not isinstance(template, str):
         raise TypeError(f"a chat template is a str, got {type(template).__name__}")

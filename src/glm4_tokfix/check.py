@@ -29,69 +29,7 @@ from typing import Any, List, Optional, Sequence, TextIO
 EXIT_OK, EXIT_VIOLATIONS, EXIT_USAGE = 0, 1, 2
 DEFAULT_EXAMPLES = 100  # keep in step with glm4_tokfix.testing.runner.DEFAULT_EXAMPLES
 
-_EPILOG = """\
-examples:
-  glm4-tokfix check                                  the embedded tiny tokenizer, with the fix
-  glm4-tokfix check ./glm-4-9b-chat                  a model folder, with the fix
-  glm4-tokfix check ./glm-4-9b-chat --unpatched      the folder's own remote code, without the fix
-  glm4-tokfix check ./glm-4-9b-chat --examples 500 --seed 3 --json > report.json
-
-exit status: 0 no violation, 1 violations found, 2 usage error
-"""
-
-
 _TOKENIZER_FILES = ("tokenizer.model", "tokenizer.json", "tokenizer_config.json")
-
-
-def _positive_int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value!r}") from None
-    if number <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {number}")
-    return number
-
-
-def register(subparsers: Any) -> argparse.ArgumentParser:
-    """Add the ``check`` subcommand to ``glm4-tokfix``."""
-    parser = subparsers.add_parser(
-        "check",
-        help="run the property battery on a GLM-4 tokenizer",
-        description="Run every glm4-tokfix property for N hypothesis examples on a GLM-4 tokenizer "
-        "and report the violations, each with its first (shrunk) counterexample.",
-        epilog=_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument(
-        "model_dir",
-        nargs="?",
-        metavar="MODEL_DIR",
-        help="model folder: glm-4-9b-chat style (tokenizer.model + tokenizer_config.json) or transformers-native "
-        "(tokenizer.json) (default: the embedded tiny GLM-4 tokenizer)",
-    )
-    parser.add_argument(
-        "--unpatched",
-        action="store_true",
-        help="load the folder as it is, without the fix, to diagnose it: its own remote code "
-        "(tokenization_chatglm.py), or transformers' built-in class for a tokenizer.json folder",
-    )
-    parser.add_argument(
-        "--examples",
-        "-n",
-        type=_positive_int,
-        default=DEFAULT_EXAMPLES,
-        metavar="N",
-        help=f"examples per property (default {DEFAULT_EXAMPLES})",
-    )
-    parser.add_argument(
-        "--seed", type=int, default=None, metavar="S", help="seed, to reproduce a run (default: random, printed)"
-    )
-    parser.add_argument("--property", "-p", action="append", dest="properties", metavar="NAME",
-                        help="run only this property (repeatable); see the names in the report")  # fmt: skip
-    parser.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
-    parser.set_defaults(func=run)
-    return parser
 
 
 def _usage_error(message: str) -> int:

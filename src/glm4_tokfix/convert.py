@@ -24,21 +24,20 @@ folders are); ``glm4-tokfix convert`` (``glm4_tokfix.model_folder``) adds the fi
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
-import sys
 import uuid
 from pathlib import Path
-from typing import Any, Dict, List, Tuple, Union
+from typing import Any, Dict, List, Tuple
 
-__all__ = ["STYLES", "build_backend", "convert_folder", "read_added_tokens", "register", "write_fast_folder"]
+from glm4_tokfix.folder_io import PathLike
+from glm4_tokfix.remote_code.glm4_tokens import PREFIX_TOKENS
+
+__all__ = ["STYLES", "build_backend", "convert_folder", "read_added_tokens", "write_fast_folder"]
 
 #: post-processor styles: name -> does the post-processor add ``[gMASK]<sop>``
 STYLES = {"chat-hf": True, "0414": False}
-
-PathLike = Union[str, "os.PathLike[str]"]
 
 #: where transformers 5's ``save_pretrained`` writes the chat template (instead of tokenizer_config.json)
 CHAT_TEMPLATE_FILE = "chat_template.jinja"
@@ -95,7 +94,8 @@ def build_backend(folder: PathLike, style: str = "chat-hf") -> Any:
     from tokenizers import AddedToken, processors
     from transformers.convert_slow_tokenizer import TikTokenConverter
 
-    from glm4_tokfix.tokenization_chatglm import GLM4_PAT_STR, load_tiktoken_ranks
+    from glm4_tokfix.remote_code.glm4_tokens import GLM4_PAT_STR
+    from glm4_tokfix.remote_code.glm4_vocab import load_tiktoken_ranks
 
     class _Converter(TikTokenConverter):
         load_tiktoken_bpe = staticmethod(load_tiktoken_ranks)
@@ -111,7 +111,7 @@ def build_backend(folder: PathLike, style: str = "chat-hf") -> Any:
     steps = [processors.ByteLevel(trim_offsets=False)]
     if STYLES[style]:
         ids = {token: n_ranks + i for i, token in enumerate(added)}
-        missing = [t for t in ("[gMASK]", "<sop>") if t not in ids]
+        missing = [t for t in PREFIX_TOKENS if t not in ids]
         if missing:
             raise ValueError(f"{path}: {', '.join(missing)} not among the added tokens")
         steps.append(
@@ -218,37 +218,3 @@ def _mark_template_file(path: Path) -> None:
     marked = marked_template(template)
     if marked is not None and marked != template:
         path.write_bytes(marked.encode("utf-8"))
-
-
-def _cmd_convert(args: argparse.Namespace) -> int:
-    try:
-        target = convert_folder(args.src, args.out, args.style)
-    except (OSError, ValueError) as exc:
-        print(f"glm4-tokfix convert: error: {' '.join(str(exc).split())}", file=sys.stderr)
-        return 1
-    print(
-        f"wrote {target}: tokenizer.json ({args.style} post-processor) with the glm4-tokfix fix; load it with "
-        f"AutoTokenizer.from_pretrained({str(target)!r}, trust_remote_code=True) -- without trust_remote_code "
-        "transformers loads its built-in fast class, unfixed"
-    )
-    return 0
-
-
-def register(subparsers: Any) -> None:
-    """Add the ``convert`` subcommand to the ``glm4-tokfix`` parser."""
-    parser = subparsers.add_parser(
-        "convert",
-        help="make a fixed fast-tokenizer (tokenizer.json) folder from a glm-4-9b-chat folder",
-        description="Build tokenizer.json from SRC's tokenizer.model with transformers' tiktoken converter (ids "
-        "equal ChatGLM4Tokenizer's), write it to OUT with tokenizer_config.json, a copy of tokenizer.model and the "
-        "fixed modules, and point auto_map at ChatGLM4TokenizerFast.",
-    )
-    parser.add_argument("src", metavar="SRC", help="glm-4-9b-chat folder (tokenizer.model + tokenizer_config.json)")
-    parser.add_argument("out", metavar="OUT", help="folder to create (must not exist, or be empty)")
-    parser.add_argument(
-        "--style",
-        choices=sorted(STYLES),
-        default="chat-hf",
-        help="post-processor: chat-hf adds [gMASK]<sop> like glm-4-9b-chat (default); 0414 adds nothing",
-    )
-    parser.set_defaults(func=_cmd_convert)

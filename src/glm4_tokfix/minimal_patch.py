@@ -26,7 +26,7 @@ What the minimal patch does not fix (the full module, ``glm4-tokfix export``, do
 padding, left truncation that keeps the prefix: ``glm4-tokfix check --unpatched`` on the patched folder lists
 them.
 
-Standard library only (``export_minimal`` writes through ``glm4_tokfix.model_folder``'s atomic transaction).
+Standard library only (``export_minimal`` writes through ``glm4_tokfix.folder_io``'s atomic transaction).
 """
 
 from __future__ import annotations
@@ -38,7 +38,9 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Dict, List, Optional, Tuple
+
+from glm4_tokfix.folder_io import PathLike, Transaction, check_writable, existing_folder
 
 __all__ = [
     "DIFF_SUFFIX",
@@ -430,13 +432,10 @@ def minimal_patch(source: str, name: str = UPSTREAM_FILE) -> MinimalPatch:
     return MinimalPatch(source, text, diff, revision, added, removed)
 
 
-PathLike = Union[str, "os.PathLike[str]"]
 
 
 def read_upstream_file(model_dir: PathLike) -> Tuple[Path, str]:
     """``(path, text)`` of ``model_dir``'s own ``tokenization_chatglm.py``; OSError / ValueError naming what is there."""
-    from glm4_tokfix.model_folder import existing_folder
-
     folder = existing_folder(model_dir)
     path = folder / UPSTREAM_FILE
     if not path.is_file():
@@ -464,8 +463,6 @@ def export_minimal(model_dir: PathLike, out_dir: PathLike, force: bool = False) 
     ``force=True``). An existing file with other bytes is replaced only with ``force=True``
     (``FileExistsError`` otherwise); both files are written atomically, or neither.
     """
-    from glm4_tokfix.model_folder import _Transaction, check_writable
-
     source_path, source = read_upstream_file(model_dir)
     result = minimal_patch(source, name=str(source_path))
     out = Path(out_dir)
@@ -488,7 +485,7 @@ def export_minimal(model_dir: PathLike, out_dir: PathLike, force: bool = False) 
         changed[name] = data
     if changed:
         check_writable(out)
-        tx = _Transaction(out)
+        tx = Transaction(out)
         try:
             for name, data in changed.items():
                 tx.write(name, data)

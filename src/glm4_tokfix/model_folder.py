@@ -1,10 +1,10 @@
 """Make a GLM-4 model folder load the fixed tokenizer, undo that, or export the module for upstream.
 
 ``glm4-tokfix patch MODEL_DIR``
-    Writes the standalone fixed module into the folder as
-    ``tokenization_glm4_tokfix.py`` (upstream's ``tokenization_chatglm.py``
-    stays) and points ``auto_map.AutoTokenizer`` in ``tokenizer_config.json``
-    at its ``ChatGLM4Tokenizer``. The original ``tokenizer_config.json`` is kept
+    Writes the fix's bundle (``glm4_tokfix/remote_code``: ``tokenization_glm4_tokfix.py``
+    and the small modules it imports relatively) into the folder (upstream's
+    ``tokenization_chatglm.py`` stays) and points ``auto_map.AutoTokenizer`` in
+    ``tokenizer_config.json`` at its ``ChatGLM4Tokenizer``. The original ``tokenizer_config.json`` is kept
     as ``tokenizer_config.json.glm4-tokfix-orig`` (the very same file: a hard
     link when the file system allows, else an exact copy). Afterwards plain
     ``AutoTokenizer.from_pretrained(MODEL_DIR, trust_remote_code=True)`` -- and
@@ -13,14 +13,14 @@
     module (e.g. after upgrading glm4-tokfix) and changes nothing else.
 
 ``glm4-tokfix unpatch MODEL_DIR``
-    Puts the original ``tokenizer_config.json`` back and removes the module:
+    Puts the original ``tokenizer_config.json`` back and removes the bundle:
     the folder is byte for byte what it was. If ``tokenizer_config.json`` was
     edited after patching, those edits are kept and only ``auto_map`` is
     restored (said on stdout).
 
 ``glm4-tokfix export OUT_DIR``
-    Writes exactly one file, ``OUT_DIR/tokenization_chatglm.py``: the standalone
-    module, ready to replace upstream's file in the model repository. An
+    Writes the bundle's files into ``OUT_DIR`` (for the model repository: point
+    ``auto_map.AutoTokenizer`` at ``tokenization_glm4_tokfix.ChatGLM4Tokenizer``). An
     existing different file there is replaced only with ``--force``.
 
 ``glm4-tokfix export --minimal MODEL_DIR OUT_DIR``
@@ -39,19 +39,18 @@ This module imports nothing heavy: ``glm4-tokfix --help`` stays fast.
 
 from __future__ import annotations
 
-import argparse
 import errno
-import importlib.resources
 import json
 import os
 import re
-import shutil
 import stat
-import sys
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, List, Optional, Set
+
+from glm4_tokfix.folder_io import PathLike, Transaction, check_writable, existing_folder
+from glm4_tokfix.remote_code import BUNDLE_FILES, FAST_MODULE, SLOW_MODULE, bundle_bytes
+from glm4_tokfix.remote_code.glm4_tokens import REQUIRED_TOKENS
 
 __all__ = [
     "BACKUP_FILE",
@@ -66,50 +65,59 @@ __all__ = [
     "inspect_folder",
     "patch_folder",
     "point_saved_folder_at_fix",
-    "register",
     "unpatch_folder",
 ]
 
 CONFIG_FILE = "tokenizer_config.json"
 VOCAB_FILE = "tokenizer.model"
-MODULE_NAME = "tokenization_glm4_tokfix"
+MODULE_NAME = SLOW_MODULE
 MODULE_FILE = MODULE_NAME + ".py"
 CLASS_NAME = "ChatGLM4Tokenizer"
 CLASS_REF = f"{MODULE_NAME}.{CLASS_NAME}"
 #: what ``auto_map.AutoTokenizer`` becomes: our slow class, no fast class
 AUTO_MAP_ENTRY = [CLASS_REF, None]
 BACKUP_FILE = CONFIG_FILE + ".glm4-tokfix-orig"
-#: a fixed tokenizer.json folder holds the fast module and, beside it, the module it imports (``from .X``) under
-#: the names they have in the package, so the relative import works in both places
+#: every patched folder, slow or fast, holds the whole bundle (the modules import each other as ``from .X``)
 FAST_JSON_FILE = "tokenizer.json"
-FAST_RULES_FILE = "tokenization_chatglm.py"
-FAST_MODULE_FILE = "tokenization_chatglm_fast.py"
 FAST_CLASS_NAME = "ChatGLM4TokenizerFast"
-FAST_CLASS_REF = "tokenization_chatglm_fast." + FAST_CLASS_NAME
-FAST_SLOW_CLASS_REF = "tokenization_chatglm.ChatGLM4Tokenizer"
+FAST_CLASS_REF = f"{FAST_MODULE}.{FAST_CLASS_NAME}"
+FAST_SLOW_CLASS_REF = CLASS_REF
+#: upstream's remote-code file (``export --minimal`` patches it); glm4-tokfix never writes a file of this name
+#: except that minimal patch
 EXPORT_FILE = "tokenization_chatglm.py"
 UPSTREAM_CLASS_REF = "tokenization_chatglm.ChatGLM4Tokenizer"
-REQUIRED_TOKENS = ("[gMASK]", "<sop>", "<|endoftext|>")
-#: a folder whose own class is not glm-4-9b-chat's (GLM-4V-9B, CogAgent) gets this entry module besides
-#: ``MODULE_FILE``: the folder's own class with the fix laid over it (``host_module_bytes``)
+#: a folder whose own class is not glm-4-9b-chat's (GLM-4V-9B, CogAgent) gets this entry module besides the
+#: bundle: the folder's own class with the fix laid over it (``host_module_bytes``)
 HOST_MODULE_NAME = "tokenization_glm4_tokfix_host"
 HOST_MODULE_FILE = HOST_MODULE_NAME + ".py"
-# every version of our standalone module defines this; a file without it is not ours to overwrite
-_MODULE_MARKERS = (b"class GLM4FixMixin", b"class GLM4FastFixMixin", b"= glm4_fixed_class(")
-
-PathLike = Union[str, "os.PathLike[str]"]
+#: what fast folders patched before the bundle held and pointed at (recognised by ``unpatch`` and ``patch``)
+_LEGACY_FAST_FILES = ("tokenization_chatglm.py", "tokenization_chatglm_fast.py")
+_LEGACY_FAST_CLASS_REF = "tokenization_chatglm_fast." + FAST_CLASS_NAME
+# every version of our modules carries one of these (the host entry: its glm4_fixed_class line); a file without
+# any is not ours to overwrite
+_MODULE_MARKERS = (
+    b"class GLM4FixMixin", b"class GLM4FastFixMixin", b"# Copyright 2026 the glm4-tokfix authors.",
+    b"= glm4_fixed_class(",
+)  # fmt: skip
 
 
 def fixed_module_bytes() -> bytes:
-    """The bytes of the standalone fixed module ``glm4_tokfix/tokenization_chatglm.py`` (not imported)."""
-    return importlib.resources.files("glm4_tokfix").joinpath("tokenization_chatglm.py").read_bytes()
+    """The bytes of the bundle's slow module ``tokenization_glm4_tokfix.py`` (not imported)."""
+    return bundle_bytes()[MODULE_FILE]
 
 
 def host_module_bytes(host_ref: str) -> bytes:
     """The entry module of a folder whose own class (``host_ref``, ``"module.Class"``) is not glm-4-9b-chat's:
     that class with the fix laid over it (``glm4_fixed_class``: the spec hooks are the fix's, every other method
-    the class defines -- GLM-4V-9B's ``apply_chat_template`` -- stays its own)."""
+    the class defines -- GLM-4V-9B's ``apply_chat_template`` -- stays its own).
+
+    It imports every bundle module the fix needs itself (``bundle_needs``): transformers 4.x copies only the
+    files a local remote-code module imports directly.
+    """
     module, _, name = host_ref.rpartition(".")
+    needs = "".join(
+        f"from .{need} import __name__ as _{need}  # noqa: F401\n" for need in sorted(bundle_needs(MODULE_NAME))
+    )
     return (
         f'''# Written by glm4-tokfix patch (undo with: glm4-tokfix unpatch MODEL_DIR).
 """This folder's own tokenizer class, {host_ref}, with the glm4-tokfix fix laid over it.
@@ -121,9 +129,27 @@ method the class defines (its own ``apply_chat_template``, say) stays the class'
 from .{module} import {name} as _Host
 from .{MODULE_NAME} import glm4_fixed_class
 
+# transformers 4.x copies only the files this module imports itself: every bundle module the fix needs
+{needs}
 {name} = glm4_fixed_class(_Host, namespace={{"__module__": __name__, "__qualname__": "{name}"}})
 '''
     ).encode("utf-8")
+
+
+_RELATIVE_IMPORT = re.compile(rb"^\s*from\s+\.(\w+)\s+import", re.M)
+
+
+def bundle_needs(module: str) -> Set[str]:
+    """The bundle modules ``module`` (a bundle module's name) imports, directly or through each other."""
+    files = bundle_bytes()
+    needed: Set[str] = set()
+    todo = [m.decode() for m in _RELATIVE_IMPORT.findall(files[module + ".py"])]
+    while todo:
+        name = todo.pop()
+        if name not in needed and name + ".py" in files:
+            needed.add(name)
+            todo.extend(m.decode() for m in _RELATIVE_IMPORT.findall(files[name + ".py"]))
+    return needed
 
 
 _HOST_IMPORT = re.compile(rb"^from \.(\S+) import (\w+) as _Host$", re.M)
@@ -136,9 +162,8 @@ def _host_ref_of_entry(path: Path) -> Optional[str]:
 
 
 def fast_module_files() -> Dict[str, bytes]:
-    """The files a fixed ``tokenizer.json`` folder holds: the fast module and the module it imports relatively."""
-    package = importlib.resources.files("glm4_tokfix")
-    return {name: package.joinpath(name).read_bytes() for name in (FAST_RULES_FILE, FAST_MODULE_FILE)}
+    """The files a fixed folder holds, slow or fast: the whole bundle, by name."""
+    return bundle_bytes()
 
 
 # ------------------------------------------------------------------ inspection
@@ -160,19 +185,23 @@ class FolderInfo:
     def patched(self) -> bool:
         """True when ``auto_map.AutoTokenizer`` already points at our module."""
         if self.kind == "fast":
-            return _fast_ref(self.auto_tokenizer) == FAST_CLASS_REF
+            return _fast_ref(self.auto_tokenizer) in (FAST_CLASS_REF, _LEGACY_FAST_CLASS_REF)
         return _slow_ref(self.auto_tokenizer) in (CLASS_REF, self._host_class_ref())
 
     def _host_class_ref(self) -> Optional[str]:
         return f"{HOST_MODULE_NAME}.{self.host_ref.rpartition('.')[2]}" if self.host_ref else None
 
+    @property
+    def legacy(self) -> bool:
+        """True for a fast folder patched before the bundle (``tokenization_chatglm_fast.py`` beside ours)."""
+        return self.kind == "fast" and _fast_ref(self.auto_tokenizer) == _LEGACY_FAST_CLASS_REF
+
     def modules(self) -> Dict[str, bytes]:
-        """The fixed module files this kind of folder gets, by name."""
-        if self.kind == "fast":
-            return fast_module_files()
-        if self.host_ref:
-            return {MODULE_FILE: fixed_module_bytes(), HOST_MODULE_FILE: host_module_bytes(self.host_ref)}
-        return {MODULE_FILE: fixed_module_bytes()}
+        """The fixed module files this folder gets, by name: the whole bundle (and, over a host class, the
+        host entry module ``HOST_MODULE_FILE``)."""
+        if self.kind == "remote" and self.host_ref:
+            return {**bundle_bytes(), HOST_MODULE_FILE: host_module_bytes(self.host_ref)}
+        return bundle_bytes()
 
     def auto_map_entry(self) -> List[Optional[str]]:
         """What ``auto_map.AutoTokenizer`` becomes when patched."""
@@ -241,16 +270,6 @@ def registered_tokens(folder: PathLike, config: Dict[str, Any]) -> set:
     return contents
 
 
-def existing_folder(folder: PathLike) -> Path:
-    """``folder`` as a Path; ``FileNotFoundError`` when it does not exist, ``NotADirectoryError`` when it is a file."""
-    path = Path(folder)
-    if not path.exists():
-        raise FileNotFoundError(errno.ENOENT, "no such folder", str(path))
-    if not path.is_dir():
-        raise NotADirectoryError(errno.ENOTDIR, "not a folder", str(path))
-    return path
-
-
 def inspect_folder(folder: PathLike) -> FolderInfo:
     """Check that ``folder`` holds a GLM-4 tokenizer and read its config.
 
@@ -281,7 +300,7 @@ def inspect_folder(folder: PathLike) -> FolderInfo:
     auto_map = config.get("auto_map")
     entry = auto_map.get("AutoTokenizer") if isinstance(auto_map, dict) else None
     has_json = (path / FAST_JSON_FILE).is_file()
-    if has_json and _fast_ref(entry) == FAST_CLASS_REF:  # a tokenizer.json folder patched by us
+    if has_json and _fast_ref(entry) in (FAST_CLASS_REF, _LEGACY_FAST_CLASS_REF):  # a tokenizer.json folder patched by us
         return FolderInfo(path=path, config=config, config_bytes=data, auto_tokenizer=entry, kind="fast")
     if (path / VOCAB_FILE).is_file() and _slow_ref(entry) is not None:
         info = FolderInfo(path=path, config=config, config_bytes=data, auto_tokenizer=entry, kind="remote")
@@ -353,9 +372,29 @@ def remote_class_problem(info: FolderInfo) -> Optional[str]:
     path = info.path / (module.replace(".", os.sep) + ".py")
     if not path.is_file():
         return None
-    if _is_our_module(path):  # our standalone module: glm-4-9b-chat's class, fixed
+    path = _reexported_from(path, name) or path  # ``from .other import ChatGLM4Tokenizer``: judge that file
+    if _is_our_module(path):  # our bundle's module: glm-4-9b-chat's class, fixed
         return None
     return class_source_problem(path, name)
+
+
+def _reexported_from(path: Path, name: str) -> Optional[Path]:
+    """The sibling file that ``path`` takes the class ``name`` from (``from .other import name``), when ``path``
+    does not define it itself; None otherwise (parsed only)."""
+    import ast
+
+    try:
+        tree = ast.parse(path.read_bytes())
+    except (SyntaxError, ValueError, OSError):
+        return None
+    if any(isinstance(n, ast.ClassDef) and n.name == name for n in tree.body):
+        return None
+    for node in tree.body:
+        sibling = isinstance(node, ast.ImportFrom) and node.level == 1 and node.module and "." not in node.module
+        if sibling and any(alias.name == name and alias.asname in (None, name) for alias in node.names):
+            target = path.parent / (node.module + ".py")
+            return target if target.is_file() else None
+    return None
 
 
 def class_source_problem(path: PathLike, name: str) -> Optional[str]:
@@ -381,130 +420,6 @@ def class_source_problem(path: PathLike, name: str) -> Optional[str]:
         if extra:
             return f"its class {name} in {path.name} takes {', '.join(extra)}, which glm-4-9b-chat's class does not"
     return None
-
-
-# --------------------------------------------------------------- atomic writes
-def _temp_path(folder: Path, name: str) -> Path:
-    return folder / f".{name}.glm4-tokfix-{uuid.uuid4().hex[:12]}.tmp"
-
-
-def _default_mode() -> int:
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-def _clone(source: Path, dest: Path) -> None:
-    """Make ``dest`` the same file as ``source`` (hard link; else an exact copy, symlinks as symlinks)."""
-    try:
-        os.link(source, dest, follow_symlinks=False)
-        return
-    except OSError:
-        pass
-    if os.path.islink(source):
-        os.symlink(os.readlink(source), dest)
-    else:
-        shutil.copy2(source, dest)
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def check_writable(folder: Path) -> None:
-    """Raise ``PermissionError`` unless a file can be created in ``folder``.
-
-    Tried for real (``os.access`` says yes to root even on a folder it may not
-    write, and no to nothing on a read-only mount it can still stat).
-    """
-    probe = _temp_path(folder, "write-probe")
-    try:
-        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except OSError as exc:
-        raise PermissionError(exc.errno, f"folder is not writable ({exc.strerror})", str(folder)) from None
-    os.close(fd)
-    os.unlink(probe)
-
-
-class _Transaction:
-    """Stage files under temporary names in one folder, then move them all into place; undo on failure."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self._ops: List[tuple] = []  # (target name, staged temp path, or None to remove the target)
-        self._temps: List[Path] = []
-
-    def write(self, name: str, data: bytes, mode: Optional[int] = None) -> None:
-        tmp = _temp_path(self.folder, name)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        self._temps.append(tmp)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.chmod(tmp, _default_mode() if mode is None else mode)
-        self._ops.append((name, tmp))
-
-    def copy(self, name: str, source: str) -> None:
-        """Make ``name`` the same file as ``source`` (an entry of the folder)."""
-        tmp = _temp_path(self.folder, name)
-        _clone(self.folder / source, tmp)
-        self._temps.append(tmp)
-        self._ops.append((name, tmp))
-
-    def remove(self, name: str) -> None:
-        self._ops.append((name, None))
-
-    def commit(self) -> None:
-        done: List[tuple] = []
-        try:
-            for name, tmp in self._ops:
-                target = self.folder / name
-                saved = None
-                if os.path.lexists(target):
-                    saved = _temp_path(self.folder, name + ".undo")
-                    _clone(target, saved)
-                    self._temps.append(saved)
-                if tmp is None:
-                    if os.path.lexists(target):
-                        os.unlink(target)
-                else:
-                    os.replace(tmp, target)
-                done.append((target, saved))
-            _fsync_dir(self.folder)
-        except BaseException:
-            for target, saved in reversed(done):
-                try:
-                    if saved is not None:
-                        os.replace(saved, target)
-                    elif os.path.lexists(target):
-                        os.unlink(target)
-                except OSError:
-                    pass
-            raise
-        finally:
-            self.discard()
-
-    def discard(self) -> None:
-        for tmp in self._temps:
-            try:
-                if os.path.lexists(tmp):
-                    os.unlink(tmp)
-            except OSError:
-                pass
-        self._temps = []
 
 
 def _render_config(config: Dict[str, Any], like: bytes) -> bytes:
@@ -574,8 +489,8 @@ def patch_folder(folder: PathLike) -> str:
     >>> patch_folder("/models/glm-4-9b-chat")
     'patched /models/glm-4-9b-chat: AutoTokenizer loads tokenization_glm4_tokfix.ChatGLM4Tokenizer ...'
 
-    A ``tokenizer.json`` folder gets ``tokenization_chatglm_fast.py`` and ``tokenization_chatglm.py`` (the fast
-    module imports its rules from the other), and ``auto_map.AutoTokenizer`` points at ``ChatGLM4TokenizerFast``.
+    Every folder gets the whole bundle (``glm4_tokfix.remote_code.BUNDLE_FILES``); a ``tokenizer.json`` folder's
+    ``auto_map.AutoTokenizer`` points at ``tokenization_glm4_tokfix_fast.ChatGLM4TokenizerFast``.
     """
     info = inspect_folder(folder)
     path = info.path
@@ -585,8 +500,18 @@ def patch_folder(folder: PathLike) -> str:
             raise ValueError(f"{path / name} exists and was not written by glm4-tokfix; move it away first")
     check_writable(path)
     changed = {name: data for name, data in modules.items() if _read_or_none(path / name) != data}
-    tx = _Transaction(path)
+    tx = Transaction(path)
     try:
+        if info.legacy:  # patched the old way: same backup, new auto_map, the old files go
+            for name, data in changed.items():
+                tx.write(name, data)
+            for name in _LEGACY_FAST_FILES:
+                if (path / name).exists() and _is_our_module(path / name):
+                    tx.remove(name)
+            new_config = _rewrite_auto_tokenizer(info.config_bytes, info.config, info.auto_map_entry())
+            tx.write(CONFIG_FILE, new_config, mode=_config_mode(path / CONFIG_FILE))
+            tx.commit()
+            return f"{path} was patched by an older glm4-tokfix; replaced its modules with {_names(modules, verb=False)}"
         if info.patched:
             if not changed:
                 return f"{path} is already patched and its {_names(modules)} up to date; nothing changed"
@@ -631,8 +556,9 @@ def unpatch_folder(folder: PathLike) -> str:
     info = inspect_folder(folder)
     path = info.path
     backup_path = path / BACKUP_FILE
-    ours = [name for name in info.modules() if (path / name).exists() and _is_our_module(path / name)]
-    tx = _Transaction(path)
+    names = list(info.modules()) + [n for n in _LEGACY_FAST_FILES if info.legacy]
+    ours = [name for name in names if (path / name).exists() and _is_our_module(path / name)]
+    tx = Transaction(path)
     try:
         if not info.patched:
             leftovers = [p.name for p in (backup_path,) if os.path.lexists(p)] + ours
@@ -681,11 +607,11 @@ def unpatch_folder(folder: PathLike) -> str:
     )
 
 
-def export_module(out_dir: PathLike, force: bool = False) -> Path:
-    """Write the standalone module as ``out_dir/tokenization_chatglm.py`` (and nothing else); return its path.
+def export_module(out_dir: PathLike, force: bool = False) -> List[Path]:
+    """Write the bundle's files (``BUNDLE_FILES``) into ``out_dir`` (and nothing else); return their paths.
 
-    ``out_dir`` is created when missing. An existing file with other bytes is
-    replaced only with ``force=True`` (``FileExistsError`` otherwise).
+    ``out_dir`` is created when missing. Existing files with other bytes are
+    replaced only with ``force=True`` (``FileExistsError`` otherwise, naming the first).
     """
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
@@ -694,22 +620,25 @@ def export_module(out_dir: PathLike, force: bool = False) -> Path:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OSError(exc.errno, f"cannot create the folder ({exc.strerror})", str(out)) from None
-    target = out / EXPORT_FILE
-    module = fixed_module_bytes()
-    if target.is_file() and target.read_bytes() == module:
-        return target
-    if os.path.lexists(target) and not force:
+    files = bundle_bytes()
+    changed = {name: data for name, data in files.items() if _read_or_none(out / name) != data}
+    paths = [out / name for name in BUNDLE_FILES]
+    if not changed:
+        return paths
+    clash = [name for name in changed if os.path.lexists(out / name)]
+    if clash and not force:
         raise FileExistsError(
-            errno.EEXIST, f"{EXPORT_FILE} already exists with other contents (pass --force to replace it)", str(target)
+            errno.EEXIST, f"{clash[0]} already exists with other contents (pass --force to replace it)", str(out / clash[0])
         )
     check_writable(out)
-    tx = _Transaction(out)
+    tx = Transaction(out)
     try:
-        tx.write(EXPORT_FILE, module)
+        for name, data in changed.items():
+            tx.write(name, data)
         tx.commit()
     finally:
         tx.discard()
-    return target
+    return paths
 
 
 def fast_auto_map_entry(folder: PathLike) -> List[Optional[str]]:
@@ -724,8 +653,7 @@ def point_saved_folder_at_fix(
 ) -> List[str]:  # fmt: skip
     """Make a folder just written by ``save_pretrained`` load the fixed class; return the files added.
 
-    Used by patched tokenizers' ``save_pretrained``: writes the fixed module(s) -- ``tokenization_glm4_tokfix.py``
-    for a slow tokenizer; ``tokenization_chatglm.py`` and ``tokenization_chatglm_fast.py`` for a fast one -- and
+    Used by patched tokenizers' ``save_pretrained``: writes the whole bundle (``BUNDLE_FILES``) and
     sets ``auto_map.AutoTokenizer`` and ``tokenizer_class`` in the saved config (no backup: the config is new).
     ``host_file``/``host_class``: the tokenizer's own class is not glm-4-9b-chat's (GLM-4V-9B); its module is
     copied too and the folder loads it with the fix laid over it (``HOST_MODULE_FILE``), as ``patch_folder`` does;
@@ -734,14 +662,12 @@ def point_saved_folder_at_fix(
     path = Path(folder)
     config_path = path / config_name
     config, data = _read_config(config_path)
+    modules = bundle_bytes()
     if host_file is not None and host_class:
         host_module = Path(host_file).stem
         host_ref = f"{host_module}.{host_class}"
-        modules = {
-            MODULE_FILE: fixed_module_bytes(),
-            HOST_MODULE_FILE: host_module_bytes(host_ref),
-            host_module + ".py": Path(host_file).read_bytes(),
-        }
+        modules[HOST_MODULE_FILE] = host_module_bytes(host_ref)
+        modules[host_module + ".py"] = Path(host_file).read_bytes()
         config = _with_auto_map(config, [f"{HOST_MODULE_NAME}.{host_class}", None])
         config["tokenizer_class"] = host_class
         for key, value in (host_config or {}).items():
@@ -749,13 +675,11 @@ def point_saved_folder_at_fix(
     elif fast:
         config = _with_auto_map(config, fast_auto_map_entry(path))
         config["tokenizer_class"] = FAST_CLASS_NAME
-        modules = fast_module_files()
     else:
         config = _with_auto_map(config, AUTO_MAP_ENTRY)
         config["tokenizer_class"] = CLASS_NAME
-        modules = {MODULE_FILE: fixed_module_bytes()}
     text = json.dumps(config, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-    tx = _Transaction(path)
+    tx = Transaction(path)
     try:
         for name, data in modules.items():
             tx.write(name, data)
@@ -764,82 +688,3 @@ def point_saved_folder_at_fix(
     finally:
         tx.discard()
     return [str(path / name) for name in modules]
-
-
-# ----------------------------------------------------------------------- CLI
-def _one_line(exc: BaseException) -> str:
-    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
-        text = f"{exc.filename}: {exc.strerror}"
-    else:
-        text = str(exc) or type(exc).__name__
-    return " ".join(text.split())
-
-
-def _run(command: str, action: Any) -> int:
-    try:
-        message = action()
-    except (OSError, ValueError) as exc:
-        print(f"glm4-tokfix {command}: error: {_one_line(exc)}", file=sys.stderr)
-        return 1
-    print(message)
-    return 0
-
-
-def _cmd_patch(args: argparse.Namespace) -> int:
-    return _run("patch", lambda: patch_folder(args.model_dir))
-
-
-def _cmd_unpatch(args: argparse.Namespace) -> int:
-    return _run("unpatch", lambda: unpatch_folder(args.model_dir))
-
-
-def _cmd_export(args: argparse.Namespace) -> int:
-    if args.minimal is not None:
-        return _run("export", lambda: _export_minimal_summary(args.minimal, args.out_dir, args.force))
-    return _run("export", lambda: f"wrote {export_module(args.out_dir, force=args.force)}")
-
-
-def _export_minimal_summary(model_dir: str, out_dir: str, force: bool) -> str:
-    from glm4_tokfix.minimal_patch import export_minimal
-
-    (module, diff), result = export_minimal(model_dir, out_dir, force=force)
-    return f"wrote {module} and {diff}: the minimal patch of {Path(model_dir) / EXPORT_FILE}, {result.describe()}"
-
-
-def register(subparsers: Any) -> None:
-    """Add the ``patch``, ``unpatch`` and ``export`` subcommands to the ``glm4-tokfix`` parser."""
-    p = subparsers.add_parser(
-        "patch",
-        help="make a GLM-4 model folder load the fixed tokenizer with plain AutoTokenizer",
-        description="Write the fixed tokenizer module into MODEL_DIR as " + MODULE_FILE + " and point "
-        "auto_map.AutoTokenizer in " + CONFIG_FILE + " at it (original kept as " + BACKUP_FILE + "). "
-        "vLLM, SGLang, LLaMA-Factory, TGI and plain AutoTokenizer.from_pretrained(MODEL_DIR, "
-        "trust_remote_code=True) then load the fixed tokenizer. Safe to run again (refreshes the module).",
-    )
-    p.add_argument("model_dir", metavar="MODEL_DIR", help="a GLM-4 model or tokenizer folder")
-    p.set_defaults(func=_cmd_patch)
-
-    u = subparsers.add_parser(
-        "unpatch",
-        help="undo 'patch': restore the folder byte for byte",
-        description="Restore the original " + CONFIG_FILE + " and remove " + MODULE_FILE + ".",
-    )
-    u.add_argument("model_dir", metavar="MODEL_DIR", help="a folder patched by 'glm4-tokfix patch'")
-    u.set_defaults(func=_cmd_unpatch)
-
-    e = subparsers.add_parser(
-        "export",
-        help="write the standalone fixed tokenization_chatglm.py (for the upstream model repo)",
-        description="Write exactly one file, OUT_DIR/" + EXPORT_FILE + ": the fixed ChatGLM4Tokenizer module. "
-        "It needs only transformers, tiktoken and regex and replaces upstream's file in the model repo.",
-    )
-    e.add_argument("out_dir", metavar="OUT_DIR", help="folder to write into (created if missing)")
-    e.add_argument("--force", action="store_true", help="replace an existing different " + EXPORT_FILE)
-    e.add_argument(
-        "--minimal",
-        metavar="MODEL_DIR",
-        default=None,
-        help="instead, patch MODEL_DIR's own upstream " + EXPORT_FILE + " minimally (the prefix, padding side "
-        "and pair fixes only) and write it with a unified diff, " + EXPORT_FILE + ".diff, into OUT_DIR",
-    )
-    e.set_defaults(func=_cmd_export)

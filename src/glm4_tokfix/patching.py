@@ -1,6 +1,6 @@
 """Swap the fix in where GLM-4 tokenizers are loaded: ``patch``, ``from_pretrained``, ``enable``/``disable``.
 
-Three routes, one fix (``GLM4FixMixin`` from ``glm4_tokfix.tokenization_chatglm``):
+Three routes, one fix (``GLM4FixMixin`` from ``glm4_tokfix.remote_code.tokenization_glm4_tokfix``):
 
 ``patch(tokenizer)``
     Lays the fix over an already loaded GLM-4 tokenizer, whatever upstream
@@ -46,12 +46,12 @@ import threading
 import warnings
 from typing import Any, Dict, Optional, Tuple, TypeVar
 
+from glm4_tokfix.remote_code.glm4_tokens import PREFIX_TOKENS, REQUIRED_TOKENS
+
 __all__ = ["patch", "is_patched", "from_pretrained", "enable", "disable", "is_enabled", "glm4_problem"]
 
 T = TypeVar("T")
 
-#: The tokens a GLM-4 tokenizer must have registered as added tokens.
-REQUIRED_TOKENS = ("[gMASK]", "<sop>", "<|endoftext|>")
 
 _LOCK = threading.RLock()
 _PATCHED_CLASSES: Dict[type, type] = {}
@@ -96,10 +96,11 @@ def glm4_problem(tokenizer: Any) -> Optional[str]:
     if absent:
         return f"{', '.join(absent)} {'is' if len(absent) == 1 else 'are'} not registered as added tokens"
     if isinstance(tokenizer, PreTrainedTokenizerFast):
-        from glm4_tokfix.tokenization_chatglm_fast import PREFIX_TEXT, prefix_rule
+        from glm4_tokfix.remote_code.glm4_fast_route import prefix_rule
+        from glm4_tokfix.remote_code.glm4_tokens import PREFIX_TEXT
 
         backend = tokenizer.backend_tokenizer
-        prefix = [added[t] for t in ("[gMASK]", "<sop>")]
+        prefix = [added[t] for t in PREFIX_TOKENS]
         if backend.encode(PREFIX_TEXT, add_special_tokens=False).ids != prefix:
             return "its tokenizer does not encode the text '[gMASK]<sop>' as those two added tokens"
         try:
@@ -233,12 +234,12 @@ def patched_class(base: type) -> type:
         if cls is None:
             from transformers import PreTrainedTokenizerFast
 
-            from glm4_tokfix.tokenization_chatglm import glm4_fixed_class
+            from glm4_tokfix.remote_code.tokenization_glm4_tokfix import glm4_fixed_class
 
             if issubclass(base, PreTrainedTokenizerFast):
-                from glm4_tokfix.tokenization_chatglm_fast import GLM4FastFixMixin as mixin
+                from glm4_tokfix.remote_code.tokenization_glm4_tokfix_fast import GLM4FastFixMixin as mixin
             else:
-                from glm4_tokfix.tokenization_chatglm import GLM4FixMixin as mixin
+                from glm4_tokfix.remote_code.tokenization_glm4_tokfix import GLM4FixMixin as mixin
 
             namespace = {
                 "__module__": __name__,
@@ -433,7 +434,7 @@ def _remote_glm4_folder(
 
 def _load_installed_fix(args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Any:
     """``glm4_tokfix.ChatGLM4Tokenizer`` (this package's code) on a remote-code folder; nothing of the folder runs."""
-    from glm4_tokfix.tokenization_chatglm import ChatGLM4Tokenizer
+    from glm4_tokfix.remote_code.tokenization_glm4_tokfix import ChatGLM4Tokenizer
 
     kwargs = {k: v for k, v in kwargs.items() if k not in _AUTO_ONLY_KWARGS}
     return ChatGLM4Tokenizer.from_pretrained(*args, **kwargs)

@@ -300,6 +300,23 @@ def test_enable_without_trust_still_serves_glm4_9b_chat(tmp_path, revision):
     assert type(tok) is glm4_tokfix.ChatGLM4Tokenizer
 
 
+def test_class_taken_from_a_sibling_is_judged_by_that_file(tmp_path):
+    """``tokenization_chatglm.py`` that re-exports a class (``from .other import ChatGLM4Tokenizer``): the file it
+    comes from decides -- the bundle's class is glm-4-9b-chat's, GLM-4V-9B's is not."""
+    ours = make_model_folder(tmp_path / "ours", "fixed", TINY)
+    assert "import ChatGLM4Tokenizer" in (ours / "tokenization_chatglm.py").read_text()
+    info = model_folder.inspect_folder(ours)
+    assert model_folder.remote_class_problem(info) is None and info.host_ref is None
+    with glm4_tokfix.enable():
+        assert type(AutoTokenizer.from_pretrained(str(ours))) is glm4_tokfix.ChatGLM4Tokenizer
+
+    theirs = make_model_folder(tmp_path / "theirs", "glm4v", TINY, config={"image_size": None})
+    (theirs / "tokenization_chatglm.py").rename(theirs / "glm4v_class.py")
+    (theirs / "tokenization_chatglm.py").write_text("from .glm4v_class import ChatGLM4Tokenizer  # noqa: F401\n")
+    problem = model_folder.remote_class_problem(model_folder.inspect_folder(theirs))
+    assert problem is not None and "defines apply_chat_template" in problem and "glm4v_class.py" in problem
+
+
 def test_vllm_plugin_refuses_glm4v(folder):
     from glm4_tokfix import patching, vllm_plugin
 

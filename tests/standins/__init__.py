@@ -10,7 +10,8 @@ trust_remote_code=True)`` loads it the way users load glm-4-9b-chat:
 * ``"mid2024"``  -- the mid-2024 revision (``upstream_mid2024.py``)
 * ``"glm4v"``    -- GLM-4V-9B's class (``upstream_glm4v.py``): its own ``apply_chat_template`` with images;
   the folder's config gets ``image_size`` (``GLM4V_IMAGE_SIZE``, small for the tests; GLM-4V-9B says 1120)
-* ``"fixed"``    -- our standalone ``glm4_tokfix/tokenization_chatglm.py``
+* ``"fixed"``    -- our bundle (``glm4_tokfix/remote_code``), with a ``tokenization_chatglm.py`` that re-exports
+  its ``ChatGLM4Tokenizer`` (a test folder only: glm4-tokfix itself never writes that name)
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ GLM4V_IMAGE_SIZE = 28
 
 def module_source(revision: str) -> Path:
     if revision == "fixed":
-        import glm4_tokfix.tokenization_chatglm as fixed
+        import glm4_tokfix.remote_code.tokenization_glm4_tokfix as fixed
 
         return Path(fixed.__file__)
     if revision not in REVISIONS:
@@ -48,7 +49,19 @@ def make_model_folder(
     dest.mkdir(parents=True, exist_ok=True)
     for name in ("tokenizer.model", "tokenizer_config.json"):
         shutil.copyfile(Path(vocab_dir) / name, dest / name)
-    shutil.copyfile(module_source(revision), dest / "tokenization_chatglm.py")
+    if revision == "fixed":
+        from glm4_tokfix.model_folder import bundle_needs
+        from glm4_tokfix.remote_code import SLOW_MODULE, bundle_bytes
+
+        for name, data in bundle_bytes().items():
+            (dest / name).write_bytes(data)
+        # an entry module too: transformers 4.x copies only the bundle modules it imports itself
+        needs = sorted(bundle_needs(SLOW_MODULE))
+        shim = [f"from .{SLOW_MODULE} import ChatGLM4Tokenizer  # noqa: F401\n"]
+        shim += [f"from .{name} import __name__ as _{name}  # noqa: F401\n" for name in needs]
+        (dest / "tokenization_chatglm.py").write_text("".join(shim))
+    else:
+        shutil.copyfile(module_source(revision), dest / "tokenization_chatglm.py")
     changes = dict(config or {})
     if revision == "glm4v":
         changes.setdefault("image_size", GLM4V_IMAGE_SIZE)

@@ -57,7 +57,7 @@ def test_chat_prompt_equals_rendered(probe):
 
 def test_tokenizer_is_fixed(probe):
     assert any(
-        name.startswith("glm4_tokfix.") or ".tokenization_chatglm_fast." in name or ".tokenization_glm4_tokfix." in name
+        name.startswith("glm4_tokfix.") or ".tokenization_glm4_tokfix_fast." in name or ".tokenization_glm4_tokfix." in name
         for name in probe["mro"]
     ), probe["mro"]
     if probe["rust_tokenizer"] != "NoneType":  # a fast tokenizer: vLLM's fast detokenizer takes it directly

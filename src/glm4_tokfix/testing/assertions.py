@@ -30,6 +30,7 @@ from __future__ import annotations
 import re
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
+from glm4_tokfix.remote_code.glm4_tokens import PREFIX_TEXT, PREFIX_TOKENS
 from glm4_tokfix.testing import _format as fmt
 
 __all__ = [
@@ -46,9 +47,7 @@ __all__ = [
     "assert_truncation_exact",
 ]
 
-#: The text every GLM-4 prompt starts with.
-PREFIX_TEXT = "[gMASK]<sop>"
-_PREFIX_TOKENS = ("[gMASK]", "<sop>")
+_PREFIX_TOKENS = PREFIX_TOKENS
 _PAIR_SUFFIX = "<|endoftext|>"
 
 # options that only make sense for a batch; the single encodings are made without them

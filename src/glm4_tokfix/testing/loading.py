@@ -25,6 +25,8 @@ import json
 import os
 from typing import Any, Optional, Tuple
 
+from glm4_tokfix.remote_code.glm4_tokens import PREFIX_TOKENS
+
 TINY_DESCRIPTION = "the embedded tiny GLM-4 tokenizer (glm4_tokfix.TINY_GLM4_DIR), fixed"
 
 
@@ -135,7 +137,7 @@ def _load_fast_folder(path: str, unpatched: bool) -> Tuple[Any, str]:
 
 def prefix_policy(tokenizer: Any) -> str:
     """One line saying whether ``tokenizer`` adds ``[gMASK]<sop>`` to a text lacking it (read from ``tokenizer("")``)."""
-    prefix = tokenizer.convert_tokens_to_ids(["[gMASK]", "<sop>"])
+    prefix = tokenizer.convert_tokens_to_ids(list(PREFIX_TOKENS))
     empty = list(tokenizer("")["input_ids"])
     if empty == prefix:
         return "adds [gMASK]<sop> to texts that lack it"

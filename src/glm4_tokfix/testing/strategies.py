@@ -16,12 +16,14 @@ from typing import Any, Dict, List, Sequence, Tuple
 
 from hypothesis import strategies as st
 
+from glm4_tokfix.remote_code.glm4_tokens import PREFIX_TEXT
+
 SPECIAL_LITERALS = (
     "<|endoftext|>", "[MASK]", "[gMASK]", "[sMASK]", "<sop>", "<eop>", "<|system|>", "<|user|>",
     "<|assistant|>", "<|observation|>", "<|begin_of_image|>", "<|end_of_image|>", "<|begin_of_video|>",
     "<|end_of_video|>",
 )  # fmt: skip
-PREFIX = "[gMASK]<sop>"
+PREFIX = PREFIX_TEXT
 ROLES = ("system", "user", "assistant", "observation")
 
 _no_surrogates = st.characters(exclude_categories=("Cs",))

@@ -1,0 +1,646 @@
+# Copyright 2026 the glm4-tokfix authors. Licensed under the Apache License, Version 2.0.
+"""The fast tokenizer's accelerator: ``PrefixRule``, ``GLM4FastEncoder``, the fast route, lazy encodings."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from transformers import BatchEncoding
+
+from .glm4_encoders import _overlapping, FastokensBackend, TiktokenBackend
+from .glm4_offsets import _offset_tables
+from .glm4_state import _CallState
+from .glm4_tokens import GLM4_PAT_STR, PREFIX_TEXT
+
+__all__ = [
+    "GLM4FastBackend",
+    "GLM4FastEncoder",
+    "GLM4LazyBatchEncoding",
+    "prefix_rule",
+    "PrefixRule",
+    "standard_glm4_vocab",
+]
+
+
+# --------------------------------------------------------------------------------------------- the rule
+class PrefixRule:
+    """How a GLM-4 fast tokenizer's post-processor adds ``[gMASK]<sop>``, and how to add it only when missing.
+
+    ``ids``: the prefix ids. ``pair``: whether the pair template adds it too. ``tail``: a post-processor equal to
+    the tokenizer's own without the leading prefix (None when leaving the template out is exactly what
+    ``encode(..., add_special_tokens=False)`` gives, i.e. the rest of the templates is ``$A:0`` / ``$A:0 $B:1``).
+    ``single_pieces``/``pair_pieces``: the templates' pieces and ``special`` (template token -> its ids), to build
+    ids by hand (``build_inputs_with_special_tokens``).
+    """
+
+    __slots__ = ("ids", "pair", "tail", "single_pieces", "pair_pieces", "special", "tail_added")
+
+    def __init__(self, ids, pair, tail, single_pieces, pair_pieces, special):
+        self.ids: List[int] = ids
+        self.pair: bool = pair
+        self.tail: Any = tail
+        self.single_pieces: List[Dict[str, Any]] = single_pieces
+        self.pair_pieces: List[Dict[str, Any]] = pair_pieces
+        self.special: Dict[str, List[int]] = special
+        # special tokens the templates add besides the prefix (single, pair)
+        n = len(ids)
+        tail_pair = pair_pieces[n:] if pair else pair_pieces
+        self.tail_added: Tuple[int, int] = (self._count(single_pieces[n:]), self._count(tail_pair))
+
+    def _count(self, pieces: Sequence[Dict[str, Any]]) -> int:
+        return sum(len(self.special[p["SpecialToken"]["id"]]) for p in pieces if "SpecialToken" in p)
+
+    def added(self, is_pair: bool) -> int:
+        """Special tokens a row gets in all (prefix included) when special tokens are added."""
+        return len(self.ids) + self.tail_added[is_pair] if (self.pair or not is_pair) else self.tail_added[is_pair]
+
+
+def _template_of(state: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+    """The TemplateProcessing step of a post-processor's JSON state (edited in place to make the tail)."""
+    if state.get("type") == "TemplateProcessing":
+        return state
+    if state.get("type") == "Sequence":
+        found = [step for step in state.get("processors", []) if step.get("type") == "TemplateProcessing"]
+        if len(found) == 1:
+            return found[0]
+    return None
+
+
+def _starts_with_prefix(pieces: Sequence[Dict[str, Any]], special: Dict[str, Any], prefix_ids: List[int]) -> bool:
+    ids: List[int] = []
+    for piece in pieces[: len(prefix_ids)]:
+        token = piece.get("SpecialToken")
+        if token is None:
+            return False
+        ids += special.get(token["id"], {}).get("ids", [])
+    return ids == prefix_ids
+
+
+def _is_plain(pieces: Sequence[Dict[str, Any]]) -> bool:
+    """``$A:0`` or ``$A:0 $B:1``: what encoding without special tokens gives by itself."""
+    expected = [("A", 0), ("B", 1)][: len(pieces)]
+    got = [(p.get("Sequence", {}).get("id"), p.get("Sequence", {}).get("type_id")) for p in pieces]
+    return len(pieces) in (1, 2) and got == expected
+
+
+def prefix_rule(backend: Any, prefix_ids: List[int]) -> Optional[PrefixRule]:
+    """The ``PrefixRule`` of a Rust tokenizer whose post-processor adds ``prefix_ids`` first; None if it adds none.
+
+    Raises ``TypeError`` for a post-processor that adds the prefix in a way the fix cannot follow (only the pair
+    template, or a JSON state it cannot read).
+    """
+    processor = backend.post_processor
+    if processor is None:
+        return None
+    state = json.loads(processor.__getstate__())
+    template = _template_of(state)
+    if template is None:
+        if "TemplateProcessing" in json.dumps(state) or state.get("type") in ("BertProcessing", "RobertaProcessing"):
+            raise TypeError(f"cannot follow this post-processor's special tokens: {json.dumps(state)[:200]}")
+        return None
+    special = template.get("special_tokens", {})
+    single, pair = template.get("single", []), template.get("pair", [])
+    n = len(prefix_ids)
+    if not _starts_with_prefix(single, special, prefix_ids):
+        if _starts_with_prefix(pair, special, prefix_ids):
+            raise TypeError("the post-processor adds [gMASK]<sop> to pairs only; glm4-tokfix cannot follow that")
+        return None
+    pair_adds = _starts_with_prefix(pair, special, prefix_ids)
+    tail_single = single[n:]
+    tail_pair = pair[n:] if pair_adds else pair
+    tail = None
+    if not (_is_plain(tail_single) and _is_plain(tail_pair)):
+        template["single"], template["pair"] = tail_single, tail_pair
+        from tokenizers import processors
+
+        tail = processors.ByteLevel()  # any processor object: __setstate__ replaces what it holds
+        tail.__setstate__(json.dumps(state).encode("utf-8"))
+    token_ids = {name: list(entry["ids"]) for name, entry in special.items()}
+    return PrefixRule(list(prefix_ids), pair_adds, tail, single, pair, token_ids)
+
+
+# ------------------------------------------------------------------------------------------- truncation
+def _keep_single(n: int, budget: int, strategy: str) -> int:
+    """How many of a single sequence's ``n`` tokens fit in ``budget``, as the Rust tokenizer truncates one text:
+    ``longest_first`` keeps ``budget``; ``only_first`` too, but a ``ValueError`` where it would have to remove
+    every token; ``only_second`` has no second sequence to cut (``ValueError``)."""
+    if n <= budget:
+        return n
+    if strategy == "only_second":
+        raise ValueError("truncation='only_second' needs a pair of sequences")
+    if strategy == "only_first" and budget <= 0:
+        raise ValueError(f"the text ({n} tokens without the prefix) is too short to remove {n - budget} tokens")
+    return budget
+
+
+# --------------------------------------------------------------------------------------------- encoder
+def _is_pair(item: Any, is_pretokenized: bool) -> bool:
+    if is_pretokenized:
+        return isinstance(item, (list, tuple)) and bool(item) and isinstance(item[0], (list, tuple))
+    return isinstance(item, (list, tuple))
+
+
+def _first_text(item: Any, is_pretokenized: bool) -> str:
+    first = item[0] if _is_pair(item, is_pretokenized) else item
+    if is_pretokenized:
+        return first[0] if first and isinstance(first[0], str) else ""
+    return first if isinstance(first, str) else ""
+
+
+def _without_literal(first: Any, is_pretokenized: bool) -> Any:
+    """A first text (or its first word) with the literal ``[gMASK]<sop>`` taken off the front."""
+    if is_pretokenized:
+        return [first[0][len(PREFIX_TEXT) :]] + list(first[1:])
+    return first[len(PREFIX_TEXT) :]
+
+
+class GLM4FastEncoder:
+    """Encodes rows with a real Rust ``tokenizers.Tokenizer``, adding ``[gMASK]<sop>`` only when it is missing.
+
+    ``backend`` is the tokenizer's own Rust tokenizer (``tok.backend_tokenizer``); the encoder only reads it: its
+    truncation and padding are the ones transformers set for the call (``set_truncation_and_padding``). Rows
+    that need no change -- every row of a tokenizer whose post-processor adds no prefix, and every row without a
+    literal prefix -- are the Rust tokenizer's own encodings (``encode_plain``). A row whose first text already
+    starts with the literal prefix (``_literal_row``) is encoded by a private copy of the Rust tokenizer without
+    truncation or padding (``plain_copy``: made once per vocabulary/post-processor, never changed after), then
+    cut, laid into the rest of the template and padded with ``tokenizers.Encoding``'s own methods on that fresh
+    encoding. Nothing shared is changed by a call, so one encoder serves many threads at once.
+    """
+
+    __slots__ = ("backend", "prefix_ids", "_rule_cache", "_copy_cache")
+
+    def __init__(self, backend: Any, prefix_ids: Sequence[int]) -> None:
+        self.backend = backend
+        self.prefix_ids: List[int] = list(prefix_ids)
+        self._rule_cache: Tuple[Any, Optional[PrefixRule]] = (object(), None)  # (post-processor state, rule)
+        self._copy_cache: Tuple[Any, Any] = (object(), None)  # (what the copy was made from, the copy)
+
+    def __reduce__(self) -> Tuple[Any, ...]:
+        return (GLM4FastEncoder, (self.backend, self.prefix_ids))
+
+    def __repr__(self) -> str:
+        return f"GLM4FastEncoder({self.backend!r})"
+
+    def rule(self) -> Optional[PrefixRule]:
+        """The prefix rule of the Rust tokenizer's current post-processor (re-read when it changes)."""
+        processor = self.backend.post_processor
+        key = None if processor is None else processor.__getstate__()
+        cached_key, rule = self._rule_cache
+        if key != cached_key:
+            rule = prefix_rule(self.backend, self.prefix_ids)
+            self._rule_cache = (key, rule)  # one assignment: other threads see the old pair or the new one
+        return rule
+
+    def plain_copy(self) -> Any:
+        """A private copy of the Rust tokenizer without truncation and padding, for the literal-prefix rows.
+
+        Made again when the vocabulary, the added tokens, the normalizer, the pre-tokenizer or the post-processor
+        of the real one change; published in one assignment and never changed afterwards.
+        """
+        backend = self.backend
+        key = (
+            backend.get_vocab_size(with_added_tokens=True),
+            repr(sorted(backend.get_added_tokens_decoder().items())),
+            *(None if part is None else part.__getstate__() for part in
+              (backend.normalizer, backend.pre_tokenizer, backend.post_processor)),
+        )  # fmt: skip
+        cached_key, copy = self._copy_cache
+        if key != cached_key or copy is None:
+            from tokenizers import Tokenizer
+
+            copy = Tokenizer.from_str(backend.to_str())
+            copy.no_truncation()
+            copy.no_padding()
+            copy.encode_special_tokens = False
+            self._copy_cache = (key, copy)
+        return copy
+
+    # -- encoding
+    def encode_batch(self, items: Sequence[Any], is_pretokenized: bool = False, add_special_tokens: bool = True):
+        """``tokenizers.Encoding`` rows for ``items`` (texts or pairs), as ``backend.encode_batch`` with the fix.
+
+        ``ValueError`` (never a Rust panic) when the truncation settings cannot be followed.
+        """
+        backend = self.backend
+        items = list(items)
+        truncation = backend.truncation
+        rule = self.rule() if add_special_tokens and not backend.encode_special_tokens else None
+        if truncation is not None:
+            _check_room(items, backend if rule is None else rule, add_special_tokens, truncation, is_pretokenized)
+        literal = (
+            []
+            if rule is None
+            else [
+                i
+                for i, item in enumerate(items)
+                if (rule.pair or not _is_pair(item, is_pretokenized))
+                and _first_text(item, is_pretokenized).startswith(PREFIX_TEXT)
+            ]
+        )
+        if truncation is not None and (truncation["stride"] or truncation["strategy"] != "longest_first"):
+            self._check_pairs(items, set(literal), rule, add_special_tokens, truncation, is_pretokenized)
+        if not literal:
+            return self.encode_plain(items, is_pretokenized, add_special_tokens)
+        return self._encode_with_literals(items, literal, rule, is_pretokenized)
+
+    def _check_pairs(
+        self,
+        items: List[Any],
+        literal: Any,
+        rule: Optional[PrefixRule],
+        add_special_tokens: bool,
+        truncation: Dict[str, Any],
+        is_pretokenized: bool,
+    ) -> None:
+        """``ValueError`` for a pair the Rust tokenizer cannot truncate: ``only_first``/``only_second`` that would
+        have to remove the whole text (it raises a bare ``Exception``; transformers 5's slow path dropped the text)
+        and a ``stride`` not smaller than what a truncated text keeps (it panics: ``PanicException``)."""
+        rows = [i for i, item in enumerate(items) if _is_pair(item, is_pretokenized)]
+        if not rows:
+            return
+        if not add_special_tokens:
+            added = 0
+        elif rule is not None:
+            added = rule.added(True)
+        else:
+            added = self.backend.num_special_tokens_to_add(True)
+        budget = truncation["max_length"] - added
+        texts = []
+        for i in rows:
+            first, second = items[i]
+            if i in literal and rule is not None and rule.pair:
+                first = _without_literal(first, is_pretokenized)
+            texts += [first, second]
+        lengths = [len(e) for e in self.plain_copy().encode_batch(texts, is_pretokenized=is_pretokenized,
+                                                                  add_special_tokens=False)]  # fmt: skip
+        for k, i in enumerate(rows):
+            _check_pair_cut(i, lengths[2 * k], lengths[2 * k + 1], budget, truncation)
+
+    def encode_plain(self, items: List[Any], is_pretokenized: bool, add_special_tokens: bool) -> List[Any]:
+        """Rows that need nothing from the fix: the Rust tokenizer's own encodings (the place for a faster route).
+
+        The Rust tokenizer's own truncation errors (a bare ``Exception``) become a ``ValueError``.
+        """
+        try:
+            return self.backend.encode_batch(
+                items, is_pretokenized=is_pretokenized, add_special_tokens=add_special_tokens
+            )
+        except Exception as exc:
+            if type(exc) is Exception and str(exc).startswith("Truncation error"):
+                raise ValueError(
+                    f"cannot truncate as asked ({exc}): truncation='only_second' needs a pair of texts (transformers "
+                    "4.x passes a text with an empty text_pair as a single text)"
+                ) from exc
+            raise
+
+    def _encode_with_literals(
+        self, items: List[Any], literal: List[int], rule: PrefixRule, is_pretokenized: bool
+    ) -> List[Any]:
+        backend = self.backend
+        truncation, padding = backend.truncation, backend.padding
+        simple = truncation is None and rule.tail is None
+        out: List[Any] = [None] * len(items)
+        chosen = set(literal)
+        # rows the real tokenizer encodes: those without a literal prefix, and literal pairs with a template
+        # part besides the prefix or with truncation (the checkpoint's pair format, prefix from the template)
+        by_backend = [i for i in range(len(items)) if i not in chosen]
+        own = []
+        for i in literal:
+            if not simple and _is_pair(items[i], is_pretokenized):
+                by_backend.append(i)
+            else:
+                own.append(i)
+        if by_backend:
+            rows = []
+            for i in by_backend:
+                item = items[i]
+                if i in chosen:
+                    item = (_without_literal(item[0], is_pretokenized), item[1])
+                rows.append(item)
+            for i, encoding in zip(by_backend, self.encode_plain(rows, is_pretokenized, True)):
+                out[i] = encoding
+        if own:
+            copy = self.plain_copy()
+            for i in own:
+                out[i] = self._literal_row(copy, items[i], rule, truncation, is_pretokenized)
+        if padding is not None:
+            _pad_together(out, padding)
+        return out
+
+    def _literal_row(self, copy: Any, item: Any, rule: PrefixRule, truncation: Optional[Dict[str, Any]], pretok: bool):
+        """One row whose first text starts with the prefix, encoded by ``copy`` (no truncation, no padding): no
+        second copy of the prefix; truncation keeps that prefix and cuts the rest, as the slow tokenizer does."""
+        from tokenizers import Encoding
+
+        if _is_pair(item, pretok):  # only without truncation and template tail (see _encode_with_literals)
+            return copy.encode(item[0], item[1], is_pretokenized=pretok, add_special_tokens=False)
+        encoding = copy.encode(item, is_pretokenized=pretok, add_special_tokens=False)
+        n_prefix = len(rule.ids)
+        if truncation is not None:
+            body = len(encoding) - n_prefix
+            budget = truncation["max_length"] - rule.added(False)
+            keep = _keep_single(body, budget, truncation["strategy"])
+            if keep < body:
+                # the text's own prefix tokens: offsets, words and mask as inside the text
+                prefix = copy.encode([PREFIX_TEXT] if pretok else PREFIX_TEXT, is_pretokenized=pretok,
+                                     add_special_tokens=False)  # fmt: skip
+                encoding.truncate(body, 0, "left")  # now the body (its overflow pieces are replaced next)
+                encoding.truncate(keep, truncation["stride"], truncation["direction"])
+                encoding = Encoding.merge([prefix, encoding], growing_offsets=False)
+        if rule.tail is not None:
+            encoding = rule.tail.process(encoding, None, True)
+        return encoding
+
+
+#: the former name of ``GLM4FastEncoder`` (it wrapped the Rust tokenizer; the encoder only takes it)
+GLM4FastBackend = GLM4FastEncoder
+
+
+def _check_room(
+    items: List[Any], counter: Any, add_special_tokens: bool, truncation: Dict[str, Any], is_pretokenized: bool
+) -> None:
+    """ValueError when ``max_length`` cannot hold a row's special tokens (the Rust tokenizer would silently not
+    truncate at all) or ``stride`` does not fit in what is left (it would panic).
+
+    ``counter`` tells how many special tokens a row gets: a ``PrefixRule`` (``added``) or the Rust tokenizer
+    (``num_special_tokens_to_add``).
+    """
+    max_length, stride = truncation["max_length"], truncation["stride"]
+    for is_pair in sorted({_is_pair(item, is_pretokenized) for item in items}):
+        if not add_special_tokens:
+            needed = 0
+        elif isinstance(counter, PrefixRule):
+            needed = counter.added(is_pair)
+        else:
+            needed = counter.num_special_tokens_to_add(is_pair)
+        if max_length < needed:
+            raise ValueError(
+                f"max_length={max_length} is too small: it must leave room for the {needed} special tokens "
+                f"this tokenizer adds to a {'pair' if is_pair else 'text'}"
+            )
+        if stride and stride >= max_length - needed:
+            raise ValueError(
+                f"stride={stride} must be smaller than max_length={max_length} minus the {needed} special tokens "
+                f"(the length each overflowing window keeps)"
+            )
+
+
+def _check_pair_cut(row: int, n1: int, n2: int, budget: int, truncation: Dict[str, Any]) -> None:
+    """The Rust tokenizer's pair truncation (``budget`` = ``max_length`` minus the special tokens) as arithmetic:
+    ``ValueError`` where it would fail or panic."""
+    strategy, stride = truncation["strategy"], truncation["stride"]
+    remove = n1 + n2 - budget
+    if remove <= 0:
+        return
+    where = f"pair {row} ({n1} + {n2} tokens without special tokens, max_length={truncation['max_length']})"
+    if strategy in ("only_first", "only_second"):
+        which, n = ("first", n1) if strategy == "only_first" else ("second", n2)
+        if n <= remove:
+            raise ValueError(
+                f"truncation={strategy!r} cannot fit {where}: it would have to remove {remove} tokens from the "
+                f"{which} text, which has {n}; nothing is dropped silently -- use a larger max_length or "
+                f"truncation='longest_first'"
+            )
+        cuts = [n - remove]
+    else:  # longest_first: the longer text is cut first, down to half of the budget each
+        short, long_ = sorted((n1, n2))
+        long_ = long_ if short > budget else max(short, budget - short)
+        if short + long_ > budget:
+            short, long_ = budget // 2, budget // 2 + budget % 2
+        kept = (short, long_) if n1 <= n2 else (long_, short)
+        cuts = [k for k, n in zip(kept, (n1, n2)) if k < n]
+    for keep in cuts:
+        if 0 < keep <= stride:
+            raise ValueError(
+                f"stride={stride} must be smaller than what truncation keeps of a text of {where}: {keep} tokens "
+                f"(each overflowing window repeats `stride` tokens)"
+            )
+
+
+def _pad_together(encodings: List[Any], padding: Dict[str, Any]) -> None:
+    """Pad every row (and its overflow rows) to one length, as the Rust tokenizer pads a batch."""
+    target = padding.get("length")
+    if target is None:
+        target = max((len(e) for e in encodings), default=0)
+    multiple = padding.get("pad_to_multiple_of")
+    if multiple and target % multiple:
+        target += multiple - target % multiple
+    for encoding in encodings:
+        encoding.pad(
+            target,
+            direction=padding["direction"],
+            pad_id=padding["pad_id"],
+            pad_type_id=padding["pad_type_id"],
+            pad_token=padding["pad_token"],
+        )
+
+
+# ------------------------------------------------------------------------------------------- fast route
+def _byte_decoder() -> Dict[str, int]:
+    """The ByteLevel pre-tokenizer's map inverted: the printable character standing for each byte -> the byte.
+
+    Bytes that are printable Latin-1 characters stand for themselves; the other 68 bytes take, in byte order,
+    the characters from U+0100 on.
+    """
+    kept = list(range(0x21, 0x7F)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
+    mapping = {chr(b): b for b in kept}
+    extra = 0
+    for b in range(256):
+        if b not in kept:
+            mapping[chr(0x100 + extra)] = b
+            extra += 1
+    return mapping
+
+
+def standard_glm4_vocab(state: Dict[str, Any]) -> Tuple[Optional[Tuple[Dict[bytes, int], Dict[str, int], Dict[str, int]]], str]:
+    """``((ranks, added, added_non_special), "")`` when a ``tokenizer.json`` (its parsed JSON) encodes exactly as
+    GLM-4's tiktoken BPE over ``ranks`` does, else ``(None, reason)``.
+
+    Standard means: a byte-level BPE model with ``ignore_merges`` (no dropout, unknown token, byte fallback,
+    subword prefix or suffix) whose merges each join two vocabulary tokens into a third, in the order of that
+    third token's id; no normalizer; the pre-tokenizer ``Split`` on GLM-4's pattern (``Isolated``, not inverted)
+    then ``ByteLevel`` without its own regex or prefix space; a ``ByteLevel`` decoder; added tokens that are
+    neither stripping nor single-word nor overlapping, with ids outside the BPE vocabulary. ``added`` maps every
+    added token to its id, ``added_non_special`` only those a ``split_special_tokens`` call still splits out.
+    """
+    model = state.get("model") or {}
+    if model.get("type") != "BPE" or not model.get("ignore_merges"):
+        return None, "the model is not a BPE with ignore_merges"
+    if model.get("dropout") or model.get("unk_token") is not None or model.get("byte_fallback"):
+        return None, "the BPE model has dropout, an unknown token or byte fallback"
+    if model.get("continuing_subword_prefix") or model.get("end_of_word_suffix"):
+        return None, "the BPE model has a subword prefix or suffix"
+    if state.get("normalizer") is not None:
+        return None, "the tokenizer has a normalizer"
+    pre = state.get("pre_tokenizer") or {}
+    steps = pre.get("pretokenizers") if pre.get("type") == "Sequence" else None
+    if not steps or len(steps) != 2:
+        return None, "the pre-tokenizer is not Sequence[Split, ByteLevel]"
+    split, level = steps
+    if (
+        split.get("type") != "Split"
+        or split.get("pattern") != {"Regex": GLM4_PAT_STR}
+        or split.get("behavior") != "Isolated"
+        or split.get("invert")
+    ):
+        return None, "the pre-tokenizer does not split on GLM-4's pattern"
+    if level.get("type") != "ByteLevel" or level.get("add_prefix_space") or level.get("use_regex", True):
+        return None, "the ByteLevel pre-tokenizer adds a prefix space or has its own regex"
+    if (state.get("decoder") or {}).get("type") != "ByteLevel":
+        return None, "the decoder is not ByteLevel"
+    chars = _byte_decoder()
+    ranks: Dict[bytes, int] = {}
+    for token, index in (model.get("vocab") or {}).items():
+        try:
+            ranks[bytes(chars[c] for c in token)] = index
+        except KeyError:
+            return None, f"the vocabulary token {token!r} is not byte-level"
+    if len(set(ranks.values())) != len(ranks) or len(ranks) != len(model.get("vocab") or {}):
+        return None, "the vocabulary has duplicate ids"
+    vocab = model["vocab"]
+    last = -1
+    for merge in model.get("merges") or []:
+        left, right = merge.split(" ", 1) if isinstance(merge, str) else merge
+        joined = vocab.get(left + right)
+        if joined is None or left not in vocab or right not in vocab or joined < last:
+            return None, "the merges are not ordered by the ids of the tokens they make"
+        last = joined
+    added: Dict[str, int] = {}
+    non_special: Dict[str, int] = {}
+    ids = set(ranks.values())
+    for token in state.get("added_tokens") or []:
+        content, index = token.get("content"), token.get("id")
+        if not content or token.get("lstrip") or token.get("rstrip") or token.get("single_word"):
+            return None, f"the added token {content!r} strips, is single-word or empty"
+        if index in ids or content in added:
+            return None, f"the added token {content!r} shares its id or content"
+        added[content] = index
+        if not token.get("special"):
+            non_special[content] = index
+    if _overlapping(list(added)):
+        return None, "added tokens overlap"
+    return (ranks, added, non_special), ""
+
+
+class _FastRoute:
+    """What the fast route needs for one state of a Rust tokenizer: its ranks, added tokens and the encoder
+    backends made from them (built on first use; shared by threads, never changed but for new backends)."""
+
+    __slots__ = ("ranks", "added", "non_special", "backends", "tables")
+
+    def __init__(self, ranks: Dict[bytes, int], added: Dict[str, int], non_special: Dict[str, int]) -> None:
+        self.ranks, self.added, self.non_special = ranks, added, non_special
+        self.backends: Dict[Tuple[str, bool], Any] = {}
+        self.tables: Optional[Tuple[List[int], List[int], frozenset]] = None
+
+    def offset_tables(self) -> Tuple[List[int], List[int], frozenset]:
+        """The per-id character tables of offsets and assistant masks (``GLM4FixMixin._glm4_offset_tables``)."""
+        tables = self.tables
+        if tables is None:
+            pieces = {index: piece for piece, index in self.ranks.items()}
+            pieces.update((index, content.encode("utf-8")) for content, index in self.added.items())
+            tables = self.tables = _offset_tables(pieces)  # one assignment
+        return tables
+
+    def text_encoder(self, name: str, split_special: bool) -> Any:
+        backend = self.backends.get((name, split_special))
+        if backend is None:
+            added = self.non_special if split_special else self.added
+            if name == "tiktoken":
+                backend = TiktokenBackend(self.ranks, GLM4_PAT_STR, added)
+            else:
+                base = self.backends.get((name, None))
+                if base is None:
+                    base = self.backends[(name, None)] = FastokensBackend(self.ranks, GLM4_PAT_STR, {})
+                backend = base.with_added_tokens(added)
+            self.backends[(name, split_special)] = backend
+        return backend.text_encoder(False)
+
+
+class _Source:
+    """The Rust encodings of a fast-route batch, made on first use by the Rust route (``make()``)."""
+
+    __slots__ = ("make", "encodings")
+
+    def __init__(self, make: Any) -> None:
+        self.make, self.encodings = make, None
+
+    def get(self) -> List[Any]:
+        encodings = self.encodings
+        if encodings is None:
+            encodings = self.make()
+            self.encodings = encodings  # one assignment; two threads at once would both compute the same rows
+        return encodings
+
+
+class GLM4LazyBatchEncoding(BatchEncoding):
+    """The ``BatchEncoding`` of the fast route: the fields are built by the fast path; the ``tokenizers.Encoding``
+    rows (``encodings``, ``tokens()``, ``word_ids()``, ``char_to_token()``, ``batch[i]``) are computed on first
+    access by the Rust route for the same rows and options, so they are exactly what that route gives.
+    ``is_fast`` is True without computing them. Pickling and ``copy.deepcopy`` give a plain ``BatchEncoding``
+    with the encodings (computed then)."""
+
+    #: which route built this batch (a plain ``BatchEncoding`` from the Rust route has no such attribute)
+    glm4_route = "fast"
+
+    def __init__(self, data: Dict[str, Any], source: _Source, n_sequences: int = 1) -> None:
+        self.__dict__["_glm4_source"] = source
+        super().__init__(data, encoding=None, n_sequences=n_sequences)
+
+    @property
+    def _encodings(self) -> Optional[List[Any]]:  # type: ignore[override]
+        own = self.__dict__.get("_glm4_encodings")
+        if own is None:
+            source = self.__dict__.get("_glm4_source")
+            if source is not None:
+                own = source.get()
+                self.__dict__["_glm4_encodings"] = own
+        return own
+
+    @_encodings.setter
+    def _encodings(self, value: Optional[List[Any]]) -> None:
+        self.__dict__["_glm4_encodings"] = value
+
+    @property
+    def is_fast(self) -> bool:
+        return True
+
+    @property
+    def glm4_encodings_built(self) -> bool:
+        """Whether the Rust encodings have been computed yet."""
+        return self.__dict__.get("_glm4_encodings") is not None
+
+    def __reduce__(self) -> Tuple[Any, ...]:
+        return (BatchEncoding, (dict(self.data), self._encodings, None, False, self._n_sequences))
+
+    def __reduce_ex__(self, protocol: Any) -> Tuple[Any, ...]:
+        return self.__reduce__()
+
+
+def _has_lone_surrogate(texts: Sequence[str]) -> bool:
+    """Whether a text holds a lone surrogate (which UTF-8 cannot encode): C's encoder finds one faster than a
+    regex scan, and ASCII texts need no look."""
+    for text in texts:
+        if not text.isascii():
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+    return False
+
+
+#: the fast route a call is running on (set around the fast path's call, read by ``_glm4_text_encoder``)
+_CALL_ROUTE = _CallState("glm4_fast_route", None)  # the _FastRoute of the call under way, if any
+
+
+class _NotStandard(Exception):
+    """The post-processor is not one the fast route reproduces (the call takes the Rust route)."""
+
+
+def _single(output: Any) -> Any:
+    """A one-row batch without its batch axis (as transformers returns a single text), still lazy if it was."""
+    single = {key: value[0] if value and isinstance(value[0], list) else value for key, value in output.items()}
+    if isinstance(output, GLM4LazyBatchEncoding):
+        return GLM4LazyBatchEncoding(single, output.__dict__["_glm4_source"])
+    return BatchEncoding(single, output.encodings)

@@ -1,0 +1,110 @@
+# Copyright 2026 the glm4-tokfix authors. Licensed under the Apache License, Version 2.0.
+"""Per-call context variables, pickle-stable caches and transformers version probes."""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import weakref
+from typing import Any, Tuple
+
+from transformers import PreTrainedTokenizer
+
+
+class _CallState:
+    """A value one call sets for the calls it makes: a ``contextvars.ContextVar`` that pickles by name.
+
+    A ContextVar is per thread (and per asyncio task), so one tokenizer shared between threads stays safe;
+    ``get``, ``set`` and ``reset`` are the ContextVar's own methods. The holder exists for pickling:
+    ``datasets`` fingerprints a ``ds.map`` function (and the tokenizer it closes over) with dill, which
+    pickles a remote-code class (``transformers_modules...``) by value, methods, globals and all. A bare
+    ContextVar cannot be pickled, so the hash failed and datasets re-tokenized on every run; this holder
+    pickles as its name and default, the same bytes in every process.
+    """
+
+    def __init__(self, name: str, default: Any) -> None:
+        self._args = (name, default)
+        var: contextvars.ContextVar[Any] = contextvars.ContextVar(name, default=default)
+        self.get, self.set, self.reset = var.get, var.set, var.reset
+
+    def __reduce__(self) -> Tuple[Any, ...]:
+        return (type(self), self._args)
+
+
+class _NameSet(frozenset):
+    """A frozenset of names that pickles in sorted order.
+
+    A frozenset pickles in iteration order, which for strings changes from process to process (hash
+    randomisation); ``datasets`` sorts sets and dicts before hashing but not frozensets. Class attributes
+    of this module use this type so a remote-code tokenizer's fingerprint is the same in every process.
+    """
+
+    __slots__ = ()
+
+    def __reduce__(self) -> Tuple[Any, ...]:
+        return (type(self), (tuple(sorted(self)),))
+
+
+class _Cache(weakref.WeakKeyDictionary):
+    """A cache of things built on first use, keyed (weakly) by the object they are built for.
+
+    It pickles empty: what it holds is rebuilt on demand, and some of it (tiktoken's core objects) cannot
+    be pickled at all. So a ``datasets`` fingerprint of a remote-code tokenizer (whose class, with the
+    module's globals, dill pickles by value) is the same before and after the tokenizer is first used,
+    and in every process. Caches live here, not in a tokenizer's ``__dict__``, for the same reason:
+    datasets hashes that ``__dict__`` as it is.
+    """
+
+    def __reduce__(self) -> Tuple[Any, ...]:
+        return (type(self), ())
+
+
+class _Table(dict):
+    """A ``_Cache`` keyed by plain values (strings, tuples) rather than weakly: it pickles empty too."""
+
+    def __reduce__(self) -> Tuple[Any, ...]:
+        return (type(self), ())
+
+
+# Set while ``prepare_for_model`` builds a sequence whose own leading prefix it
+# has already taken off: the prefix must then be added unconditionally, so a
+# text holding it twice keeps both copies.
+_PREFIX_STRIPPED = _CallState("glm4_prefix_stripped", False)
+
+
+# Offsets on transformers' generic path (pairs, overflow, a tokenizer without the fast path): the rows
+# still to build, in order, as (ids, offsets) per sequence; ``prepare_for_model`` takes one per call.
+_OFFSET_ROWS = _CallState("glm4_offset_rows", None)
+
+
+# While set, ``truncate_sequences`` appends how many tokens of each sequence it kept.
+_TRUNCATION_LOG = _CallState("glm4_truncation_log", None)
+
+
+# transformers 5 encodes singles and batches in one ``_encode_plus``; 4.x has ``_batch_encode_plus`` too.
+_ONE_ENCODE_PLUS = not hasattr(PreTrainedTokenizer, "_batch_encode_plus")
+
+
+# Set while transformers 4.x's generic batch path runs: its per-row ``tokenize`` call forgets the
+# caller's ``split_special_tokens``, so ``GLM4FixMixin.tokenize`` takes it from here.
+_SPLIT_SPECIAL = _CallState("glm4_split_special", None)
+
+
+@functools.lru_cache(maxsize=None)
+def _transformers_sanitizes() -> bool:
+    """True when transformers' own apply_chat_template has sanitize_control_tokens (5.x)."""
+    import inspect
+
+    from transformers.tokenization_utils_base import PreTrainedTokenizerBase
+
+    return "sanitize_control_tokens" in inspect.signature(PreTrainedTokenizerBase.apply_chat_template).parameters
+
+
+@functools.lru_cache(maxsize=None)
+def _return_dict_default() -> bool:
+    """transformers' default for apply_chat_template(return_dict=...): False on 4.x, True on 5.x."""
+    import inspect
+
+    from transformers.tokenization_utils_base import PreTrainedTokenizerBase
+
+    return inspect.signature(PreTrainedTokenizerBase.apply_chat_template).parameters["return_dict"].default
