@@ -39,9 +39,11 @@ def disabled_after():
 
 
 def poisoned_remote_folder(base: Path, revision: str = "current") -> Path:
-    """A glm-4-9b-chat remote-code folder whose tokenization_chatglm.py raises if anything imports it."""
+    """A glm-4-9b-chat remote-code folder whose tokenization_chatglm.py raises if anything imports it (its class
+    stays in the file: enable() reads the file to tell glm-4-9b-chat's class from others, running nothing)."""
     folder = standin_folder(base, revision, TINY)
-    (folder / "tokenization_chatglm.py").write_text("raise RuntimeError('the remote code ran')\n", encoding="utf-8")
+    module = folder / "tokenization_chatglm.py"
+    module.write_text("raise RuntimeError('the remote code ran')\n" + module.read_text(encoding="utf-8"), encoding="utf-8")
     return folder
 
 

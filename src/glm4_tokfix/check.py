@@ -156,6 +156,12 @@ def _encoder_backend(tokenizer: Any) -> str:
     return f"{name} ({source})"
 
 
+def _own_chat_template(tokenizer: Any) -> Optional[str]:
+    from glm4_tokfix.testing.assertions import own_chat_template
+
+    return own_chat_template(tokenizer)
+
+
 def _minimal_patch_note(model_dir: Optional[str], unpatched: bool, report: Any) -> Optional[tuple]:
     """For ``--unpatched`` on a folder whose remote code carries ``export --minimal``'s patch: (violated, note)."""
     if not (model_dir and unpatched):
@@ -264,6 +270,7 @@ def run(args: argparse.Namespace) -> int:
             "unpatched": bool(args.unpatched),
             "class": type(tokenizer).__name__,
             "prefix_policy": policy,
+            "own_chat_template": _own_chat_template(tokenizer),
             "encoder": encoder,
             "transformers": transformers.__version__,
             "glm4_tokfix": glm4_tokfix.__version__,
@@ -284,6 +291,12 @@ def run(args: argparse.Namespace) -> int:
             f"transformers {transformers.__version__}, glm4-tokfix {glm4_tokfix.__version__}, "
             f"{args.examples} examples per property, seed {seed}",
         ]
+        own = _own_chat_template(tokenizer)
+        if own is not None:
+            header.append(
+                f"chat template: the class's own apply_chat_template ({own}), kept as the checkpoint ships it; "
+                "chat_template_consistent checks the rendered-prompt route (tokenize=False, then the tokenizer)"
+            )
         table = format_table(report, header)
         if minimal is not None:
             table += "\n" + minimal[1]

@@ -42,10 +42,11 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Set
 
 from glm4_tokfix.folder_io import PathLike, Transaction, check_writable, existing_folder
 from glm4_tokfix.remote_code import BUNDLE_FILES, FAST_MODULE, SLOW_MODULE, bundle_bytes
@@ -85,15 +86,79 @@ FAST_SLOW_CLASS_REF = CLASS_REF
 #: except that minimal patch
 EXPORT_FILE = "tokenization_chatglm.py"
 UPSTREAM_CLASS_REF = "tokenization_chatglm.ChatGLM4Tokenizer"
+#: a folder whose own class is not glm-4-9b-chat's (GLM-4V-9B, CogAgent) gets this entry module besides the
+#: bundle: the folder's own class with the fix laid over it (``host_module_bytes``)
+HOST_MODULE_NAME = "tokenization_glm4_tokfix_host"
+HOST_MODULE_FILE = HOST_MODULE_NAME + ".py"
 #: what fast folders patched before the bundle held and pointed at (recognised by ``unpatch`` and ``patch``)
 _LEGACY_FAST_FILES = ("tokenization_chatglm.py", "tokenization_chatglm_fast.py")
 _LEGACY_FAST_CLASS_REF = "tokenization_chatglm_fast." + FAST_CLASS_NAME
-# every version of our modules carries one of these; a file without any is not ours to overwrite
-_MODULE_MARKERS = (b"class GLM4FixMixin", b"class GLM4FastFixMixin", b"# Copyright 2026 the glm4-tokfix authors.")
+# every version of our modules carries one of these (the host entry: its glm4_fixed_class line); a file without
+# any is not ours to overwrite
+_MODULE_MARKERS = (
+    b"class GLM4FixMixin", b"class GLM4FastFixMixin", b"# Copyright 2026 the glm4-tokfix authors.",
+    b"= glm4_fixed_class(",
+)  # fmt: skip
+
 
 def fixed_module_bytes() -> bytes:
     """The bytes of the bundle's slow module ``tokenization_glm4_tokfix.py`` (not imported)."""
     return bundle_bytes()[MODULE_FILE]
+
+
+def host_module_bytes(host_ref: str) -> bytes:
+    """The entry module of a folder whose own class (``host_ref``, ``"module.Class"``) is not glm-4-9b-chat's:
+    that class with the fix laid over it (``glm4_fixed_class``: the spec hooks are the fix's, every other method
+    the class defines -- GLM-4V-9B's ``apply_chat_template`` -- stays its own).
+
+    It imports every bundle module the fix needs itself (``bundle_needs``): transformers 4.x copies only the
+    files a local remote-code module imports directly.
+    """
+    module, _, name = host_ref.rpartition(".")
+    needs = "".join(
+        f"from .{need} import __name__ as _{need}  # noqa: F401\n" for need in sorted(bundle_needs(MODULE_NAME))
+    )
+    return (
+        f'''# Written by glm4-tokfix patch (undo with: glm4-tokfix unpatch MODEL_DIR).
+"""This folder's own tokenizer class, {host_ref}, with the glm4-tokfix fix laid over it.
+
+The fix (``{MODULE_FILE}``) replaces the special-token, padding, truncation and decode hooks; every other
+method the class defines (its own ``apply_chat_template``, say) stays the class's own.
+"""
+
+from .{module} import {name} as _Host
+from .{MODULE_NAME} import glm4_fixed_class
+
+# transformers 4.x copies only the files this module imports itself: every bundle module the fix needs
+{needs}
+{name} = glm4_fixed_class(_Host, namespace={{"__module__": __name__, "__qualname__": "{name}"}})
+'''
+    ).encode("utf-8")
+
+
+_RELATIVE_IMPORT = re.compile(rb"^\s*from\s+\.(\w+)\s+import", re.M)
+
+
+def bundle_needs(module: str) -> Set[str]:
+    """The bundle modules ``module`` (a bundle module's name) imports, directly or through each other."""
+    files = bundle_bytes()
+    needed: Set[str] = set()
+    todo = [m.decode() for m in _RELATIVE_IMPORT.findall(files[module + ".py"])]
+    while todo:
+        name = todo.pop()
+        if name not in needed and name + ".py" in files:
+            needed.add(name)
+            todo.extend(m.decode() for m in _RELATIVE_IMPORT.findall(files[name + ".py"]))
+    return needed
+
+
+_HOST_IMPORT = re.compile(rb"^from \.(\S+) import (\w+) as _Host$", re.M)
+
+
+def _host_ref_of_entry(path: Path) -> Optional[str]:
+    """The host class a ``HOST_MODULE_FILE`` written by ``host_module_bytes`` lays the fix over, or None."""
+    match = _HOST_IMPORT.search(_read_or_none(path) or b"")
+    return f"{match.group(1).decode()}.{match.group(2).decode()}" if match else None
 
 
 def fast_module_files() -> Dict[str, bytes]:
@@ -112,13 +177,19 @@ class FolderInfo:
     auto_tokenizer: Any  # the auto_map.AutoTokenizer entry as found
     #: "remote" (glm-4-9b-chat: tokenizer.model + remote code) or "fast" (tokenizer.json, transformers-native)
     kind: str = "remote"
+    #: a "remote" folder whose own class is not glm-4-9b-chat's (GLM-4V-9B): that class, ``"module.Class"``,
+    #: which patching keeps and lays the fix over (``HOST_MODULE_FILE``)
+    host_ref: Optional[str] = None
 
     @property
     def patched(self) -> bool:
         """True when ``auto_map.AutoTokenizer`` already points at our module."""
         if self.kind == "fast":
             return _fast_ref(self.auto_tokenizer) in (FAST_CLASS_REF, _LEGACY_FAST_CLASS_REF)
-        return _slow_ref(self.auto_tokenizer) == CLASS_REF
+        return _slow_ref(self.auto_tokenizer) in (CLASS_REF, self._host_class_ref())
+
+    def _host_class_ref(self) -> Optional[str]:
+        return f"{HOST_MODULE_NAME}.{self.host_ref.rpartition('.')[2]}" if self.host_ref else None
 
     @property
     def legacy(self) -> bool:
@@ -126,15 +197,20 @@ class FolderInfo:
         return self.kind == "fast" and _fast_ref(self.auto_tokenizer) == _LEGACY_FAST_CLASS_REF
 
     def modules(self) -> Dict[str, bytes]:
-        """The fixed module files this folder gets, by name: the whole bundle."""
+        """The fixed module files this folder gets, by name: the whole bundle (and, over a host class, the
+        host entry module ``HOST_MODULE_FILE``)."""
+        if self.kind == "remote" and self.host_ref:
+            return {**bundle_bytes(), HOST_MODULE_FILE: host_module_bytes(self.host_ref)}
         return bundle_bytes()
 
     def auto_map_entry(self) -> List[Optional[str]]:
         """What ``auto_map.AutoTokenizer`` becomes when patched."""
-        return fast_auto_map_entry(self.path) if self.kind == "fast" else list(AUTO_MAP_ENTRY)
+        if self.kind == "fast":
+            return fast_auto_map_entry(self.path)
+        return [self._host_class_ref(), None] if self.host_ref else list(AUTO_MAP_ENTRY)
 
     def class_ref(self) -> str:
-        return FAST_CLASS_REF if self.kind == "fast" else CLASS_REF
+        return FAST_CLASS_REF if self.kind == "fast" else self._host_class_ref() or CLASS_REF
 
 
 def _fast_ref(entry: Any) -> Optional[str]:
@@ -227,7 +303,9 @@ def inspect_folder(folder: PathLike) -> FolderInfo:
     if has_json and _fast_ref(entry) in (FAST_CLASS_REF, _LEGACY_FAST_CLASS_REF):  # a tokenizer.json folder patched by us
         return FolderInfo(path=path, config=config, config_bytes=data, auto_tokenizer=entry, kind="fast")
     if (path / VOCAB_FILE).is_file() and _slow_ref(entry) is not None:
-        return FolderInfo(path=path, config=config, config_bytes=data, auto_tokenizer=entry, kind="remote")
+        info = FolderInfo(path=path, config=config, config_bytes=data, auto_tokenizer=entry, kind="remote")
+        info.host_ref = _host_ref(info)
+        return info
     if has_json:
         if entry is not None:
             raise ValueError(
@@ -240,6 +318,108 @@ def inspect_folder(folder: PathLike) -> FolderInfo:
     raise ValueError(
         f"{path} is not a GLM-4 remote-code tokenizer folder: {CONFIG_FILE} has no auto_map.AutoTokenizer class"
     )
+
+
+# ------------------------------------------------------- the folder's own class
+#: The methods glm-4-9b-chat's own ``ChatGLM4Tokenizer`` defines in the revisions glm4-tokfix knows (the current
+#: one and mid-2024's; ``prepare_for_model`` is ``export --minimal``'s): a class defining anything else (GLM-4V-9B's
+#: ``apply_chat_template``, say) is another checkpoint's class.
+CHAT_CLASS_METHODS = frozenset({
+    "__init__", "vocab_size", "get_vocab", "convert_tokens_to_string", "_tokenize", "_convert_token_to_id",
+    "_convert_id_to_token", "save_vocabulary", "get_prefix_tokens", "get_command", "build_single_message",
+    "build_inputs_with_special_tokens", "_pad", "prepare_for_model",
+})  # fmt: skip
+#: ... and the ``__init__`` parameters it takes (``**kwargs`` aside)
+CHAT_CLASS_INIT = frozenset(
+    {"self", "vocab_file", "padding_side", "clean_up_tokenization_spaces", "encode_special_tokens"}
+)
+#: ``tokenizer_config.json`` keys that only other checkpoints' classes read (GLM-4V-9B and CogAgent-9B: image_size)
+OTHER_CLASS_CONFIG_KEYS = ("image_size",)
+
+
+def _host_ref(info: FolderInfo) -> Optional[str]:
+    """The class ``patch_folder`` keeps and lays the fix over: a "remote" folder's own class when it is not
+    glm-4-9b-chat's and its module is in the folder (for a folder patched so, the one its entry names)."""
+    ref = _slow_ref(info.auto_tokenizer) or ""
+    if ref.rpartition(".")[0] == HOST_MODULE_NAME:
+        return _host_ref_of_entry(info.path / HOST_MODULE_FILE)
+    if ref == CLASS_REF or "--" in ref or "." not in ref:
+        return None
+    if not (info.path / (ref.rpartition(".")[0].replace(".", os.sep) + ".py")).is_file():
+        return None
+    return ref if remote_class_problem(info) is not None else None
+
+
+def remote_class_problem(info: FolderInfo) -> Optional[str]:
+    """Why a ``"remote"`` folder's own class is not glm-4-9b-chat's (one of its known revisions), or None.
+
+    Read from the folder's files, running nothing: ``tokenizer_config.json`` keys only other classes take
+    (``image_size``), and the class's module (parsed, not imported): a method beyond ``CHAT_CLASS_METHODS``
+    (such as its own ``apply_chat_template``) or an ``__init__`` parameter beyond ``CHAT_CLASS_INIT``. Our own
+    fixed module counts as glm-4-9b-chat's class; a folder whose module file is absent is judged on its config.
+    """
+    for key in OTHER_CLASS_CONFIG_KEYS:
+        if key in info.config:
+            return f"its {CONFIG_FILE} sets {key!r}, which glm-4-9b-chat's class does not take (GLM-4V-9B's does)"
+    ref = _slow_ref(info.auto_tokenizer)
+    if ref is None or "--" in ref or "." not in ref:
+        return None if ref is None else f"its auto_map names code of another repository ({ref})"
+    module, _, name = ref.rpartition(".")
+    if module == HOST_MODULE_NAME:
+        return f"its class is another checkpoint's class with the fix laid over it ({HOST_MODULE_FILE})"
+    if name != CLASS_NAME:
+        return f"auto_map.AutoTokenizer names the class {name!r}, not glm-4-9b-chat's {CLASS_NAME}"
+    path = info.path / (module.replace(".", os.sep) + ".py")
+    if not path.is_file():
+        return None
+    path = _reexported_from(path, name) or path  # ``from .other import ChatGLM4Tokenizer``: judge that file
+    if _is_our_module(path):  # our bundle's module: glm-4-9b-chat's class, fixed
+        return None
+    return class_source_problem(path, name)
+
+
+def _reexported_from(path: Path, name: str) -> Optional[Path]:
+    """The sibling file that ``path`` takes the class ``name`` from (``from .other import name``), when ``path``
+    does not define it itself; None otherwise (parsed only)."""
+    import ast
+
+    try:
+        tree = ast.parse(path.read_bytes())
+    except (SyntaxError, ValueError, OSError):
+        return None
+    if any(isinstance(n, ast.ClassDef) and n.name == name for n in tree.body):
+        return None
+    for node in tree.body:
+        sibling = isinstance(node, ast.ImportFrom) and node.level == 1 and node.module and "." not in node.module
+        if sibling and any(alias.name == name and alias.asname in (None, name) for alias in node.names):
+            target = path.parent / (node.module + ".py")
+            return target if target.is_file() else None
+    return None
+
+
+def class_source_problem(path: PathLike, name: str) -> Optional[str]:
+    """Why the class ``name`` defined in the Python file ``path`` is not glm-4-9b-chat's, or None (parsed only)."""
+    import ast
+
+    path = Path(path)
+    try:
+        tree = ast.parse(path.read_bytes())
+    except (SyntaxError, ValueError, OSError) as exc:
+        return f"{path.name} cannot be read as Python ({exc})"
+    classes = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == name]
+    if len(classes) != 1:
+        return f"{path.name} does not define one class {name}"
+    methods = {n.name for n in classes[0].body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    extra = sorted(methods - CHAT_CLASS_METHODS)
+    if extra:
+        return f"its class {name} in {path.name} defines {', '.join(extra)}, which glm-4-9b-chat's class does not"
+    init = next((n for n in classes[0].body if isinstance(n, ast.FunctionDef) and n.name == "__init__"), None)
+    if init is not None:
+        params = {a.arg for a in init.args.posonlyargs + init.args.args + init.args.kwonlyargs}
+        extra = sorted(params - CHAT_CLASS_INIT)
+        if extra:
+            return f"its class {name} in {path.name} takes {', '.join(extra)}, which glm-4-9b-chat's class does not"
+    return None
 
 
 def _render_config(config: Dict[str, Any], like: bytes) -> bytes:
@@ -467,23 +647,38 @@ def fast_auto_map_entry(folder: PathLike) -> List[Optional[str]]:
     return [slow, FAST_CLASS_REF]
 
 
-def point_saved_folder_at_fix(folder: PathLike, config_name: str = CONFIG_FILE, fast: bool = False) -> List[str]:
+def point_saved_folder_at_fix(
+    folder: PathLike, config_name: str = CONFIG_FILE, fast: bool = False, host_file: Optional[PathLike] = None,
+    host_class: Optional[str] = None, host_config: Optional[Dict[str, Any]] = None,
+) -> List[str]:  # fmt: skip
     """Make a folder just written by ``save_pretrained`` load the fixed class; return the files added.
 
     Used by patched tokenizers' ``save_pretrained``: writes the whole bundle (``BUNDLE_FILES``) and
     sets ``auto_map.AutoTokenizer`` (and for a slow one ``tokenizer_class``) in the saved config (no backup: the
     config is new). A fast folder keeps transformers' own ``tokenizer_class``, so plain ``AutoTokenizer`` loads it
     without remote code, as a folder from ``glm4-tokfix patch``.
+    ``host_file``/``host_class``: the tokenizer's own class is not glm-4-9b-chat's (GLM-4V-9B); its module is
+    copied too and the folder loads it with the fix laid over it (``HOST_MODULE_FILE``), as ``patch_folder`` does;
+    ``host_config`` entries (the class's own ``__init__`` arguments, such as ``image_size``) go into the config.
     """
     path = Path(folder)
     config_path = path / config_name
     config, data = _read_config(config_path)
-    if fast:
+    modules = bundle_bytes()
+    if host_file is not None and host_class:
+        host_module = Path(host_file).stem
+        host_ref = f"{host_module}.{host_class}"
+        modules[HOST_MODULE_FILE] = host_module_bytes(host_ref)
+        modules[host_module + ".py"] = Path(host_file).read_bytes()
+        config = _with_auto_map(config, [f"{HOST_MODULE_NAME}.{host_class}", None])
+        config["tokenizer_class"] = host_class
+        for key, value in (host_config or {}).items():
+            config.setdefault(key, value)
+    elif fast:
         config = _with_auto_map(config, fast_auto_map_entry(path))  # tokenizer_class stays transformers' own
     else:
         config = _with_auto_map(config, AUTO_MAP_ENTRY)
         config["tokenizer_class"] = CLASS_NAME
-    modules = bundle_bytes()
     text = json.dumps(config, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
     tx = Transaction(path)
     try:

@@ -176,12 +176,58 @@ class _PatchedTokenizer:
 
         config_name = (filename_prefix + "-" if filename_prefix else "") + model_folder.CONFIG_FILE
         fast = isinstance(self, PreTrainedTokenizerFast)
-        written = model_folder.point_saved_folder_at_fix(os.fspath(save_directory), config_name, fast=fast)
+        base = type(self)._glm4_tokfix_base
+        host_file, host_class = _host_source(base)
+        written = model_folder.point_saved_folder_at_fix(
+            os.fspath(save_directory), config_name, fast=fast, host_file=host_file, host_class=host_class,
+            host_config=_host_init_values(self, base) if host_file else None,
+        )  # fmt: skip
         return tuple(files) + tuple(written)
+
+
+def _host_source(base: type) -> Tuple[Optional[str], Optional[str]]:
+    """(module file, class name) of ``base`` when it is remote code that is not glm-4-9b-chat's class (GLM-4V-9B):
+    what a saved folder must keep to load the same class with the fix over it. (None, None) otherwise."""
+    if not (base.__module__ or "").startswith("transformers_modules"):
+        return None, None
+    import inspect
+
+    from glm4_tokfix import model_folder
+
+    try:
+        source = inspect.getsourcefile(base)
+    except TypeError:
+        return None, None
+    if source is None or model_folder.class_source_problem(source, base.__name__) is None:
+        return None, None
+    return source, base.__name__
+
+
+def _host_init_values(tokenizer: Any, base: type) -> Dict[str, Any]:
+    """The ``__init__`` arguments of ``base`` beyond glm-4-9b-chat's that ``tokenizer`` keeps as attributes of the
+    same name (GLM-4V-9B's ``image_size``): transformers' save leaves them out of the config, a reload needs them."""
+    import inspect
+
+    from glm4_tokfix import model_folder
+
+    try:
+        parameters = inspect.signature(base.__init__).parameters.values()
+    except (TypeError, ValueError):
+        return {}
+    values = {}
+    for p in parameters:
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in model_folder.CHAT_CLASS_INIT:
+            value = getattr(tokenizer, p.name, None)
+            if isinstance(value, (str, int, float, bool)):
+                values[p.name] = value
+    return values
 
 
 def patched_class(base: type) -> type:
     """The patched class for ``base`` (``class Patched(GLM4FixMixin, base)``), built once per class.
+
+    The fix replaces the spec hooks only (``GLM4_SPEC_HOOKS``); every other method ``base``'s own code
+    defines stays ``base``'s (GLM-4V-9B's ``apply_chat_template`` with its images, for one).
 
     The class keeps ``base``'s ``__name__`` (what transformers writes as
     ``tokenizer_class``); its qualified name says it is patched::
@@ -196,6 +242,8 @@ def patched_class(base: type) -> type:
         if cls is None:
             from transformers import PreTrainedTokenizerFast
 
+            from glm4_tokfix.remote_code.tokenization_glm4_tokfix import glm4_fixed_class
+
             if issubclass(base, PreTrainedTokenizerFast):
                 from glm4_tokfix.remote_code.tokenization_glm4_tokfix_fast import GLM4FastFixMixin as mixin
             else:
@@ -207,7 +255,7 @@ def patched_class(base: type) -> type:
                 "__doc__": f"{base.__name__} with the glm4-tokfix fix laid over it (see glm4_tokfix.patch).",
                 "_glm4_tokfix_base": base,
             }
-            cls = type(base.__name__, (_PatchedTokenizer, mixin, _without_own_prepare(base)), namespace)
+            cls = glm4_fixed_class(_without_own_prepare(base), mixin, namespace, first=(_PatchedTokenizer,))
             _PATCHED_CLASSES[base] = cls
         return cls
 
@@ -327,8 +375,16 @@ def _make_wrapper(original: classmethod) -> classmethod:
     def from_pretrained(cls: type, *args: Any, **kwargs: Any) -> Any:
         hook = _HOOK
         if hook is not None and hook.active and kwargs.get("trust_remote_code") is not True:
-            folder = remote_glm4_folder(args[0] if args else kwargs.get("pretrained_model_name_or_path"), kwargs)
-            if folder is not None:
+            found = _remote_glm4_folder(args[0] if args else kwargs.get("pretrained_model_name_or_path"), kwargs)
+            if found is not None:
+                path, problem = found
+                if problem is not None:
+                    raise ValueError(
+                        f"{path} holds a GLM-4 tokenizer whose class is not glm-4-9b-chat's: {problem}. "
+                        "glm4_tokfix.enable() stands the installed ChatGLM4Tokenizer in only for glm-4-9b-chat's "
+                        "own class; load this folder with trust_remote_code=True (the fix is then laid over its "
+                        "own class, which keeps what that class does)"
+                    )
                 return _load_installed_fix(args, kwargs)
         tokenizer = func(cls, *args, **kwargs)
         if hook is not None and hook.active and not is_patched(tokenizer) and glm4_problem(tokenizer) is None:
@@ -349,8 +405,19 @@ def remote_glm4_folder(name_or_path: Any, kwargs: Optional[Dict[str, Any]] = Non
     That is a folder (``subfolder`` in ``kwargs`` is followed) that ``glm4-tokfix patch`` recognises as the
     ``"remote"`` kind -- ``tokenizer.model``, the GLM-4 added tokens, and ``auto_map.AutoTokenizer`` naming a
     ``ChatGLM4Tokenizer`` class (upstream's ``tokenization_chatglm.ChatGLM4Tokenizer``, or ours once patched).
-    Hub ids and every other folder give None. Never raises.
+    Only glm-4-9b-chat's own class counts (``model_folder.remote_class_problem``: its known revisions); a folder
+    of GLM-4V-9B, CogAgent or any class with more in it gives None. Hub ids and every other folder give None.
+    Never raises.
     """
+    found = _remote_glm4_folder(name_or_path, kwargs)
+    return found[0] if found is not None and found[1] is None else None
+
+
+def _remote_glm4_folder(
+    name_or_path: Any, kwargs: Optional[Dict[str, Any]] = None
+) -> Optional[Tuple[str, Optional[str]]]:
+    """``(path, None)`` for a glm-4-9b-chat remote-code folder, ``(path, why not)`` for a GLM-4 remote-code
+    folder of another class (``model_folder.remote_class_problem``), None for anything else. Never raises."""
     if not isinstance(name_or_path, (str, os.PathLike)):
         return None
     path = os.fspath(name_or_path)
@@ -365,10 +432,12 @@ def remote_glm4_folder(name_or_path: Any, kwargs: Optional[Dict[str, Any]] = Non
         info = model_folder.inspect_folder(path)
     except (OSError, ValueError):
         return None
-    ref = model_folder.slow_class_ref(info.auto_tokenizer) if info.kind == "remote" else None
-    if ref is None or ref.rsplit(".", 1)[-1] != "ChatGLM4Tokenizer":
+    if info.kind != "remote" or model_folder.slow_class_ref(info.auto_tokenizer) is None:
         return None
-    return path
+    try:
+        return path, model_folder.remote_class_problem(info)
+    except Exception as exc:  # noqa: BLE001 -- never raises: an unreadable class is not glm-4-9b-chat's
+        return path, f"its class could not be read ({type(exc).__name__}: {exc})"
 
 
 def _load_installed_fix(args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Any:

@@ -8,17 +8,24 @@ trust_remote_code=True)`` loads it the way users load glm-4-9b-chat:
 
 * ``"current"``  -- upstream's current behaviour (``upstream_current.py``)
 * ``"mid2024"``  -- the mid-2024 revision (``upstream_mid2024.py``)
+* ``"glm4v"``    -- GLM-4V-9B's class (``upstream_glm4v.py``): its own ``apply_chat_template`` with images;
+  the folder's config gets ``image_size`` (``GLM4V_IMAGE_SIZE``, small for the tests; GLM-4V-9B says 1120)
 * ``"fixed"``    -- our bundle (``glm4_tokfix/remote_code``), with a ``tokenization_chatglm.py`` that re-exports
   its ``ChatGLM4Tokenizer`` (a test folder only: glm4-tokfix itself never writes that name)
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
+from typing import Any, Dict, Optional
 
 HERE = Path(__file__).resolve().parent
-REVISIONS = ("current", "mid2024")
+REVISIONS = ("current", "mid2024", "glm4v")
+#: glm-4-9b-chat's own class: the revisions the installed fix may stand in for
+CHAT_REVISIONS = ("current", "mid2024")
+GLM4V_IMAGE_SIZE = 28
 
 
 def module_source(revision: str) -> Path:
@@ -31,21 +38,40 @@ def module_source(revision: str) -> Path:
     return HERE / f"upstream_{revision}.py"
 
 
-def make_model_folder(dest: Path, revision: str, vocab_dir: Path | str) -> Path:
-    """Lay out a glm-4-9b-chat-like tokenizer folder at ``dest`` whose remote code is ``revision``."""
+def make_model_folder(
+    dest: Path, revision: str, vocab_dir: Path | str, config: Optional[Dict[str, Any]] = None
+) -> Path:
+    """Lay out a glm-4-9b-chat-like tokenizer folder at ``dest`` whose remote code is ``revision``.
+
+    ``config`` entries are set in the folder's ``tokenizer_config.json`` (a value None removes the key).
+    """
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     for name in ("tokenizer.model", "tokenizer_config.json"):
         shutil.copyfile(Path(vocab_dir) / name, dest / name)
     if revision == "fixed":
-        from glm4_tokfix.remote_code import bundle_bytes
+        from glm4_tokfix.model_folder import bundle_needs
+        from glm4_tokfix.remote_code import SLOW_MODULE, bundle_bytes
 
         for name, data in bundle_bytes().items():
             (dest / name).write_bytes(data)
-        # transformers 4.x copies only the entry module's own relative imports: name every bundle module here
-        lines = [f"from .{Path(name).stem} import __name__ as _{Path(name).stem}  # noqa: F401" for name in bundle_bytes()]
-        lines.append("from .tokenization_glm4_tokfix import ChatGLM4Tokenizer  # noqa: F401")
-        (dest / "tokenization_chatglm.py").write_text("\n".join(lines) + "\n")
-        return dest
-    shutil.copyfile(module_source(revision), dest / "tokenization_chatglm.py")
+        # an entry module too: transformers 4.x copies only the bundle modules it imports itself
+        needs = sorted(bundle_needs(SLOW_MODULE))
+        shim = [f"from .{SLOW_MODULE} import ChatGLM4Tokenizer  # noqa: F401\n"]
+        shim += [f"from .{name} import __name__ as _{name}  # noqa: F401\n" for name in needs]
+        (dest / "tokenization_chatglm.py").write_text("".join(shim))
+    else:
+        shutil.copyfile(module_source(revision), dest / "tokenization_chatglm.py")
+    changes = dict(config or {})
+    if revision == "glm4v":
+        changes.setdefault("image_size", GLM4V_IMAGE_SIZE)
+    if changes:
+        path = dest / "tokenizer_config.json"
+        data = json.loads(path.read_text(encoding="utf-8"))
+        for key, value in changes.items():
+            if value is None:
+                data.pop(key, None)
+            else:
+                data[key] = value
+        path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return dest

@@ -37,7 +37,7 @@ import itertools
 import operator
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
-from transformers.tokenization_utils_base import TruncationStrategy
+from transformers.tokenization_utils_base import BatchEncoding, PreTrainedTokenizerBase, TruncationStrategy
 from transformers.utils import PaddingStrategy
 
 from .glm4_chat import GLM4ChatMixin
@@ -54,7 +54,7 @@ from .glm4_vocab import _ChatGLM4Vocab
 from .glm4_spans import _ROLE_LITERAL as _glm4_spans  # noqa: F401
 from .glm4_templates import _GENERATION as _glm4_templates  # noqa: F401
 
-__all__ = ["ChatGLM4Tokenizer", "GLM4FixMixin"]
+__all__ = ["ChatGLM4Tokenizer", "GLM4FixMixin", "GLM4_SPEC_HOOKS", "glm4_fixed_class", "glm4_host_methods"]
 
 
 # tiktoken encoding -> ((added-tokens key), (chars started per id, begins-inside-a-character per id))
@@ -361,6 +361,25 @@ class GLM4FixMixin(GLM4ChatMixin, GLM4BatchEncoder, GLM4PaddingMixin):
             return first
         return first + list(token_ids_1) + [self._glm4_token_id(PAIR_SUFFIX_TOKEN)]
 
+    if not hasattr(PreTrainedTokenizerBase, "batch_encode_plus"):  # transformers 5 removed it
+
+        def batch_encode_plus(
+            self, batch_text_or_text_pairs: Any, add_special_tokens: bool = True, padding: Any = False,
+            truncation: Any = None, max_length: Optional[int] = None, stride: int = 0,
+            is_split_into_words: bool = False, pad_to_multiple_of: Optional[int] = None, **kwargs: Any,
+        ) -> BatchEncoding:  # fmt: skip
+            """transformers 4.x's ``batch_encode_plus`` (its parameters in its order), which transformers 5
+            removed: ``self(batch, ...)``, the same meaning. A class laid under the fix may call it (GLM-4V-9B's
+            ``apply_chat_template`` does, with rows of ids and ``is_split_into_words=True``)."""
+            if not isinstance(batch_text_or_text_pairs, (list, tuple)):
+                got = type(batch_text_or_text_pairs).__name__
+                raise TypeError(f"batch_encode_plus takes a list of texts or text pairs, got {got}")
+            return self(
+                list(batch_text_or_text_pairs), add_special_tokens=add_special_tokens, padding=padding,
+                truncation=truncation, max_length=max_length, stride=stride, is_split_into_words=is_split_into_words,
+                pad_to_multiple_of=pad_to_multiple_of, **kwargs,
+            )  # fmt: skip
+
     def _glm4_adds_prefix(self, token_ids_0: Sequence[int]) -> bool:
         return _PREFIX_STRIPPED.get() or not self._glm4_has_prefix(token_ids_0, self.get_prefix_tokens())
 
@@ -632,6 +651,42 @@ class GLM4FixMixin(GLM4ChatMixin, GLM4BatchEncoder, GLM4PaddingMixin):
         if clean_up_tokenization_spaces:
             text = self.clean_up_tokenization(text)
         return text
+
+
+#: What the fix lays over a host class even where the host defines it itself: the spec hooks (special tokens,
+#: truncation, padding, decode) and the vocabulary lookups they rest on. Any other method the host's own code
+#: defines -- GLM-4V-9B's ``apply_chat_template`` with its images, say -- stays the host's.
+GLM4_SPEC_HOOKS = frozenset({
+    "build_inputs_with_special_tokens", "get_special_tokens_mask", "create_token_type_ids_from_sequences",
+    "num_special_tokens_to_add", "prepare_for_model", "truncate_sequences", "_get_padding_truncation_strategies",
+    "_pad", "pad", "_decode", "convert_tokens_to_string", "_convert_token_to_id", "_convert_id_to_token",
+    "convert_tokens_to_ids", "get_prefix_tokens", "get_command", "batch_encode_plus",
+})  # fmt: skip
+
+
+def glm4_host_methods(host: type, mixin: type) -> Dict[str, Any]:
+    """The methods of ``host``'s own code (its classes outside transformers) that ``mixin`` also defines and
+    that are not spec hooks (``GLM4_SPEC_HOOKS``): name -> the host's attribute, to keep over the fix."""
+    own = [k for k in host.__mro__[:-1] if (k.__module__ or "").split(".")[0] != "transformers"]
+    defined = {name for k in mixin.__mro__[:-1] for name in vars(k) if not name.startswith("__")}
+    kept = {}
+    for name in sorted(defined - GLM4_SPEC_HOOKS):
+        if any(name in vars(k) for k in own):
+            kept[name] = inspect.getattr_static(host, name)
+    return kept
+
+
+def glm4_fixed_class(host: type, mixin: type = GLM4FixMixin, namespace: Optional[Dict[str, Any]] = None,
+                     first: Tuple[type, ...] = ()) -> type:  # fmt: skip
+    """``class Fixed(*first, mixin, host)``, named as ``host``: the fix laid over a tokenizer's own class.
+
+    The fix replaces the spec hooks; every other method ``host``'s own code defines stays the host's
+    (``glm4_host_methods``), so GLM-4V-9B's image chat keeps working. ``namespace`` adds attributes.
+    """
+    body = {"__module__": host.__module__, "__qualname__": host.__qualname__, "__doc__": host.__doc__}
+    body.update(glm4_host_methods(host, mixin))
+    body.update(namespace or {})
+    return type(host.__name__, (*first, mixin, host), body)
 
 
 class ChatGLM4Tokenizer(GLM4FixMixin, _ChatGLM4Vocab):

@@ -37,6 +37,11 @@ class Property:
     summary: str
     helper: Callable[..., None]
     make_strategy: Callable[[], st.SearchStrategy[Example]]
+    #: why the property cannot run on a tokenizer (then it is skipped, not passed), or None when it can
+    unavailable: Optional[Callable[[Any], Optional[str]]] = None
+
+    def skip_reason(self, tokenizer: Any) -> Optional[str]:
+        return self.unavailable(tokenizer) if self.unavailable is not None else None
 
     def strategy(self) -> st.SearchStrategy[Example]:
         return self.make_strategy()
@@ -49,6 +54,12 @@ class Property:
         """The helper call that reproduces ``example``, as Python source."""
         args = ", ".join(f"{key}={value!r}" for key, value in example.items())
         return f"{self.helper.__name__}(tokenizer{', ' if args else ''}{args})"
+
+
+def _no_chat_template(tokenizer: Any) -> Optional[str]:
+    if getattr(tokenizer, "chat_template", None) or a.own_chat_template(tokenizer):
+        return None
+    return "the tokenizer has no chat template (a base model, such as glm-4-9b)"
 
 
 def _batch(side: str) -> st.SearchStrategy[Example]:
@@ -114,6 +125,7 @@ PROPERTIES: Tuple[Property, ...] = (
         "chat template ids agree however they are tokenized",
         a.assert_chat_template_consistent,
         lambda: st.fixed_dictionaries({"chats": s.chat_batches(), "add_generation_prompt": st.booleans()}),
+        _no_chat_template,
     ),
     Property(
         "decode_round_trip",

@@ -212,6 +212,11 @@ def run_property(
         raise ValueError(f"examples must be a positive integer, got {examples}")
     progress = progress or Progress()
     result = PropertyResult(prop.name, prop.summary)
+    skip = prop.skip_reason(tokenizer) if hasattr(prop, "skip_reason") else None
+    if skip is not None:  # e.g. no chat template to check: skipped, not passed
+        result.skipped = skip
+        progress.done(prop, result)
+        return result
     verdicts: Dict[bytes, Optional[str]] = {}  # example key -> violation message (None: passed)
     unavailable: List[str] = []  # why examples could not run (an optional package is not installed)
     strategy = prop.strategy()
