@@ -14,7 +14,7 @@ from transformers.utils import PaddingStrategy
 from .glm4_encoders import _control_pattern
 from .glm4_offsets import _mask_of_ranges, _row_ranges_at_literals, _RowCharacters, assistant_token_mask
 from .glm4_spans import glm4_reply_spans
-from .glm4_state import _NameSet, _return_dict_default, _transformers_sanitizes
+from .glm4_state import _Host, _NameSet, _return_dict_default, _transformers_sanitizes
 from .glm4_templates import marked_template, template_name
 
 __all__ = ["GLM4ChatMixin"]
@@ -94,7 +94,7 @@ def _mark_control_tokens(obj: Any, pattern: "regex.Pattern[str]") -> Any:
     return obj
 
 
-class GLM4ChatMixin:
+class GLM4ChatMixin(_Host):
     """Chat templates for training: assistant-token masks and control-token sanitizing.
 
     Tokenizer-agnostic: it needs ``self(..., return_offsets_mapping=True)``, ``encode``, ``prepare_for_model``,

@@ -30,7 +30,7 @@ from .glm4_fast_route import (
 )
 from .glm4_padding import GLM4PaddingMixin
 from .glm4_rows import GLM4BatchEncoder
-from .glm4_state import _Cache, _NameSet
+from .glm4_state import _Cache, _FastHost, _NameSet
 from .glm4_tokens import _as_id_list, PREFIX_TEXT, PREFIX_TOKENS
 from .tokenization_glm4_tokfix import GLM4FixMixin
 
@@ -89,7 +89,7 @@ _ENCODERS: "_Cache[Any, GLM4FastEncoder]" = _Cache()
 _ROUTES: "_Cache[Any, Tuple[Any, Any, Optional[str]]]" = _Cache()
 
 
-class GLM4FastFixMixin(GLM4ChatMixin, GLM4PaddingMixin):
+class GLM4FastFixMixin(GLM4ChatMixin, GLM4PaddingMixin, _FastHost):
     """The GLM-4 fix as methods to lay over a transformers fast tokenizer class (put it first in the bases).
 
     The Rust tokenizer stays the checkpoint's own: ``tok._tokenizer`` / ``tok.backend_tokenizer`` is a genuine
@@ -239,7 +239,7 @@ class GLM4FastFixMixin(GLM4ChatMixin, GLM4PaddingMixin):
         if route is None:
             route, _ = self._glm4_route_state()
         if split_special_tokens is None:
-            split_special_tokens = self.split_special_tokens  # type: ignore[attr-defined]
+            split_special_tokens = self.split_special_tokens
         return route.text_encoder(self.glm4_encoder_name(), bool(split_special_tokens))  # type: ignore[union-attr]
 
     def _glm4_call_prefix(self, add_special_tokens: bool) -> Optional[List[int]]:
@@ -266,9 +266,9 @@ class GLM4FastFixMixin(GLM4ChatMixin, GLM4PaddingMixin):
             return False
         if convert.get("return_token_type_ids") and not add_special_tokens:
             return False
-        if "position_ids" in self.model_input_names:  # type: ignore[attr-defined]
+        if "position_ids" in self.model_input_names:
             return False
-        if PaddingStrategy(padding_strategy) != PaddingStrategy.DO_NOT_PAD and self.pad_token_id is None:  # type: ignore
+        if PaddingStrategy(padding_strategy) != PaddingStrategy.DO_NOT_PAD and self.pad_token_id is None:
             return False
         route, _ = self._glm4_route_state()
         if route is None:
@@ -282,7 +282,7 @@ class GLM4FastFixMixin(GLM4ChatMixin, GLM4PaddingMixin):
             if truncation == TruncationStrategy.ONLY_SECOND or stride:
                 return False
             added = len(rule.ids) if (rule is not None and add_special_tokens) else 0
-            if max_length <= added or self.truncation_side not in ("left", "right"):  # type: ignore[attr-defined]
+            if max_length <= added or self.truncation_side not in ("left", "right"):
                 return False  # the Rust route's own errors
         if (
             convert.get("return_special_tokens_mask")
@@ -360,7 +360,7 @@ class GLM4FastFixMixin(GLM4ChatMixin, GLM4PaddingMixin):
                                         rust_route=True, **options).encodings  # fmt: skip
 
             return self._glm4_fast_batch(rows, rust, convert=convert, **options)
-        self.set_truncation_and_padding(  # type: ignore[attr-defined]
+        self.set_truncation_and_padding(
             padding_strategy=padding_strategy,
             truncation_strategy=truncation_strategy,
             max_length=max_length,
@@ -372,7 +372,7 @@ class GLM4FastFixMixin(GLM4ChatMixin, GLM4PaddingMixin):
         if backend.encode_special_tokens != split_special_tokens:
             backend.encode_special_tokens = split_special_tokens
         encodings = self._glm4_encodings(list(items), is_split_into_words, add_special_tokens)
-        converted = [self._convert_encoding(encoding=e, **convert) for e in encodings]  # type: ignore[attr-defined]
+        converted = [self._convert_encoding(encoding=e, **convert) for e in encodings]
         data: Dict[str, List[Any]] = {}
         for key in converted[0][0] if converted else ("input_ids",):
             data[key] = [value for fields, _ in converted for value in fields[key]]
@@ -382,7 +382,7 @@ class GLM4FastFixMixin(GLM4ChatMixin, GLM4PaddingMixin):
                 i for i, (fields, _) in enumerate(converted) for _ in fields["input_ids"]
             ]
         for ids in data["input_ids"]:
-            self._eventual_warn_about_too_long_sequence(ids, max_length, convert.get("verbose", True))  # type: ignore
+            self._eventual_warn_about_too_long_sequence(ids, max_length, convert.get("verbose", True))
         return BatchEncoding(data, pieces, tensor_type=return_tensors)
 
     def _batch_encode_plus(self, batch_text_or_text_pairs: Any, *args: Any, **kwargs: Any):
@@ -423,12 +423,12 @@ class GLM4FastFixMixin(GLM4ChatMixin, GLM4PaddingMixin):
         ):  # 4.x's own _encode_plus, without reading the batch's encodings (a fast-route batch makes them lazily)
             output = self._batch_encode_plus([text], **kwargs)
             single = _single(output)
-            self._eventual_warn_about_too_long_sequence(  # type: ignore[attr-defined]
+            self._eventual_warn_about_too_long_sequence(
                 single["input_ids"], kwargs.get("max_length"), kwargs.get("verbose", True)
             )
             return single
         if args or not _TRANSFORMERS_5 or kwargs.get("sanitize_control_tokens"):
-            return super()._encode_plus(text, text_pair, *args, **kwargs)  # type: ignore[misc]
+            return super()._encode_plus(text, text_pair, *args, **kwargs)
         from transformers.tokenization_utils_base import PaddingStrategy, TruncationStrategy
 
         is_split = bool(kwargs.get("is_split_into_words", False))
@@ -471,7 +471,7 @@ class GLM4FastFixMixin(GLM4ChatMixin, GLM4PaddingMixin):
             pad_to_multiple_of=kwargs.pop("pad_to_multiple_of", None),
             padding_side=kwargs.pop("padding_side", None),
             return_tensors=return_tensors,
-            split_special_tokens=self.split_special_tokens if split is None else split,  # type: ignore[attr-defined]
+            split_special_tokens=self.split_special_tokens if split is None else split,
             convert=convert,
         )
         if batched or return_tensors is not None or convert.get("return_overflowing_tokens"):
@@ -521,7 +521,7 @@ class GLM4FastFixMixin(GLM4ChatMixin, GLM4PaddingMixin):
     ) -> List[int]:
         built = None if already_has_special_tokens else self._glm4_with_template(token_ids_0, token_ids_1)
         if built is None:
-            return super().get_special_tokens_mask(  # type: ignore[misc]
+            return super().get_special_tokens_mask(
                 token_ids_0, token_ids_1, already_has_special_tokens=already_has_special_tokens
             )
         return built[1]
@@ -544,7 +544,7 @@ class GLM4FastFixMixin(GLM4ChatMixin, GLM4PaddingMixin):
         if isinstance(extra, (list, tuple)):
             tokenizer_config = {k: v for k, v in tokenizer_config.items() if k != "extra_special_tokens"}
             tokenizer_config["additional_special_tokens"] = list(extra)
-        return super().save_chat_templates(save_directory, tokenizer_config, *args, **kwargs)  # type: ignore[misc]
+        return super().save_chat_templates(save_directory, tokenizer_config, *args, **kwargs)
 
     if int(_TRANSFORMERS_VERSION.split(".")[0]) < 5:  # transformers 5's fast tokenizers have no prepare_for_model
 
@@ -571,7 +571,7 @@ class GLM4FastFixMixin(GLM4ChatMixin, GLM4PaddingMixin):
         for index in ids:
             if not 0 <= index < size:
                 raise ValueError(f"token id {index} is outside the vocabulary (0..{size - 1})")
-        return super()._decode(ids, skip_special_tokens=skip_special_tokens, **kwargs)  # type: ignore[misc]
+        return super()._decode(ids, skip_special_tokens=skip_special_tokens, **kwargs)
 
 
 class ChatGLM4TokenizerFast(GLM4FastFixMixin, PreTrainedTokenizerFast):
