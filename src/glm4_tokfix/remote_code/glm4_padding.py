@@ -273,9 +273,9 @@ class GLM4PaddingMixin(_Host):
         )
         if isinstance(encoded_inputs, (list, tuple)) and encoded_inputs and isinstance(encoded_inputs[0], Mapping):
             # a list of encodings (a collator's features): one list of rows per key of the first
-            encoded: Union[Dict[str, Any], BatchEncoding] = {key: [example[key] for example in encoded_inputs] for key in encoded_inputs[0].keys()}
+            encoded: Dict[str, Any] = {key: [example[key] for example in encoded_inputs] for key in encoded_inputs[0].keys()}
         elif isinstance(encoded_inputs, (dict, BatchEncoding)):
-            encoded = copy.copy(encoded_inputs)  # the caller's mapping is never written to
+            encoded = copy.copy(encoded_inputs)  # type: ignore[arg-type]  # (BatchEncoding: used as its dict) the caller's mapping is never written to
         elif isinstance(encoded_inputs, Mapping):
             encoded = dict(encoded_inputs)
         else:

@@ -33,6 +33,8 @@ if TYPE_CHECKING:
     class _FastHost(PreTrainedTokenizerFast, _Host):
         """A transformers fast GLM-4 tokenizer."""
 
+        _tokenizer: Any  # its tokenizers.Tokenizer (transformers declares the class attribute as None)
+
 else:
     _Host = _SlowHost = _FastHost = object
 

@@ -86,7 +86,7 @@ _ENCODERS: "_Cache[Any, GLM4FastEncoder]" = _Cache()
 
 
 #: tokenizer -> (what its Rust tokenizer looked like, its fast route or None, why not); same reason
-_ROUTES: "_Cache[Any, Tuple[Any, Any, Optional[str]]]" = _Cache()
+_ROUTES: "_Cache[Any, Tuple[Any, Optional[_FastRoute], str]]" = _Cache()
 
 
 class GLM4FastFixMixin(GLM4ChatMixin, GLM4PaddingMixin, _FastHost):
@@ -240,7 +240,7 @@ class GLM4FastFixMixin(GLM4ChatMixin, GLM4PaddingMixin, _FastHost):
             route, _ = self._glm4_route_state()
         if split_special_tokens is None:
             split_special_tokens = self.split_special_tokens
-        return route.text_encoder(self.glm4_encoder_name(), bool(split_special_tokens))  # type: ignore[union-attr]
+        return route.text_encoder(self.glm4_encoder_name(), bool(split_special_tokens))  # type: ignore[misc]  # a GLM4BatchEncoder method borrowed (class attribute)
 
     def _glm4_call_prefix(self, add_special_tokens: bool) -> Optional[List[int]]:
         rule = self._glm4_encoder().rule() if add_special_tokens else None
@@ -299,7 +299,7 @@ class GLM4FastFixMixin(GLM4ChatMixin, GLM4PaddingMixin, _FastHost):
         convert = options.pop("convert")
         token = _CALL_ROUTE.set(self._glm4_route_state()[0])
         try:
-            built = self._glm4_fast_encode(
+            built = self._glm4_fast_encode(  # type: ignore[misc]  # GLM4BatchEncoder's method, borrowed as a class attribute
                 list(items),
                 batched=True,
                 return_token_type_ids=convert.get("return_token_type_ids"),
@@ -363,7 +363,7 @@ class GLM4FastFixMixin(GLM4ChatMixin, GLM4PaddingMixin, _FastHost):
         self.set_truncation_and_padding(
             padding_strategy=padding_strategy,
             truncation_strategy=truncation_strategy,
-            max_length=max_length,
+            max_length=max_length,  # type: ignore[arg-type]  # None as transformers passes it (5.x annotates int)
             stride=stride,
             pad_to_multiple_of=pad_to_multiple_of,
             padding_side=padding_side,
@@ -496,6 +496,7 @@ class GLM4FastFixMixin(GLM4ChatMixin, GLM4PaddingMixin, _FastHost):
         ids: List[int] = []
         mask: List[int] = []
         types: List[int] = []
+        part: Sequence[int]
         for piece in pieces:
             if "SpecialToken" in piece:
                 part, special, type_id = rule.special[piece["SpecialToken"]["id"]], 1, piece["SpecialToken"]["type_id"]
@@ -564,7 +565,7 @@ class GLM4FastFixMixin(GLM4ChatMixin, GLM4PaddingMixin, _FastHost):
             return super().prepare_for_model(ids, pair_ids, *args, **kwargs)  # type: ignore[misc]
 
     # -- decoding
-    def _decode(self, token_ids: Any, skip_special_tokens: bool = False, **kwargs: Any) -> str:
+    def _decode(self, token_ids: Any, skip_special_tokens: bool = False, **kwargs: Any) -> str:  # type: ignore[override]  # ids as _as_id_list takes them; the rest through **kwargs
         """The Rust tokenizer's decoding, with an id outside the vocabulary a ``ValueError`` (not ``''``)."""
         ids = _as_id_list(token_ids, "token_ids")
         size = self._tokenizer.get_vocab_size(with_added_tokens=True)
