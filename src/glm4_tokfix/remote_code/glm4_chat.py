@@ -149,7 +149,7 @@ class GLM4ChatMixin(_Host):
         digits = str(int.from_bytes(os.urandom(10), "big"))  # this call's: no text can hold it by chance
         marker = "\x00glm4-tokfix-span-" + digits
         try:
-            texts, _ = render_jinja_template(
+            texts, _ = render_jinja_template(  # type: ignore[str-unpack]  # transformers annotates render_jinja_template -> str; it returns a pair
                 conversations=conversations, tools=tools, documents=documents,
                 chat_template=_span_marked_template(marked), add_generation_prompt=add_generation_prompt,
                 **{**template_kwargs, _SPAN_OPEN_VAR: marker + "<", _SPAN_CLOSE_VAR: marker + ">"},
@@ -245,13 +245,15 @@ class GLM4ChatMixin(_Host):
             documents = _mark_control_tokens(documents, pattern)
             template_kwargs = _mark_control_tokens(template_kwargs, pattern)
         special = self.special_tokens_map
+        rendered: Any  # the texts
+        spans: Any  # their assistant spans
         rendered = spans = None
         if self._glm4_shipped_marked(marked, template) and not {_SPAN_OPEN_VAR, _SPAN_CLOSE_VAR} & template_kwargs.keys():
             rendered, spans = self._glm4_render_span_marked(
-                marked, conversations, tools, documents, add_generation_prompt, {**special, **template_kwargs}
+                marked, conversations, tools, documents, add_generation_prompt, {**special, **template_kwargs}  # type: ignore[arg-type]  # not None: _glm4_shipped_marked checked it
             )
         if rendered is None:
-            rendered, spans = render_jinja_template(
+            rendered, spans = render_jinja_template(  # type: ignore[str-unpack]  # as above: the result is a pair
                 conversations=conversations,
                 tools=tools,
                 documents=documents,
@@ -264,7 +266,7 @@ class GLM4ChatMixin(_Host):
         if return_assistant_tokens_mask and marked is None:
 
             def render(chats: List[Any], tools: Any, documents: Any, kwargs: Dict[str, Any]) -> List[str]:
-                return render_jinja_template(
+                return render_jinja_template(  # type: ignore[return-value]  # as above: [0] is the texts
                     conversations=chats,
                     tools=tools,
                     documents=documents,
@@ -474,6 +476,6 @@ class GLM4ChatMixin(_Host):
             )
             for ids in rows
         ]
-        data = {key: [row[key] for row in encoded] for key in encoded[0]} if batched else dict(encoded[0])
+        data: Any = {key: [row[key] for row in encoded] for key in encoded[0]} if batched else dict(encoded[0])
         data = self.pad(data, padding=options["padding"], max_length=options["max_length"], **pad_kwargs)
         return BatchEncoding(dict(data), tensor_type=return_tensors, prepend_batch_axis=not batched)
