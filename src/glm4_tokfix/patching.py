@@ -188,6 +188,7 @@ def patched_class(base: type) -> type:
         if cls is None:
             from transformers import PreTrainedTokenizerFast
 
+            mixin: type  # the slow or the fast fix
             if issubclass(base, PreTrainedTokenizerFast):
                 from glm4_tokfix.remote_code.tokenization_glm4_tokfix_fast import GLM4FastFixMixin as mixin
             else:
@@ -215,7 +216,7 @@ def _without_own_prepare(base: type) -> type:
         return base
 
     def prepare_for_model(self: Any, *args: Any, **kwargs: Any) -> Any:
-        return super(base, self).prepare_for_model(*args, **kwargs)
+        return super(base, self).prepare_for_model(*args, **kwargs)  # type: ignore[arg-type]  # base is a class (mypy wants a class name here)
 
     return type(base.__name__, (base,), {"__module__": base.__module__, "__qualname__": base.__qualname__,
                                          "prepare_for_model": prepare_for_model})  # fmt: skip
@@ -276,7 +277,7 @@ def _import_class(module: str, qualname: str) -> type:
 def _rebuild_patched(module: str, qualname: str) -> Any:
     """Unpickling helper: an empty instance of the patched class of ``module.qualname``."""
     cls = patched_class(_import_class(module, qualname))
-    return cls.__new__(cls)
+    return cls.__new__(cls)  # type: ignore[call-overload]  # an empty instance, for unpickling
 
 
 def from_pretrained(name_or_path: Any, *args: Any, **kwargs: Any) -> Any:
