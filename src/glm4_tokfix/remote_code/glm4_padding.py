@@ -271,9 +271,10 @@ class GLM4PaddingMixin(_Host):
             return_tensors=return_tensors,
             verbose=verbose,
         )
+        encoded: Dict[str, Any]
         if isinstance(encoded_inputs, (list, tuple)) and encoded_inputs and isinstance(encoded_inputs[0], Mapping):
             # a list of encodings (a collator's features): one list of rows per key of the first
-            encoded: Dict[str, Any] = {key: [example[key] for example in encoded_inputs] for key in encoded_inputs[0].keys()}
+            encoded = {key: [example[key] for example in encoded_inputs] for key in encoded_inputs[0].keys()}
         elif isinstance(encoded_inputs, (dict, BatchEncoding)):
             encoded = copy.copy(encoded_inputs)  # type: ignore[arg-type]  # (BatchEncoding: used as its dict) the caller's mapping is never written to
         elif isinstance(encoded_inputs, Mapping):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextvars
 import functools
 import weakref
-from typing import Any, Dict, Tuple, TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, Dict, Tuple, TypeVar
 
 from transformers import PreTrainedTokenizer
 
