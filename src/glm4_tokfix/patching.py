@@ -156,7 +156,7 @@ class _PatchedTokenizer:
         legacy_format: Optional[bool] = None,
         filename_prefix: Optional[str] = None,
     ) -> Tuple[str, ...]:
-        files = super()._save_pretrained(  # type: ignore[misc]
+        files = super()._save_pretrained(  # type: ignore[misc]  # the patched class's tokenizer base has it
             save_directory=save_directory,
             file_names=file_names,
             legacy_format=legacy_format,

@@ -388,9 +388,9 @@ class GLM4FastFixMixin(GLM4ChatMixin, GLM4PaddingMixin, _FastHost):
     def _batch_encode_plus(self, batch_text_or_text_pairs: Any, *args: Any, **kwargs: Any):
         """transformers 4.x: every encoding of a fast tokenizer comes here (``__call__``, ``encode``, ``tokenize``)."""
         if args or _TRANSFORMERS_5:
-            return super()._batch_encode_plus(batch_text_or_text_pairs, *args, **kwargs)  # type: ignore[misc]
+            return super()._batch_encode_plus(batch_text_or_text_pairs, *args, **kwargs)  # type: ignore[misc]  # 4.x only
         if set(kwargs) - _BATCH_KEYWORDS:  # transformers' own error for a keyword it does not take
-            return super()._batch_encode_plus(batch_text_or_text_pairs, **kwargs)  # type: ignore[misc]
+            return super()._batch_encode_plus(batch_text_or_text_pairs, **kwargs)  # type: ignore[misc]  # 4.x only
         from transformers.tokenization_utils_base import PaddingStrategy, TruncationStrategy
 
         convert = {key: kwargs.pop(key) for key in _encode_keywords() if key in kwargs}
@@ -514,7 +514,7 @@ class GLM4FastFixMixin(GLM4ChatMixin, GLM4PaddingMixin, _FastHost):
         """The template's special tokens around the ids; ``[gMASK]<sop>`` only when ``token_ids_0`` lacks it."""
         built = self._glm4_with_template(token_ids_0, token_ids_1)
         if built is None:
-            return super().build_inputs_with_special_tokens(token_ids_0, token_ids_1)  # type: ignore[misc]
+            return super().build_inputs_with_special_tokens(token_ids_0, token_ids_1)  # type: ignore[misc]  # 4.x's fast base only
         return built[0]
 
     def get_special_tokens_mask(
@@ -532,7 +532,7 @@ class GLM4FastFixMixin(GLM4ChatMixin, GLM4PaddingMixin, _FastHost):
     ) -> List[int]:
         built = self._glm4_with_template(token_ids_0, token_ids_1)
         if built is None:
-            return super().create_token_type_ids_from_sequences(token_ids_0, token_ids_1)  # type: ignore[misc]
+            return super().create_token_type_ids_from_sequences(token_ids_0, token_ids_1)  # type: ignore[misc]  # 4.x's only
         return built[2]
 
     # -- saving
@@ -562,7 +562,7 @@ class GLM4FastFixMixin(GLM4ChatMixin, GLM4PaddingMixin, _FastHost):
                 and list(ids[: len(rule.ids)]) == rule.ids
             ):
                 ids = list(ids[len(rule.ids) :])
-            return super().prepare_for_model(ids, pair_ids, *args, **kwargs)  # type: ignore[misc]
+            return super().prepare_for_model(ids, pair_ids, *args, **kwargs)  # type: ignore[misc]  # 4.x's fast base only
 
     # -- decoding
     def _decode(self, token_ids: Any, skip_special_tokens: bool = False, **kwargs: Any) -> str:  # type: ignore[override]  # ids as _as_id_list takes them; the rest through **kwargs
