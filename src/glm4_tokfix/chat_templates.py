@@ -79,7 +79,9 @@ def reply_spans(
         raise TypeError(f"a chat template is a str, got {type(template).__name__}")
     chats = [list(chat) for chat in chats]
     marked = has_generation_markers(template)
-    rendered, spans = render_jinja_template(
+    rendered: List[str]
+    spans: Any
+    rendered, spans = render_jinja_template(  # type: ignore[str-unpack,assignment]  # transformers annotates -> str; it returns a pair
         conversations=chats, tools=tools, documents=documents, chat_template=template,
         return_assistant_tokens_mask=marked, add_generation_prompt=add_generation_prompt, **template_kwargs,
     )  # fmt: skip
@@ -87,7 +89,7 @@ def reply_spans(
         return rendered, [[(int(a), int(b)) for a, b in row] for row in spans]
 
     def render(chats_: List[Any], tools_: Any, documents_: Any, kwargs: Dict[str, Any]) -> List[str]:
-        return render_jinja_template(
+        return render_jinja_template(  # type: ignore[return-value]  # as above: [0] is the texts
             conversations=chats_, tools=tools_, documents=documents_, chat_template=template,
             add_generation_prompt=add_generation_prompt, **kwargs,
         )[0]  # fmt: skip

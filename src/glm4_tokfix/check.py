@@ -254,7 +254,7 @@ def run(args: argparse.Namespace) -> int:
         hf_logging.set_verbosity(hf_logging.CRITICAL)  # e.g. 4.x logs an error for each truncation it skips
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            report = run_properties(tokenizer, selected, examples=args.examples, seed=seed, progress=progress)
+            report = run_properties(tokenizer, selected, examples=args.examples, seed=seed, progress=progress)  # type: ignore[arg-type]  # duck-types testing.runner.Progress
     except KeyboardInterrupt:
         print("\nglm4-tokfix check: interrupted", file=sys.stderr)
         return 130

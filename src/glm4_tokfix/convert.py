@@ -98,7 +98,7 @@ def build_backend(folder: PathLike, style: str = "chat-hf") -> Any:
     from glm4_tokfix.remote_code.glm4_vocab import load_tiktoken_ranks
 
     class _Converter(TikTokenConverter):
-        load_tiktoken_bpe = staticmethod(load_tiktoken_ranks)
+        load_tiktoken_bpe = staticmethod(load_tiktoken_ranks)  # type: ignore[assignment]  # takes a path, as the base's loader does
 
     path, config = _read_folder(folder)
     # transformers 4.x adds `additional_special_tokens` as plain tokens; 5.x ignores the name: [] adds none on both
@@ -108,7 +108,7 @@ def build_backend(folder: PathLike, style: str = "chat-hf") -> Any:
     n_ranks = backend.get_vocab_size(with_added_tokens=True)
     added = read_added_tokens(config, n_ranks, str(path / "tokenizer_config.json"))
     backend.add_special_tokens([AddedToken(t, normalized=False, special=True) for t in added])
-    steps = [processors.ByteLevel(trim_offsets=False)]
+    steps: List[Any] = [processors.ByteLevel(trim_offsets=False)]
     if STYLES[style]:
         ids = {token: n_ranks + i for i, token in enumerate(added)}
         missing = [t for t in PREFIX_TOKENS if t not in ids]

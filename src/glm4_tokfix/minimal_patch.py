@@ -38,7 +38,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Tuple
 
 from glm4_tokfix.folder_io import PathLike, Transaction, check_writable, existing_folder
 
@@ -191,7 +191,7 @@ def _find_method(cls: ast.ClassDef, method: str, name: str) -> ast.FunctionDef:
 
 def _module_names(tree: ast.Module) -> set:
     """Names bound at module level by imports, assignments and definitions."""
-    names = set()
+    names: set = set()
     for node in tree.body:
         if isinstance(node, (ast.Import, ast.ImportFrom)):
             names.update((a.asname or a.name).split(".")[0] for a in node.names)
@@ -208,7 +208,7 @@ def _body_start(node: ast.FunctionDef) -> int:
     if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
         if len(node.body) == 1:
             raise ValueError(f"{node.name} has only a docstring")
-        return first.end_lineno  # the line after the docstring (1-based end == 0-based next)
+        return first.end_lineno  # type: ignore[return-value]  # a parsed node always has end_lineno; the line after the docstring (1-based end == 0-based next)
     return first.lineno - 1
 
 
@@ -275,12 +275,12 @@ def _newline_of(lines: List[str]) -> str:
     return "\n"
 
 
-def _add_padding_side(lines: List[str], node: ast.FunctionDef, annotate: bool, newline: str) -> Optional[Tuple[int, List[str]]]:
+def _add_padding_side(lines: List[str], node: ast.FunctionDef, annotate: bool, newline: str) -> Tuple[int, List[str]]:
     """The header line edit that gives ``_pad`` a ``padding_side=None`` parameter: (line index, new lines)."""
     last = node.args.defaults[-1] if node.args.defaults else None
     arg = node.args.args[-1]
     end = last if last is not None else arg
-    index = end.end_lineno - 1
+    index = end.end_lineno - 1  # type: ignore[operator]  # a parsed node always has end_lineno
     line = lines[index]
     text = line.rstrip("\r\n")
     rest = text[end.end_col_offset :]
@@ -297,7 +297,7 @@ def _replacement(lines: List[str], node: ast.FunctionDef, template: str, newline
     start, end = _body_start(node), node.end_lineno  # 0-based, end exclusive
     first = next(n for n in node.body if not (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant)))
     new = _body_lines(template, _indent_of(lines[first.lineno - 1]), newline)
-    return start, end, _merge(lines[start:end], new)
+    return start, end, _merge(lines[start:end], new)  # type: ignore[return-value]  # a parsed node always has end_lineno
 
 
 def _method_lines(template: str, node: ast.FunctionDef, lines: List[str], newline: str) -> List[str]:
@@ -352,7 +352,7 @@ def _parse(source: str, name: str) -> Tuple[ast.Module, ast.ClassDef, Dict[str, 
     methods = {m: _find_method(cls, m, name) for m in ("build_inputs_with_special_tokens", "_pad", "get_prefix_tokens")}
     for node in cls.body:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == "prepare_for_model":
-            methods["prepare_for_model"] = node
+            methods["prepare_for_model"] = node  # type: ignore[assignment]  # an async prepare_for_model is found (and refused) too
     return tree, cls, methods
 
 
@@ -414,7 +414,7 @@ def minimal_patch(source: str, name: str = UPSTREAM_FILE) -> MinimalPatch:
         raise _fail(name, "it does not import PaddingStrategy (which _pad needs)")
     newline = _newline_of(lines)
     edits = [_replacement(lines, build, _BUILD_BODY, newline), _replacement(lines, pad, pad_body, newline)]
-    edits.append((build.end_lineno, build.end_lineno, [newline] + _method_lines(_PREPARE_METHOD, build, lines, newline)))
+    edits.append((build.end_lineno, build.end_lineno, [newline] + _method_lines(_PREPARE_METHOD, build, lines, newline)))  # type: ignore[arg-type]  # a parsed node always has end_lineno
     if revision == "mid2024":
         index, new = _add_padding_side(lines, pad, "Optional" in known, newline)
         edits.append((index, index + 1, new))

@@ -390,8 +390,9 @@ def _reexported_from(path: Path, name: str) -> Optional[Path]:
     if any(isinstance(n, ast.ClassDef) and n.name == name for n in tree.body):
         return None
     for node in tree.body:
-        sibling = isinstance(node, ast.ImportFrom) and node.level == 1 and node.module and "." not in node.module
-        if sibling and any(alias.name == name and alias.asname in (None, name) for alias in node.names):
+        if not (isinstance(node, ast.ImportFrom) and node.level == 1 and node.module and "." not in node.module):
+            continue
+        if any(alias.name == name and alias.asname in (None, name) for alias in node.names):
             target = path.parent / (node.module + ".py")
             return target if target.is_file() else None
     return None

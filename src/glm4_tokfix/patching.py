@@ -164,7 +164,7 @@ class _PatchedTokenizer:
         legacy_format: Optional[bool] = None,
         filename_prefix: Optional[str] = None,
     ) -> Tuple[str, ...]:
-        files = super()._save_pretrained(  # type: ignore[misc]
+        files = super()._save_pretrained(  # type: ignore[misc]  # the patched class's tokenizer base has it
             save_directory=save_directory,
             file_names=file_names,
             legacy_format=legacy_format,
@@ -211,7 +211,7 @@ def _host_init_values(tokenizer: Any, base: type) -> Dict[str, Any]:
     from glm4_tokfix import model_folder
 
     try:
-        parameters = inspect.signature(base.__init__).parameters.values()
+        parameters = inspect.signature(base.__init__).parameters.values()  # type: ignore[misc]  # the class's own __init__ is what we read
     except (TypeError, ValueError):
         return {}
     values = {}
@@ -244,6 +244,7 @@ def patched_class(base: type) -> type:
 
             from glm4_tokfix.remote_code.tokenization_glm4_tokfix import glm4_fixed_class
 
+            mixin: type  # the slow or the fast fix
             if issubclass(base, PreTrainedTokenizerFast):
                 from glm4_tokfix.remote_code.tokenization_glm4_tokfix_fast import GLM4FastFixMixin as mixin
             else:
@@ -271,7 +272,7 @@ def _without_own_prepare(base: type) -> type:
         return base
 
     def prepare_for_model(self: Any, *args: Any, **kwargs: Any) -> Any:
-        return super(base, self).prepare_for_model(*args, **kwargs)
+        return super(base, self).prepare_for_model(*args, **kwargs)  # type: ignore[arg-type]  # base is a class (mypy wants a class name here)
 
     return type(base.__name__, (base,), {"__module__": base.__module__, "__qualname__": base.__qualname__,
                                          "prepare_for_model": prepare_for_model})  # fmt: skip
@@ -332,7 +333,7 @@ def _import_class(module: str, qualname: str) -> type:
 def _rebuild_patched(module: str, qualname: str) -> Any:
     """Unpickling helper: an empty instance of the patched class of ``module.qualname``."""
     cls = patched_class(_import_class(module, qualname))
-    return cls.__new__(cls)
+    return cls.__new__(cls)  # type: ignore[call-overload]  # an empty instance, for unpickling
 
 
 def from_pretrained(name_or_path: Any, *args: Any, **kwargs: Any) -> Any:

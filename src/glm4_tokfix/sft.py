@@ -217,15 +217,15 @@ def tokenize_chats(
     too_long = [k for k in range(len(chats)) if max_length is not None and len(ids[k]) + appended[k] > max_length]
     if too_long:  # the tokenizer truncates them (keeping its prefix rule), with room for the <|user|> if kept
         keeps_end = getattr(tokenizer, "truncation_side", "right") == "left"
-        for limit in sorted({max_length - (appended[k] and keeps_end) for k in too_long}):  # type: ignore[operator]
-            group = [k for k in too_long if max_length - (appended[k] and keeps_end) == limit]  # type: ignore[operator]
+        for limit in sorted({max_length - (appended[k] and keeps_end) for k in too_long}):  # type: ignore[operator]  # too_long is empty when max_length is None
+            group = [k for k in too_long if max_length - (appended[k] and keeps_end) == limit]  # type: ignore[operator]  # as above
             cut = encode([list(chats[k]) for k in group], limit)
             for j, k in enumerate(group):
                 ids[k], masks[k] = list(cut["input_ids"][j]), list(cut["assistant_masks"][j])
                 appended[k] = appended[k] and keeps_end
     for k in range(len(chats)):
         if appended[k]:
-            ids[k].append(end_id)  # type: ignore[arg-type]
+            ids[k].append(end_id)  # type: ignore[arg-type]  # set: appended needs supervise_turn_end
             masks[k].append(0)
     labels = [labels_from_mask(i, m, turn_end=supervise_turn_end) for i, m in zip(ids, masks)]
     return {"input_ids": ids, "assistant_masks": masks, "labels": labels}
@@ -295,7 +295,7 @@ class SFTCollator:
                 positions = row["position_ids"] = _as_list(feature["position_ids"])
                 if len(positions) != len(ids):
                     raise ValueError(f"row {k}: input_ids has {len(ids)} tokens but position_ids has {len(positions)}")
-        return rows  # type: ignore[return-value]
+        return rows  # type: ignore[return-value]  # every row is filled in above
 
     def __call__(self, features: Sequence[Mapping[str, Any]]) -> Any:
         if not features:

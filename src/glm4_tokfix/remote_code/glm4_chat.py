@@ -14,7 +14,7 @@ from transformers.utils import PaddingStrategy
 from .glm4_encoders import _control_pattern
 from .glm4_offsets import _mask_of_ranges, _row_ranges_at_literals, _RowCharacters, assistant_token_mask
 from .glm4_spans import glm4_reply_spans
-from .glm4_state import _NameSet, _return_dict_default, _transformers_sanitizes
+from .glm4_state import _Host, _NameSet, _return_dict_default, _transformers_sanitizes
 from .glm4_templates import marked_template, template_name
 
 __all__ = ["GLM4ChatMixin"]
@@ -94,7 +94,7 @@ def _mark_control_tokens(obj: Any, pattern: "regex.Pattern[str]") -> Any:
     return obj
 
 
-class GLM4ChatMixin:
+class GLM4ChatMixin(_Host):
     """Chat templates for training: assistant-token masks and control-token sanitizing.
 
     Tokenizer-agnostic: it needs ``self(..., return_offsets_mapping=True)``, ``encode``, ``prepare_for_model``,
@@ -149,7 +149,7 @@ class GLM4ChatMixin:
         digits = str(int.from_bytes(os.urandom(10), "big"))  # this call's: no text can hold it by chance
         marker = "\x00glm4-tokfix-span-" + digits
         try:
-            texts, _ = render_jinja_template(
+            texts, _ = render_jinja_template(  # type: ignore[str-unpack]  # transformers annotates render_jinja_template -> str; it returns a pair
                 conversations=conversations, tools=tools, documents=documents,
                 chat_template=_span_marked_template(marked), add_generation_prompt=add_generation_prompt,
                 **{**template_kwargs, _SPAN_OPEN_VAR: marker + "<", _SPAN_CLOSE_VAR: marker + ">"},
@@ -245,13 +245,15 @@ class GLM4ChatMixin:
             documents = _mark_control_tokens(documents, pattern)
             template_kwargs = _mark_control_tokens(template_kwargs, pattern)
         special = self.special_tokens_map
+        rendered: Any  # the texts
+        spans: Any  # their assistant spans
         rendered = spans = None
         if self._glm4_shipped_marked(marked, template) and not {_SPAN_OPEN_VAR, _SPAN_CLOSE_VAR} & template_kwargs.keys():
             rendered, spans = self._glm4_render_span_marked(
-                marked, conversations, tools, documents, add_generation_prompt, {**special, **template_kwargs}
+                marked, conversations, tools, documents, add_generation_prompt, {**special, **template_kwargs}  # type: ignore[arg-type]  # not None: _glm4_shipped_marked checked it
             )
         if rendered is None:
-            rendered, spans = render_jinja_template(
+            rendered, spans = render_jinja_template(  # type: ignore[str-unpack]  # as above: the result is a pair
                 conversations=conversations,
                 tools=tools,
                 documents=documents,
@@ -264,7 +266,7 @@ class GLM4ChatMixin:
         if return_assistant_tokens_mask and marked is None:
 
             def render(chats: List[Any], tools: Any, documents: Any, kwargs: Dict[str, Any]) -> List[str]:
-                return render_jinja_template(
+                return render_jinja_template(  # type: ignore[return-value]  # as above: [0] is the texts
                     conversations=chats,
                     tools=tools,
                     documents=documents,
@@ -474,6 +476,6 @@ class GLM4ChatMixin:
             )
             for ids in rows
         ]
-        data = {key: [row[key] for row in encoded] for key in encoded[0]} if batched else dict(encoded[0])
+        data: Any = {key: [row[key] for row in encoded] for key in encoded[0]} if batched else dict(encoded[0])
         data = self.pad(data, padding=options["padding"], max_length=options["max_length"], **pad_kwargs)
         return BatchEncoding(dict(data), tensor_type=return_tensors, prepend_batch_axis=not batched)

@@ -167,6 +167,8 @@ class GLM4EncoderBackend:
     #: whether threads speed a batch up (the engine releases the GIL while it merges); when False, a batch
     #: is encoded serially unless ``glm4_encode_threads`` asks for threads explicitly
     threads_help = True
+    #: the added tokens it splits out of a text (content -> id); each backend sets it
+    added_tokens: Dict[str, int]
 
     def text_encoder(self, split_special: bool = False) -> Callable[[str], List[int]]:
         """A function text -> ids (a fresh list, the caller's to change)."""
@@ -476,7 +478,7 @@ class FastokensBackend(GLM4EncoderBackend):
         else:
             self._special = self._ordinary
         for encoder in (self._ordinary, self._special):
-            encoder.threads_help = self.threads_help
+            encoder.threads_help = self.threads_help  # type: ignore[attr-defined]  # read back from the partial by _encode_in_threads
 
     def text_encoder(self, split_special: bool = False) -> Callable[[str], List[int]]:
         return self._ordinary if split_special else self._special

@@ -262,7 +262,7 @@ class GLM4FastEncoder:
             self._check_pairs(items, set(literal), rule, add_special_tokens, truncation, is_pretokenized)
         if not literal:
             return self.encode_plain(items, is_pretokenized, add_special_tokens)
-        return self._encode_with_literals(items, literal, rule, is_pretokenized, encoded)
+        return self._encode_with_literals(items, literal, rule, is_pretokenized, encoded)  # type: ignore[arg-type]  # literal is empty when rule is None
 
     def _led_by_prefix(
         self, items: List[Any], rows: List[int], rule: PrefixRule, is_pretokenized: bool
@@ -578,7 +578,7 @@ class _FastRoute:
 
     def __init__(self, ranks: Dict[bytes, int], added: Dict[str, int], non_special: Dict[str, int]) -> None:
         self.ranks, self.added, self.non_special = ranks, added, non_special
-        self.backends: Dict[Tuple[str, bool], Any] = {}
+        self.backends: Dict[Tuple[str, Optional[bool]], Any] = {}  # None: the base fastokens backend
         self.tables: Optional[Tuple[List[int], List[int], frozenset]] = None
         self.disjoint: Optional[bool] = None  # whether no two occurrences of the added tokens can overlap
 
@@ -645,8 +645,8 @@ class GLM4LazyBatchEncoding(BatchEncoding):
         self.__dict__["_glm4_source"] = source
         super().__init__(data, encoding=None, n_sequences=n_sequences)
 
-    @property
-    def _encodings(self) -> Optional[List[Any]]:  # type: ignore[override]
+    @property  # type: ignore[override]  # a property over BatchEncoding's plain attribute, made on first read
+    def _encodings(self) -> Optional[List[Any]]:
         own = self.__dict__.get("_glm4_encodings")
         if own is None:
             source = self.__dict__.get("_glm4_source")

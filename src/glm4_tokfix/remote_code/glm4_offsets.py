@@ -107,7 +107,7 @@ class _RowCharacters:
         try:
             import numpy as np
         except ImportError:
-            np = None
+            np = None  # type: ignore[assignment]  # numpy is optional
         self.np = np if rows else None
         if self.np is not None:
             self.flat, bounds = _flat_ids(rows)
@@ -321,7 +321,7 @@ def _offset_arrays(
     before = np.zeros(len(rows), dtype=np.int64)  # characters of the rows before each row
     later = firsts > 0
     before[later] = ends[firsts[later] - 1]
-    ends -= np.repeat(before, lengths)
+    ends -= np.repeat(before, lengths)  # type: ignore[arg-type]  # numpy's stubs take np.diff of int64 for timedelta64
     starts = np.empty_like(ends)
     if ends.size:
         starts[1:] = ends[:-1]
@@ -358,7 +358,7 @@ class _OffsetRows:
     def body_field(self) -> Tuple[Any, ...]:
         """``(bodies' offsets, (0, 0), heads)`` for ``_padded_body_field``: lists of shared tuples."""
         n_prefix = self.n_prefix
-        offsets = self.lists if self.lists is not None else _offset_lists(self.arrays)
+        offsets = self.lists if self.lists is not None else _offset_lists(self.arrays)  # type: ignore[arg-type]  # arrays is set when lists is not
         heads = [offs[:n_prefix] if lit else None for offs, lit in zip(offsets, self.literal)]
         for offs, start, stop in zip(offsets, *self.kept):  # cut like the ids, in place (this call's lists)
             if stop < len(offs):
@@ -396,7 +396,7 @@ class _OffsetRows:
         from: what ``ids[real]`` of ``_glm4_row_arrays`` takes."""
         import numpy as np
 
-        return np.concatenate([self.arrays[0], np.asarray(head, dtype=np.int64)])[placement[0]]
+        return np.concatenate([self.arrays[0], np.asarray(head, dtype=np.int64)])[placement[0]]  # type: ignore[index]  # arrays is set when there is a placement
 
     def padded_array(self, placement: Tuple[Any, Any, Tuple[int, int]]) -> Any:
         """The offsets as one int64 array of shape ``(rows, width, 2)``, ``(0, 0)`` on pads and under an added
@@ -404,7 +404,7 @@ class _OffsetRows:
         import numpy as np
 
         source, target, shape = placement
-        _, starts, ends, _ = self.arrays
+        _, starts, ends, _ = self.arrays  # type: ignore[misc]  # as above: arrays is set
         out = np.zeros((shape[0] * shape[1], 2), dtype=np.int64)
         padding = np.zeros(self.n_prefix, dtype=np.int64)  # an added prefix's (0, 0)
         for column, values in ((0, starts), (1, ends)):  # one column at a time: 1-d gathers, about twice as fast

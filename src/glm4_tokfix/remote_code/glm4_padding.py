@@ -13,6 +13,8 @@ from transformers import BatchEncoding
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 from transformers.utils import PaddingStrategy, TensorType
 
+from .glm4_state import _Host
+
 __all__ = ["GLM4PaddingMixin"]
 
 
@@ -132,7 +134,7 @@ def _padded_arrays(
 _PADDED_AS_GIVEN = ("token_type_ids", "special_tokens_mask", "offset_mapping", "position_ids")
 
 
-class GLM4PaddingMixin:
+class GLM4PaddingMixin(_Host):
     """GLM-4's padding rules: pads on the requested side, given ``position_ids`` kept (pads get 0), absent ones
     made to count the real tokens.
 
@@ -153,7 +155,7 @@ class GLM4PaddingMixin:
             raise ValueError(f"pad_to_multiple_of must be a positive integer, got {pad_to_multiple_of!r}")
         return side
 
-    def _pad(
+    def _pad(  # type: ignore[override]  # takes a str padding_strategy too; the base's annotation differs across 4.x/5.x
         self,
         encoded_inputs: Dict[str, Any],
         max_length: Optional[int] = None,
@@ -204,7 +206,7 @@ class GLM4PaddingMixin:
         if difference and self.pad_token_id is None:
             raise ValueError("cannot pad: the tokenizer has no pad_token (GLM-4 uses <|endoftext|>)")
 
-        def padded(values: Iterable[int], fill: int) -> List[int]:
+        def padded(values: Iterable[Any], fill: Any) -> List[Any]:
             values = list(values)
             if not difference:
                 return values
@@ -275,11 +277,12 @@ class GLM4PaddingMixin:
             return_tensors=return_tensors,
             verbose=verbose,
         )
+        encoded: Dict[str, Any]
         if isinstance(encoded_inputs, (list, tuple)) and encoded_inputs and isinstance(encoded_inputs[0], Mapping):
             # a list of encodings (a collator's features): one list of rows per key of the first
             encoded = {key: [example[key] for example in encoded_inputs] for key in encoded_inputs[0].keys()}
         elif isinstance(encoded_inputs, (dict, BatchEncoding)):
-            encoded = copy.copy(encoded_inputs)  # the caller's mapping is never written to
+            encoded = copy.copy(encoded_inputs)  # type: ignore[arg-type]  # (BatchEncoding: used as its dict) the caller's mapping is never written to
         elif isinstance(encoded_inputs, Mapping):
             encoded = dict(encoded_inputs)
         else:
@@ -297,7 +300,7 @@ class GLM4PaddingMixin:
         if required is None or (isinstance(required, Sized) and len(required) == 0):
             if return_attention_mask:
                 encoded["attention_mask"] = []
-            return encoded
+            return encoded  # type: ignore[return-value]  # as transformers: an empty batch comes back as the mapping given
         first = required[0]
         if isinstance(first, (list, tuple)):  # the first token of the first row that has one
             first = next((row[0] for row in required if len(row)), first)

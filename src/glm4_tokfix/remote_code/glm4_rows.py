@@ -25,7 +25,7 @@ from .glm4_encoders import (
 )
 from .glm4_offsets import _offset_arrays, _OffsetRows
 from .glm4_padding import _as_framework, _int_dtype, _real_region, _tensor_kind
-from .glm4_state import _ADDED_STATE, _Cache, _NameSet, _OFFSET_ROWS, _ONE_ENCODE_PLUS, _SPLIT_SPECIAL
+from .glm4_state import _ADDED_STATE, _Cache, _NameSet, _OFFSET_ROWS, _ONE_ENCODE_PLUS, _SlowHost, _SPLIT_SPECIAL
 from .glm4_tokens import PAIR_SUFFIX_TOKEN, PREFIX_TEXT
 from .glm4_vocab import _ChatGLM4Vocab
 
@@ -80,7 +80,7 @@ def _max_length_too_small(n_special: int, remove: int, n_text: int) -> ValueErro
 
 
 def _padded_body_field(
-    values: List[Sequence[Any]],
+    values: List[List[Any]],
     fill: Any,
     n_prefix: int,
     gaps: List[int],
@@ -97,17 +97,17 @@ def _padded_body_field(
         head = heads[i] if heads is not None and heads[i] is not None else [fill] * n_prefix
         if left:
             lead = [fill] * d if d else []
-            lead += head
+            lead += head  # type: ignore[arg-type]  # heads[i] is checked above; mypy does not narrow an indexed item
             row[:0] = lead
         else:
-            row[:0] = head
+            row[:0] = head  # type: ignore[assignment]  # as above: heads[i] is checked
             if d:
                 row += [fill] * d
         rows.append(row)
     return rows
 
 
-class GLM4BatchEncoder:
+class GLM4BatchEncoder(_SlowHost):
     """The fast path: plain texts encoded by tiktoken in one call each, rows built in one pass.
 
     Same output as transformers' generic path through ``GLM4FixMixin`` (the
@@ -139,7 +139,7 @@ class GLM4BatchEncoder:
     #: fastokens when it is installed, else tiktoken. ``glm4_encoder_name()`` says which one runs.
     glm4_encoder: Optional[str] = None
 
-    def _encode_plus(self, text: Any = None, text_pair: Any = None, **kwargs: Any):
+    def _encode_plus(self, text: Any = None, text_pair: Any = None, **kwargs: Any):  # type: ignore[override]  # one signature for 4.x's and 5.x's (they differ)
         # transformers 5: every __call__/encode goes through here (a batch too); 4.x: single texts only.
         if text_pair is not None and _OFFSET_ROWS.get() is None and self._glm4_fast_pairs_apply(kwargs):
             if isinstance(text, str) and isinstance(text_pair, str):
@@ -152,7 +152,7 @@ class GLM4BatchEncoder:
                 return self._glm4_fast_encode(list(text), batched=True, pairs=list(text_pair), **kwargs)
         if text_pair is None and _OFFSET_ROWS.get() is None and self._glm4_fast_applies(kwargs):
             if _ONE_ENCODE_PLUS and isinstance(text, (list, tuple)) and text and self._glm4_fast_pairs_apply(kwargs):
-                rows = _glm4_pair_rows(text)
+                rows: Any = _glm4_pair_rows(text)  # pair rows, word rows or (text, pair) rows below
                 if rows is not None:
                     return self._glm4_fast_encode(rows[0], batched=True, pairs=rows[1], **kwargs)
             if kwargs.get("is_split_into_words"):
@@ -235,7 +235,7 @@ class GLM4BatchEncoder:
         # transformers 4.x batch path (5.x has no _batch_encode_plus and never calls this).
         texts = batch_text_or_text_pairs
         if isinstance(texts, (list, tuple)) and texts and self._glm4_fast_pairs_apply(kwargs):
-            rows = _glm4_pair_rows(texts)
+            rows: Any = _glm4_pair_rows(texts)  # pair rows, word rows or (text, pair) rows below
             if rows is not None:
                 return self._glm4_fast_encode(rows[0], batched=True, pairs=rows[1], **kwargs)
         if kwargs.get("is_split_into_words") and not kwargs.get("return_offsets_mapping"):
@@ -255,9 +255,9 @@ class GLM4BatchEncoder:
         try:
             if kwargs.get("return_offsets_mapping"):  # the generic path, with offsets of our own
                 rows = [_glm4_row(row, None) for row in texts]
-                encode = functools.partial(super()._batch_encode_plus, batch_text_or_text_pairs)
+                encode = functools.partial(super()._batch_encode_plus, batch_text_or_text_pairs)  # type: ignore[misc]  # transformers 4.x only (5.x's stubs have no _batch_encode_plus)
                 return self._glm4_generic_offsets(encode, rows, kwargs)
-            return super()._batch_encode_plus(batch_text_or_text_pairs, **kwargs)
+            return super()._batch_encode_plus(batch_text_or_text_pairs, **kwargs)  # type: ignore[misc]  # as above: 4.x only
         finally:
             _SPLIT_SPECIAL.reset(token)
 
@@ -390,7 +390,7 @@ class GLM4BatchEncoder:
                 base = per_vocab.get((name, ()))
                 if base is None:
                     base = per_vocab[(name, ())] = FastokensBackend(self.mergeable_ranks, encoding._pat_str, {})
-                backend = base.with_added_tokens(literals or {})
+                backend = base.with_added_tokens(literals or {})  # type: ignore[attr-defined]  # a fastokens name's (name, ()) entry is a FastokensBackend
             per_vocab[(name, signature)] = backend
         _LAST_BACKEND[self] = {**found, (name, literals is None): (literals, encoding, backend)}  # one assignment
         return backend
@@ -474,14 +474,14 @@ class GLM4BatchEncoder:
             raise ValueError(f"truncation_side must be 'left' or 'right', got {self.truncation_side!r}")
 
         if words:
-            flat = self._glm4_encode_texts([word for row in texts for word in row], encode)
+            flat = self._glm4_encode_texts([word for row in texts for word in row], encode)  # type: ignore[arg-type]  # not None: the fast path runs only when it applies
             encoded, at = [], 0
             for row in texts:
                 encoded.append(list(chain.from_iterable(flat[at : at + len(row)])))
                 at += len(row)
             del flat
         else:
-            encoded = self._glm4_encode_texts(texts, encode)
+            encoded = self._glm4_encode_texts(texts, encode)  # type: ignore[arg-type]  # not None: the fast path runs only when it applies
         offset_arrays = offset_lists = literal = None
         if return_offsets_mapping:  # from the full ids, before the bodies are cut out of them in place
             literal = [prefix is not None and ids[: len(head)] == head for ids in encoded]
@@ -492,12 +492,12 @@ class GLM4BatchEncoder:
         del encoded
         if pairs is not None:  # B and the closing <|endoftext|> follow A in the body
             suffix = [self._glm4_token_id(PAIR_SUFFIX_TOKEN)]
-            for body, second in zip(bodies, self._glm4_encode_texts(pairs, encode)):
+            for body, second in zip(bodies, self._glm4_encode_texts(pairs, encode)):  # type: ignore[arg-type]  # not None: the fast path runs only when it applies
                 body += second
                 body += suffix
         lengths = [len(b) + len(head) for b in bodies]
         for n in lengths:  # transformers' "longer than model_max_length" warning looks at the length only
-            self._eventual_warn_about_too_long_sequence(range(n), max_length, verbose)
+            self._eventual_warn_about_too_long_sequence(range(n), max_length, verbose)  # type: ignore[arg-type]  # only the length is read
         # Optional per-row fields: name -> (each row's values, cut like its ids with ``kept``; the value
         # on pads and under an added prefix[; per row, the values under the prefix instead, or None]), or an
         # _OffsetRows that gives that tuple for lists (body_field) and builds its array itself (padded_array).
@@ -532,7 +532,7 @@ class GLM4BatchEncoder:
             raise ValueError("cannot pad: the tokenizer has no pad_token (GLM-4 uses <|endoftext|>)")
 
         width = max(max(lengths), target or 0)
-        fields = dict(
+        fields: Dict[str, Any] = dict(
             with_types=return_token_type_ids,
             with_special=return_special_tokens_mask,
             with_mask=pad_phase and want_mask,
@@ -630,7 +630,7 @@ class GLM4BatchEncoder:
         ids_rows: List[List[int]] = []
         masks, positions, type_ids, special = [], [], [], []
         for i, (n, d) in enumerate(zip(lengths, gaps)):
-            body, bodies[i] = bodies[i], None
+            body, bodies[i] = bodies[i], None  # type: ignore[call-overload]  # frees each row as it is consumed
             if left:
                 body[:0] = pads_head[gap - d :] if d else head
             else:
@@ -692,7 +692,7 @@ class GLM4BatchEncoder:
         offsets = body_fields.get("offset_mapping")
         placement = offsets.placement(lengths, width, left) if isinstance(offsets, _OffsetRows) else None
         if placement is not None:  # the arrays the offsets came from hold the ids already
-            ids[real] = offsets.token_ids(head, placement)
+            ids[real] = offsets.token_ids(head, placement)  # type: ignore[union-attr]  # placement is set only for _OffsetRows
         else:
             flat = chain.from_iterable(part for body in bodies for part in (head, body))
             ids[real] = np.fromiter(flat, dtype=dtype, count=sum(lengths))

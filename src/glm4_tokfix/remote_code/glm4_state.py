@@ -6,9 +6,40 @@ from __future__ import annotations
 import contextvars
 import functools
 import weakref
-from typing import Any, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Tuple, TypeVar
 
 from transformers import PreTrainedTokenizer
+
+if TYPE_CHECKING:
+    import tiktoken
+    from transformers import PreTrainedTokenizerFast
+    from transformers.tokenization_utils_base import PreTrainedTokenizerBase
+
+    # The host types of the mixins, for the type checker only (at run time each is ``object``, so no
+    # base class or MRO changes): the tokenizer a mixin is laid over, with the attributes it relies on
+    # that transformers does not declare. Stated here once.
+    class _Host(PreTrainedTokenizerBase):
+        """Any GLM-4 tokenizer, slow or fast (GLM4PaddingMixin, GLM4ChatMixin)."""
+
+        def _glm4_stripping_ids(self) -> Dict[int, Any]: ...
+
+    class _SlowHost(PreTrainedTokenizer, _Host):
+        """A slow GLM-4 tokenizer: every upstream revision has these three."""
+
+        decoder: Dict[int, bytes]  # id -> token bytes
+        mergeable_ranks: Dict[bytes, int]  # token bytes -> id
+        tokenizer: tiktoken.Encoding
+
+    class _FastHost(PreTrainedTokenizerFast, _Host):
+        """A transformers fast GLM-4 tokenizer."""
+
+        _tokenizer: Any  # its tokenizers.Tokenizer (transformers declares the class attribute as None)
+
+else:
+    _Host = _SlowHost = _FastHost = object
+
+_K = TypeVar("_K")
+_V = TypeVar("_V")
 
 
 class _CallState:
@@ -45,7 +76,7 @@ class _NameSet(frozenset):
         return (type(self), (tuple(sorted(self)),))
 
 
-class _Cache(weakref.WeakKeyDictionary):
+class _Cache(weakref.WeakKeyDictionary[_K, _V]):
     """A cache of things built on first use, keyed (weakly) by the object they are built for.
 
     It pickles empty: what it holds is rebuilt on demand, and some of it (tiktoken's core objects) cannot

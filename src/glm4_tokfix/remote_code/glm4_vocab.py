@@ -129,8 +129,8 @@ class _ChatGLM4Vocab(PreTrainedTokenizer):
         """The number of BPE ranks (added tokens not included; ``len(tok)`` includes them)."""
         return self.n_words
 
-    def get_vocab(self) -> Dict[Union[str, bytes], int]:
-        vocab: Dict[Union[str, bytes], int] = dict(self.mergeable_ranks)
+    def get_vocab(self) -> Dict[Union[str, bytes], int]:  # type: ignore[override]  # upstream's keys: bytes (ranks) and str (added tokens)
+        vocab: Dict[Union[str, bytes], int] = dict(self.mergeable_ranks)  # type: ignore[arg-type]  # bytes keys as str | bytes keys (dict is invariant)
         vocab.update(self._added_tokens_encoder)
         return vocab
 

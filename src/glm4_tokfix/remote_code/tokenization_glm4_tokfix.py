@@ -129,7 +129,7 @@ class GLM4FixMixin(GLM4ChatMixin, GLM4BatchEncoder, GLM4PaddingMixin):
             return self._convert_token_to_id(bytes(tokens))
         return super().convert_tokens_to_ids(tokens)
 
-    def _convert_id_to_token(self, index: int) -> Union[str, bytes]:
+    def _convert_id_to_token(self, index: int) -> Union[str, bytes]:  # type: ignore[override]  # upstream's tokens: bytes (ranks) or str (added tokens)
         token = self.decoder.get(index)
         if token is None:
             added = self._added_tokens_decoder.get(index)
@@ -244,7 +244,7 @@ class GLM4FixMixin(GLM4ChatMixin, GLM4BatchEncoder, GLM4PaddingMixin):
         split = kwargs.get("split_special_tokens")
         pending: List[Any] = []
         for row in rows:
-            encoded = []
+            encoded: List[Optional[Tuple[List[int], List[Tuple[int, int]]]]] = []
             for text in row:
                 if text is None:
                     encoded.append(None)
@@ -299,7 +299,7 @@ class GLM4FixMixin(GLM4ChatMixin, GLM4BatchEncoder, GLM4PaddingMixin):
         log: List[Tuple[int, int]] = []
         token = _TRUNCATION_LOG.set(log)
         try:
-            encoded = dict(self._glm4_prepare(ids, pair_ids, padding=False, return_attention_mask=False, **kwargs))
+            encoded: Any = dict(self._glm4_prepare(ids, pair_ids, padding=False, return_attention_mask=False, **kwargs))
         finally:
             _TRUNCATION_LOG.reset(token)
         left = self.truncation_side == "left"
@@ -430,11 +430,11 @@ class GLM4FixMixin(GLM4ChatMixin, GLM4BatchEncoder, GLM4PaddingMixin):
             raise ValueError(f"max_length is too small: truncation needs max_length >= 1, got {result[2]}")
         return result
 
-    def tokenize(self, text: Any, **kwargs: Any) -> List[Union[str, bytes]]:
+    def tokenize(self, text: Any, **kwargs: Any) -> List[Union[str, bytes]]:  # type: ignore[override]  # bytes tokens as above; pair/add_special_tokens go through **kwargs
         split = _SPLIT_SPECIAL.get()
         if split is not None:
             kwargs.setdefault("split_special_tokens", split)
-        return super().tokenize(text, **kwargs)
+        return super().tokenize(text, **kwargs)  # type: ignore[return-value]  # transformers' list[str] holds bytes tokens here
 
     @classmethod
     def _glm4_prepare_params(cls) -> Tuple[Tuple[str, ...], Dict[str, Any]]:
@@ -511,7 +511,7 @@ class GLM4FixMixin(GLM4ChatMixin, GLM4BatchEncoder, GLM4PaddingMixin):
         data["num_truncated_tokens"] = max(0, total - max_length) if truncating else 0
         return BatchEncoding(data, tensor_type=tensors, prepend_batch_axis=batch_axis)
 
-    def truncate_sequences(
+    def truncate_sequences(  # type: ignore[override]  # None for a missing pair, as transformers' own returns
         self,
         ids: List[int],
         pair_ids: Optional[List[int]] = None,
@@ -573,7 +573,7 @@ class GLM4FixMixin(GLM4ChatMixin, GLM4BatchEncoder, GLM4PaddingMixin):
                     f"tokens without special tokens); nothing is dropped silently -- use a larger max_length or "
                     f"truncation='longest_first'"
                 )
-        first, second, overflow = super().truncate_sequences(ids, pair_ids, remove, strategy, stride)  # type: ignore
+        first, second, overflow = super().truncate_sequences(ids, pair_ids, remove, strategy, stride)
         return first, ([] if second is None else second), overflow
 
     # -------------------------------------------------------------- saving
@@ -593,7 +593,7 @@ class GLM4FixMixin(GLM4ChatMixin, GLM4BatchEncoder, GLM4PaddingMixin):
         return super().save_chat_templates(save_directory, tokenizer_config, *args, **kwargs)
 
     # -------------------------------------------------------------- decoding
-    def convert_tokens_to_string(self, tokens: List[Union[str, bytes]]) -> str:
+    def convert_tokens_to_string(self, tokens: List[Union[str, bytes]]) -> str:  # type: ignore[override]  # bytes tokens as above
         """Join tokens: runs of byte tokens are UTF-8 decoded together, str tokens kept as they are."""
         parts: List[str] = []
         buffer = bytearray()

@@ -31,7 +31,7 @@ from .glm4_fast_route import (
 )
 from .glm4_padding import GLM4PaddingMixin
 from .glm4_rows import GLM4BatchEncoder
-from .glm4_state import _ADDED_STATE, _Cache, _NameSet
+from .glm4_state import _ADDED_STATE, _Cache, _FastHost, _NameSet
 from .glm4_tokens import _as_id_list, PREFIX_TEXT, PREFIX_TOKENS
 from .tokenization_glm4_tokfix import GLM4FixMixin
 
@@ -89,10 +89,10 @@ _ENCODERS: "_Cache[Any, GLM4FastEncoder]" = _Cache()
 
 #: tokenizer -> (what its Rust tokenizer looked like, its fast route or None, why not, its highest added id); same
 #: reason
-_ROUTES: "_Cache[Any, Tuple[Any, Any, Optional[str], int]]" = _Cache()
+_ROUTES: "_Cache[Any, Tuple[Any, Optional[_FastRoute], Optional[str], int]]" = _Cache()
 
 
-class GLM4FastFixMixin(GLM4ChatMixin, GLM4PaddingMixin):
+class GLM4FastFixMixin(GLM4ChatMixin, GLM4PaddingMixin, _FastHost):
     """The GLM-4 fix as methods to lay over a transformers fast tokenizer class (put it first in the bases).
 
     The Rust tokenizer stays the checkpoint's own: ``tok._tokenizer`` / ``tok.backend_tokenizer`` is a genuine
@@ -121,7 +121,7 @@ class GLM4FastFixMixin(GLM4ChatMixin, GLM4PaddingMixin):
         # transformers' one way in for new added tokens and new flags of one (both lines): what is built from the
         # added tokens is made again (see _ADDED_STATE); reading them all on every call would cost ~0.1 s
         try:
-            return super()._add_tokens(new_tokens, special_tokens=special_tokens)  # type: ignore[misc]
+            return super()._add_tokens(new_tokens, special_tokens=special_tokens)
         finally:
             _ADDED_STATE[self] = object()
 
@@ -156,7 +156,7 @@ class GLM4FastFixMixin(GLM4ChatMixin, GLM4PaddingMixin):
     _glm4_thread_count = GLM4BatchEncoder._glm4_thread_count
     glm4_encoder_name = GLM4BatchEncoder.glm4_encoder_name
 
-    def _glm4_route_state(self) -> Tuple[Optional[_FastRoute], str]:
+    def _glm4_route_state(self) -> Tuple[Optional[_FastRoute], Optional[str]]:
         """The fast route of the Rust tokenizer's current state, or (None, why not). Made on first use, again
         when the Rust tokenizer, its vocabulary size, added tokens (transformers' ``_add_tokens``, or one added
         through the Rust tokenizer: ``_added_tokens_unchanged``), normalizer, pre-tokenizer or decoder change."""
@@ -252,8 +252,8 @@ class GLM4FastFixMixin(GLM4ChatMixin, GLM4PaddingMixin):
         if route is None:
             route, _ = self._glm4_route_state()
         if split_special_tokens is None:
-            split_special_tokens = self.split_special_tokens  # type: ignore[attr-defined]
-        return route.text_encoder(self.glm4_encoder_name(), bool(split_special_tokens))  # type: ignore[union-attr]
+            split_special_tokens = self.split_special_tokens
+        return route.text_encoder(self.glm4_encoder_name(), bool(split_special_tokens))  # type: ignore[misc]  # a GLM4BatchEncoder method borrowed (class attribute)
 
     def _glm4_call_prefix(self, add_special_tokens: bool) -> Optional[List[int]]:
         rule = self._glm4_encoder().rule() if add_special_tokens else None
@@ -279,9 +279,9 @@ class GLM4FastFixMixin(GLM4ChatMixin, GLM4PaddingMixin):
             return False
         if convert.get("return_token_type_ids") and not add_special_tokens:
             return False
-        if "position_ids" in self.model_input_names:  # type: ignore[attr-defined]
+        if "position_ids" in self.model_input_names:
             return False
-        if PaddingStrategy(padding_strategy) != PaddingStrategy.DO_NOT_PAD and self.pad_token_id is None:  # type: ignore
+        if PaddingStrategy(padding_strategy) != PaddingStrategy.DO_NOT_PAD and self.pad_token_id is None:
             return False
         route, _ = self._glm4_route_state()
         if route is None:
@@ -295,7 +295,7 @@ class GLM4FastFixMixin(GLM4ChatMixin, GLM4PaddingMixin):
             if truncation == TruncationStrategy.ONLY_SECOND or stride:
                 return False
             added = len(rule.ids) if (rule is not None and add_special_tokens) else 0
-            if max_length <= added or self.truncation_side not in ("left", "right"):  # type: ignore[attr-defined]
+            if max_length <= added or self.truncation_side not in ("left", "right"):
                 return False  # the Rust route's own errors
         if (
             convert.get("return_special_tokens_mask")
@@ -316,7 +316,7 @@ class GLM4FastFixMixin(GLM4ChatMixin, GLM4PaddingMixin):
         convert = options.pop("convert")
         token = _CALL_ROUTE.set(self._glm4_route_state()[0])
         try:
-            built = self._glm4_fast_encode(
+            built = self._glm4_fast_encode(  # type: ignore[misc]  # GLM4BatchEncoder's method, borrowed as a class attribute
                 list(items),
                 batched=True,
                 return_token_type_ids=convert.get("return_token_type_ids"),
@@ -373,12 +373,12 @@ class GLM4FastFixMixin(GLM4ChatMixin, GLM4PaddingMixin):
         ):  # fmt: skip
             rows = list(items)
             # the encodings, made on first access, are this call's: its sides, not the tokenizer's later ones
-            options["padding_side"] = padding_side or self.padding_side  # type: ignore[attr-defined]
-            side = self.truncation_side  # type: ignore[attr-defined]
-            state = (self.pad_token_id, self.pad_token_type_id, *self._glm4_call_state())  # type: ignore[attr-defined]
+            options["padding_side"] = padding_side or self.padding_side
+            side = self.truncation_side
+            state = (self.pad_token_id, self.pad_token_type_id, *self._glm4_call_state())
 
             def rust() -> List[Any]:
-                if (self.pad_token_id, self.pad_token_type_id, *self._glm4_call_state()) != state:  # type: ignore
+                if (self.pad_token_id, self.pad_token_type_id, *self._glm4_call_state()) != state:
                     raise RuntimeError(
                         "this tokenizer's vocabulary, post-processor or padding token changed after this batch was "
                         "encoded: its encodings can no longer be made as they were (read batch.encodings before "
@@ -388,10 +388,10 @@ class GLM4FastFixMixin(GLM4ChatMixin, GLM4PaddingMixin):
                                         rust_route=True, truncation_side=side, **options).encodings  # fmt: skip
 
             return self._glm4_fast_batch(rows, rust, convert=convert, **options)
-        self.set_truncation_and_padding(  # type: ignore[attr-defined]
+        self.set_truncation_and_padding(
             padding_strategy=padding_strategy,
             truncation_strategy=truncation_strategy,
-            max_length=max_length,
+            max_length=max_length,  # type: ignore[arg-type]  # None as transformers passes it (5.x annotates int)
             stride=stride,
             pad_to_multiple_of=pad_to_multiple_of,
             padding_side=padding_side,
@@ -402,7 +402,7 @@ class GLM4FastFixMixin(GLM4ChatMixin, GLM4PaddingMixin):
         if backend.encode_special_tokens != split_special_tokens:
             backend.encode_special_tokens = split_special_tokens
         encodings = self._glm4_encodings(list(items), is_split_into_words, add_special_tokens)
-        converted = [self._convert_encoding(encoding=e, **convert) for e in encodings]  # type: ignore[attr-defined]
+        converted = [self._convert_encoding(encoding=e, **convert) for e in encodings]
         data: Dict[str, List[Any]] = {}
         for key in converted[0][0] if converted else ("input_ids",):
             data[key] = [value for fields, _ in converted for value in fields[key]]
@@ -412,15 +412,15 @@ class GLM4FastFixMixin(GLM4ChatMixin, GLM4PaddingMixin):
                 i for i, (fields, _) in enumerate(converted) for _ in fields["input_ids"]
             ]
         for ids in data["input_ids"]:
-            self._eventual_warn_about_too_long_sequence(ids, max_length, convert.get("verbose", True))  # type: ignore
+            self._eventual_warn_about_too_long_sequence(ids, max_length, convert.get("verbose", True))
         return BatchEncoding(data, pieces, tensor_type=return_tensors)
 
     def _batch_encode_plus(self, batch_text_or_text_pairs: Any, *args: Any, **kwargs: Any):
         """transformers 4.x: every encoding of a fast tokenizer comes here (``__call__``, ``encode``, ``tokenize``)."""
         if args or _TRANSFORMERS_5:
-            return super()._batch_encode_plus(batch_text_or_text_pairs, *args, **kwargs)  # type: ignore[misc]
+            return super()._batch_encode_plus(batch_text_or_text_pairs, *args, **kwargs)  # type: ignore[misc]  # 4.x only
         if set(kwargs) - _BATCH_KEYWORDS:  # transformers' own error for a keyword it does not take
-            return super()._batch_encode_plus(batch_text_or_text_pairs, **kwargs)  # type: ignore[misc]
+            return super()._batch_encode_plus(batch_text_or_text_pairs, **kwargs)  # type: ignore[misc]  # 4.x only
         from transformers.tokenization_utils_base import PaddingStrategy, TruncationStrategy
 
         convert = {key: kwargs.pop(key) for key in _encode_keywords() if key in kwargs}
@@ -453,12 +453,12 @@ class GLM4FastFixMixin(GLM4ChatMixin, GLM4PaddingMixin):
         ):  # 4.x's own _encode_plus, without reading the batch's encodings (a fast-route batch makes them lazily)
             output = self._batch_encode_plus([text], **kwargs)
             single = _single(output)
-            self._eventual_warn_about_too_long_sequence(  # type: ignore[attr-defined]
+            self._eventual_warn_about_too_long_sequence(
                 single["input_ids"], kwargs.get("max_length"), kwargs.get("verbose", True)
             )
             return single
         if args or not _TRANSFORMERS_5 or kwargs.get("sanitize_control_tokens"):
-            return super()._encode_plus(text, text_pair, *args, **kwargs)  # type: ignore[misc]
+            return super()._encode_plus(text, text_pair, *args, **kwargs)
         from transformers.tokenization_utils_base import PaddingStrategy, TruncationStrategy
 
         is_split = bool(kwargs.get("is_split_into_words", False))
@@ -501,7 +501,7 @@ class GLM4FastFixMixin(GLM4ChatMixin, GLM4PaddingMixin):
             pad_to_multiple_of=kwargs.pop("pad_to_multiple_of", None),
             padding_side=kwargs.pop("padding_side", None),
             return_tensors=return_tensors,
-            split_special_tokens=self.split_special_tokens if split is None else split,  # type: ignore[attr-defined]
+            split_special_tokens=self.split_special_tokens if split is None else split,
             convert=convert,
         )
         if batched or return_tensors is not None or convert.get("return_overflowing_tokens"):
@@ -526,6 +526,7 @@ class GLM4FastFixMixin(GLM4ChatMixin, GLM4PaddingMixin):
         ids: List[int] = []
         mask: List[int] = []
         types: List[int] = []
+        part: Sequence[int]
         for piece in pieces:
             if "SpecialToken" in piece:
                 part, special, type_id = rule.special[piece["SpecialToken"]["id"]], 1, piece["SpecialToken"]["type_id"]
@@ -543,7 +544,7 @@ class GLM4FastFixMixin(GLM4ChatMixin, GLM4PaddingMixin):
         """The template's special tokens around the ids; ``[gMASK]<sop>`` only when ``token_ids_0`` lacks it."""
         built = self._glm4_with_template(token_ids_0, token_ids_1)
         if built is None:
-            return super().build_inputs_with_special_tokens(token_ids_0, token_ids_1)  # type: ignore[misc]
+            return super().build_inputs_with_special_tokens(token_ids_0, token_ids_1)  # type: ignore[misc]  # 4.x's fast base only
         return built[0]
 
     def get_special_tokens_mask(
@@ -551,7 +552,7 @@ class GLM4FastFixMixin(GLM4ChatMixin, GLM4PaddingMixin):
     ) -> List[int]:
         built = None if already_has_special_tokens else self._glm4_with_template(token_ids_0, token_ids_1)
         if built is None:
-            return super().get_special_tokens_mask(  # type: ignore[misc]
+            return super().get_special_tokens_mask(
                 token_ids_0, token_ids_1, already_has_special_tokens=already_has_special_tokens
             )
         return built[1]
@@ -561,7 +562,7 @@ class GLM4FastFixMixin(GLM4ChatMixin, GLM4PaddingMixin):
     ) -> List[int]:
         built = self._glm4_with_template(token_ids_0, token_ids_1)
         if built is None:
-            return super().create_token_type_ids_from_sequences(token_ids_0, token_ids_1)  # type: ignore[misc]
+            return super().create_token_type_ids_from_sequences(token_ids_0, token_ids_1)  # type: ignore[misc]  # 4.x's only
         return built[2]
 
     # -- saving
@@ -573,7 +574,7 @@ class GLM4FastFixMixin(GLM4ChatMixin, GLM4PaddingMixin):
         ``save_chat_templates`` lost them): the list is written as ``additional_special_tokens``, which both lines
         read. ``tokenizer_class`` is transformers' own fast class (``PreTrainedTokenizerFast``, which both lines
         know), not this class: the fixed class stays reachable through ``auto_map``."""
-        files = super()._save_pretrained(save_directory, file_names, *args, **kwargs)  # type: ignore[misc]
+        files = super()._save_pretrained(save_directory, file_names, *args, **kwargs)
         for name in file_names:
             if not str(name).endswith("tokenizer_config.json"):
                 continue
@@ -604,17 +605,17 @@ class GLM4FastFixMixin(GLM4ChatMixin, GLM4PaddingMixin):
                 and list(ids[: len(rule.ids)]) == rule.ids
             ):
                 ids = list(ids[len(rule.ids) :])
-            return super().prepare_for_model(ids, pair_ids, *args, **kwargs)  # type: ignore[misc]
+            return super().prepare_for_model(ids, pair_ids, *args, **kwargs)  # type: ignore[misc]  # 4.x's fast base only
 
     # -- decoding
-    def _decode(self, token_ids: Any, skip_special_tokens: bool = False, **kwargs: Any) -> str:
+    def _decode(self, token_ids: Any, skip_special_tokens: bool = False, **kwargs: Any) -> str:  # type: ignore[override]  # ids as _as_id_list takes them; the rest through **kwargs
         """The Rust tokenizer's decoding, with an id outside the vocabulary a ``ValueError`` (not ``''``)."""
         ids = _as_id_list(token_ids, "token_ids")
         size = self._tokenizer.get_vocab_size(with_added_tokens=True)
         for index in ids:
             if not 0 <= index < size:
                 raise ValueError(f"token id {index} is outside the vocabulary (0..{size - 1})")
-        return super()._decode(ids, skip_special_tokens=skip_special_tokens, **kwargs)  # type: ignore[misc]
+        return super()._decode(ids, skip_special_tokens=skip_special_tokens, **kwargs)
 
 
 class ChatGLM4TokenizerFast(GLM4FastFixMixin, PreTrainedTokenizerFast):

@@ -313,7 +313,7 @@ def assert_batch_matches_single(tokenizer: Any, texts: Sequence[Text], **encode_
     texts = list(texts)
     opts = dict(encode_kwargs)
     _padding_mode(opts.get("padding", False))  # ValueError on a bad padding argument
-    texts = [tuple(t) if isinstance(t, (tuple, list)) else t for t in texts]  # pairs as (text, text_pair)
+    texts = [tuple(t) if isinstance(t, (tuple, list)) else t for t in texts]  # type: ignore[misc]  # a pair given as a list becomes a tuple; pairs as (text, text_pair)
     batch = _invoke("tokenizer(texts, **options)", opts, tokenizer, texts, **opts)
     singles = _single_encodings(tokenizer, texts, opts)
     _check_rows(tokenizer, batch, singles, texts, opts, "tokenizer(texts, **options)")
@@ -493,10 +493,10 @@ def assert_chat_template_consistent(
         >>> assert_chat_template_consistent(tok, [{"role": "user", "content": "hi"}])
     """
     __tracebackhide__ = True
-    chats = list(chats)
+    chats = list(chats)  # type: ignore[assignment]  # normalized to a list of conversations, each a list
     if chats and isinstance(chats[0], Mapping):
-        chats = [chats]
-    chats = [list(chat) for chat in chats]
+        chats = [chats]  # type: ignore[assignment]  # as above
+    chats = [list(chat) for chat in chats]  # type: ignore[assignment]  # as above
     prefix = _prefix_ids(tokenizer)
     own = own_chat_template(tokenizer)
     gen = {"add_generation_prompt": add_generation_prompt}

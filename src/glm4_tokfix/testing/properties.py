@@ -75,6 +75,7 @@ def _batch_options() -> st.SearchStrategy[Example]:
 
 
 def _prefix() -> st.SearchStrategy[Example]:
+    truncation: st.SearchStrategy[Dict[str, Any]]
     truncation = st.one_of(st.just({}), st.integers(2, 32).map(lambda n: {"truncation": True, "max_length": n}))
     return st.tuples(s.prompt_texts(), truncation).map(lambda p: {"text": p[0], **p[1]})
 

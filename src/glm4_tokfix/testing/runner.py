@@ -145,7 +145,7 @@ def missing_package(exc: ImportError, packages: Sequence[str] = ("jinja2", "torc
     or a package the message names, case aside (transformers says "PyTorch is not installed")."""
     import importlib.util
 
-    names = [exc.name.split(".")[0]] if getattr(exc, "name", None) else []
+    names = [exc.name.split(".")[0]] if getattr(exc, "name", None) else []  # type: ignore[union-attr]  # getattr checked that it is set
     message = str(exc).lower()
     names += [name for name in packages if name in message]
     for name in names:
