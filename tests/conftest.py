@@ -30,14 +30,7 @@ from hypothesis import HealthCheck, settings  # noqa: E402
 import glm4_tokfix  # noqa: E402
 from glm4_tokfix.testing.runner import missing_package  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
-REAL_DIR = Path(os.environ.get("GLM4_TOKFIX_REAL_VOCAB", ROOT.parent / "shared" / "glm-4-9b-chat"))
-HAVE_REAL = (REAL_DIR / "tokenizer.model").is_file() and (REAL_DIR / "tokenizer_config.json").is_file()
-REAL_SKIP_REASON = (
-    f"the real glm-4-9b-chat vocabulary is not at {REAL_DIR} "
-    "(set GLM4_TOKFIX_REAL_VOCAB to a folder holding tokenizer.model and tokenizer_config.json)"
-)
-TINY_DIR = Path(glm4_tokfix.TINY_GLM4_DIR)
+from locations import HAVE_REAL, REAL_DIR, REAL_SKIP_REASON, ROOT, TINY_DIR, requires_real  # noqa: E402, F401
 
 _common = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 settings.register_profile("ci", max_examples=150, **_common)
@@ -58,7 +51,6 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     ]
 
 
-requires_real = pytest.mark.skipif(not HAVE_REAL, reason=REAL_SKIP_REASON)
 
 # Optional packages of the test extra (and of transformers' own features, such as jinja2 for chat
 # templates). A test or fixture that stops on an ImportError for one of them while it is not installed

@@ -13,7 +13,7 @@ from __future__ import annotations
 import random
 
 import pytest
-from conftest import REAL_DIR, TINY_DIR
+from locations import REAL_DIR, TINY_DIR
 from hypothesis import given
 from hypothesis import strategies as st
 

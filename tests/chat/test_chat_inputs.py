@@ -1,4 +1,4 @@
-"""Issue 31, item 7: ``tokenize_chats`` takes any sequence of message mappings, as ``apply_chat_template`` does:
+"""``tokenize_chats`` takes any sequence of message mappings, as ``apply_chat_template`` does:
 numpy object arrays, pandas Series and what pyarrow's ``to_pandas()`` / ``datasets`` in numpy or pandas format /
 Ray Data's pandas batches hand over."""
 

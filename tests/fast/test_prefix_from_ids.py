@@ -1,4 +1,4 @@
-"""Issue 31, items 3-5: the patched fast tokenizer decides the prefix from the ids, and a fast-route batch's
+"""The patched fast tokenizer decides the prefix from the ids, and a fast-route batch's
 Rust encodings are those of the call (not of the tokenizer's sides at first access)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Issue 31, item 8: ``pad()`` keeps the ``position_ids`` it is given (packed / padding-free rows restart them at
+"""``pad()`` keeps the ``position_ids`` it is given (packed / padding-free rows restart them at
 each document); pads get 0. Only when absent does it make them (counting the real tokens)."""
 
 from __future__ import annotations

@@ -76,7 +76,7 @@ def test_convert_a_folder_that_is_not_glm4(fast_folder, tmp_path, capsys):
 
 @pytest.mark.parametrize("revision", ["current", "mid2024"])
 def test_export_minimal_takes_a_file_with_a_utf8_bom(tmp_path, capsys, revision):
-    from test_patch_helpers import load, standin_folder  # (not conftest: tests/vllm_tests has a conftest module too)
+    from patch_helpers import load, standin_folder  # (not conftest: tests/clients/vllm_engine has a conftest module too)
 
     tiny = glm4_tokfix.TINY_GLM4_DIR
 
