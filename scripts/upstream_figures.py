@@ -10,7 +10,7 @@ VOCAB_DIR holds glm-4-9b-chat's ``tokenizer.model`` and ``tokenizer_config.json`
 (b)/(c) glm-4-9b-chat-hf: a ``tokenizer.json`` with the conversion script's post-processor (ByteLevel +
     ``TemplateProcessing`` adding ``[gMASK]<sop>``) and with the proposed one (ByteLevel only).
 
-``tests/test_upstream_figures.py`` runs the same functions and asserts what the docs say about their output.
+``tests/toolkit/test_upstream_figures.py`` runs the same functions and asserts what the docs say about their output.
 """
 
 from __future__ import annotations
