@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+from pathlib import Path
 from typing import Any, Dict, List, Sequence
+
+from locations import ROOT
 
 
 def as_lists(value: Any) -> Any:
@@ -61,3 +66,25 @@ def same(got, expected, same_container=False):
         if hasattr(b, "dtype"):
             assert a.dtype == b.dtype and tuple(a.shape) == tuple(b.shape), (key, a.dtype, b.dtype, a.shape, b.shape)
         assert deep(a) == deep(b), key
+
+
+def other_line_python():
+    """A python with the other transformers major version (GLM4_TOKFIX_OTHER_PYTHON, or a .venv4/.venv5 next to
+    this checkout or in ../main, or a venv .ci/run made for the other line); None when there is none."""
+    import transformers
+
+    mine = transformers.__version__.split(".")[0]
+    given = os.environ.get("GLM4_TOKFIX_OTHER_PYTHON")
+    candidates = [Path(given)] if given else [
+        base / venv / "bin" / "python" for base in (ROOT, ROOT.parent / "main") for venv in (".venv4", ".venv5")
+    ] + sorted((ROOT / ".ci").glob("venv-transformers*/bin/python"))  # fmt: skip
+    for python in candidates:
+        if not python.is_file():
+            continue
+        probe = subprocess.run(
+            [str(python), "-c", "import transformers; print(transformers.__version__)"],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        if probe.returncode == 0 and probe.stdout.strip().split(".")[0] != mine:
+            return python
+    return None

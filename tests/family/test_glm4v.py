@@ -19,7 +19,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from helpers import check_padded_row
+from helpers import check_padded_row, other_line_python
 
 import glm4_tokfix
 from glm4_tokfix import model_folder
@@ -359,8 +359,7 @@ OTHER_LINE = textwrap.dedent(
 
 
 def _venv4_python():
-    path = Path(os.environ.get("GLM4_TOKFIX_VENV4_PYTHON", "/work/venv4/bin/python"))
-    return path if path.is_file() else None
+    return other_line_python()  # on the 5 line: a python with transformers 4.x, when there is one
 
 
 @pytest.mark.skipif(ON_4X, reason="compares transformers 5 with 4.x: runs on the 5 line")
@@ -368,7 +367,7 @@ def test_transformers5_ids_equal_transformers4_unpatched(folder, tmp_path):
     """The image chat on transformers 5 (fixed) gives what the unpatched class gives on 4.x, run by a 4.x venv."""
     python = _venv4_python()
     if python is None:
-        pytest.skip("no transformers 4.x Python (set GLM4_TOKFIX_VENV4_PYTHON)")
+        pytest.skip("no python with transformers 4.x (set GLM4_TOKFIX_OTHER_PYTHON to one)")
     chat = image_chat(0)
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "modules"))
     env.pop("PYTHONPATH", None)

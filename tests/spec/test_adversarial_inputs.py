@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import glm4_tokfix
-from locations import ROOT
+from helpers import other_line_python
 from glm4_tokfix import ChatGLM4Tokenizer
 from glm4_tokfix.remote_code.glm4_tokens import GLM4_SPECIAL_TOKENS
 
@@ -208,28 +208,6 @@ def test_saved_config_loads_on_both_lines(tok, tmp_path):
     again = ChatGLM4Tokenizer.from_pretrained(tmp_path)
     assert set(glm4_ids(again)) <= set(again.all_special_ids)
     assert again(["<|user|>hi", "x"], padding=True).input_ids == tok(["<|user|>hi", "x"], padding=True).input_ids
-
-
-def other_line_python():
-    """A python with the other transformers major version (GLM4_TOKFIX_OTHER_PYTHON, or a .venv4/.venv5 next to
-    this checkout or in ../main, or a venv .ci/run made for the other line); None when there is none."""
-    import transformers
-
-    mine = transformers.__version__.split(".")[0]
-    given = os.environ.get("GLM4_TOKFIX_OTHER_PYTHON")
-    candidates = [Path(given)] if given else [
-        base / venv / "bin" / "python" for base in (ROOT, ROOT.parent / "main") for venv in (".venv4", ".venv5")
-    ] + sorted((ROOT / ".ci").glob("venv-*/bin/python"))  # fmt: skip
-    for python in candidates:
-        if not python.is_file():
-            continue
-        probe = subprocess.run(
-            [str(python), "-c", "import transformers; print(transformers.__version__)"],
-            capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
-        if probe.returncode == 0 and probe.stdout.strip().split(".")[0] != mine:
-            return python
-    return None
 
 
 CROSS = textwrap.dedent(

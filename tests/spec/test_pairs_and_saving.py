@@ -14,7 +14,7 @@ import transformers
 from hypothesis import given
 from hypothesis import strategies as st
 from strategies import PREFIX
-from test_adversarial_inputs import other_line_python
+from helpers import other_line_python
 
 import glm4_tokfix
 
