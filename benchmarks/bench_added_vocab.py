@@ -45,7 +45,10 @@ from bench_encode import default_vocab, make_texts  # noqa: E402
 def audio_texts(k: int, seed: int = 0) -> list:
     rng = random.Random(seed)
     top = max(k, 1)
-    return ["<|user|>\n" + "".join(f"<|audio_{rng.randrange(top)}|>" for _ in range(50)) + "<|assistant|>" for _ in range(20)]
+    return [
+        "<|user|>\n" + "".join(f"<|audio_{rng.randrange(top)}|>" for _ in range(50)) + "<|assistant|>"
+        for _ in range(20)
+    ]
 
 
 def timed(fn) -> float:
@@ -153,7 +156,9 @@ def main() -> int:
     for size in sizes:
         for batch_name in ("audio", "chats"):
             up = med(size, f"{batch_name} upstream")
-            cells = [f"{med(size, f'{batch_name} {n}'):>8.4f}s {med(size, f'{batch_name} {n}') / up:>5.2f}" for n in backends]
+            cells = [
+                f"{med(size, f'{batch_name} {n}'):>8.4f}s {med(size, f'{batch_name} {n}') / up:>5.2f}" for n in backends
+            ]
             print(f"{14 + size:>14,} | {batch_name:>5} | {up:>8.4f}s | " + " | ".join(cells))
     return 0
 

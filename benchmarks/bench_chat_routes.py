@@ -34,8 +34,8 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_datasets import make_chats  # noqa: E402
-from bench_encode import default_vocab  # noqa: E402
+from bench_datasets import make_chats
+from bench_encode import default_vocab
 
 # A GLM-4-0414-style template (written for this benchmark; no shipped marked copy): the generic mask route.
 TEMPLATE_0414_STYLE = (
@@ -65,7 +65,9 @@ def main() -> None:
         from glm4_tokfix.convert import write_fast_folder
 
         with tempfile.TemporaryDirectory() as tmp:
-            tok = glm4_tokfix.patch(AutoTokenizer.from_pretrained(str(write_fast_folder(args.vocab, Path(tmp) / "f", "chat-hf"))))
+            tok = glm4_tokfix.patch(
+                AutoTokenizer.from_pretrained(str(write_fast_folder(args.vocab, Path(tmp) / "f", "chat-hf")))
+            )
     else:
         tok = glm4_tokfix.ChatGLM4Tokenizer.from_pretrained(args.vocab)
     chats = make_chats(args.chats)
@@ -76,7 +78,9 @@ def main() -> None:
         "list": lambda: tok(rendered, add_special_tokens=False),
         "list-padded-pt": lambda: tok(rendered, add_special_tokens=False, padding=True, return_tensors="pt"),
         "chat-tokenize": lambda: tok.apply_chat_template(chats, tokenize=True),
-        "chat-tokenize-padded": lambda: tok.apply_chat_template(chats, tokenize=True, padding=True, return_tensors="pt"),
+        "chat-tokenize-padded": lambda: tok.apply_chat_template(
+            chats, tokenize=True, padding=True, return_tensors="pt"
+        ),
         "tokenize_chats": lambda: tokenize_chats(tok, chats),
         "masks-template": lambda: tok.apply_chat_template(
             chats, chat_template=TEMPLATE_0414_STYLE, return_dict=True, return_assistant_tokens_mask=True
@@ -104,13 +108,17 @@ def main() -> None:
         print(f"{name:22s} {statistics.median(values) * 1000:8.1f} ms")
 
     def ratio(name: str, *base: str) -> float:
-        return statistics.median(
-            times[name][k] / sum(times[b][k] for b in base) for k in range(args.repeat)
-        )
+        return statistics.median(times[name][k] / sum(times[b][k] for b in base) for k in range(args.repeat))
 
-    print(f"chat-tokenize / (render + list):               x{ratio('chat-tokenize', 'render', 'list'):.2f}  (target <= 1.3)")
-    print(f"chat-tokenize-padded / (render + list-padded):  x{ratio('chat-tokenize-padded', 'render', 'list-padded-pt'):.2f}")
-    print(f"tokenize_chats / (render + list):               x{ratio('tokenize_chats', 'render', 'list'):.2f}  (target <= 1.5)")
+    print(
+        f"chat-tokenize / (render + list):               x{ratio('chat-tokenize', 'render', 'list'):.2f}  (target <= 1.3)"
+    )
+    print(
+        f"chat-tokenize-padded / (render + list-padded):  x{ratio('chat-tokenize-padded', 'render', 'list-padded-pt'):.2f}"
+    )
+    print(
+        f"tokenize_chats / (render + list):               x{ratio('tokenize_chats', 'render', 'list'):.2f}  (target <= 1.5)"
+    )
     if "masks-template" in times:
         print(f"masks-template / (render + list):               x{ratio('masks-template', 'render', 'list'):.2f}")
 

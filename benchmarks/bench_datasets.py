@@ -25,7 +25,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_encode import default_vocab, make_texts  # noqa: E402
+from bench_encode import default_vocab, make_texts
 
 
 def make_chats(n: int, seed: int = 0) -> list:
@@ -79,14 +79,18 @@ def main() -> None:
             results[num_proc] = out
     same = results[1]["input_ids"] == results[2]["input_ids"] and results[1]["labels"] == results[2]["labels"]
     n_tokens = sum(map(len, results[1]["input_ids"]))
-    print(f"vocab {args.vocab}, {args.chats} chats, {n_tokens} tokens, batch size {args.batch_size}, {args.repeat} rounds")
+    print(
+        f"vocab {args.vocab}, {args.chats} chats, {n_tokens} tokens, batch size {args.batch_size}, {args.repeat} rounds"
+    )
     print(
         f"python {platform.python_version()}, transformers {transformers.__version__}, datasets "
         f"{datasets.__version__}, {os.cpu_count()} CPUs"
     )
     for num_proc, values in times.items():
         median = statistics.median(values)
-        print(f"num_proc={num_proc}: {median:7.2f} s  {args.chats / median:8.0f} examples/s  {n_tokens / median / 1e6:5.2f} M tokens/s")
+        print(
+            f"num_proc={num_proc}: {median:7.2f} s  {args.chats / median:8.0f} examples/s  {n_tokens / median / 1e6:5.2f} M tokens/s"
+        )
     print(f"num_proc=2 / num_proc=1 speed-up: x{statistics.median(times[1]) / statistics.median(times[2]):.2f}")
     print(f"rows identical across num_proc: {same}")
 

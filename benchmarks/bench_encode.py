@@ -52,11 +52,56 @@ if "HF_MODULES_CACHE" not in os.environ:  # remote code loads into a cache of th
 ROOT = Path(__file__).resolve().parent.parent
 REAL = ROOT.parent / "shared" / "glm-4-9b-chat"
 
-WORDS = (
-    "the model reads a batch of prompts and pads them on the left so generation continues from the last "
-    "column tokenizer attention mask position ids prefix special tokens are added once when missing "
-    "training collators pad on the right labels use minus one hundred for pads throughput latency"
-).split()
+WORDS = [
+    "the",
+    "model",
+    "reads",
+    "a",
+    "batch",
+    "of",
+    "prompts",
+    "and",
+    "pads",
+    "them",
+    "on",
+    "the",
+    "left",
+    "so",
+    "generation",
+    "continues",
+    "from",
+    "the",
+    "last",
+    "column",
+    "tokenizer",
+    "attention",
+    "mask",
+    "position",
+    "ids",
+    "prefix",
+    "special",
+    "tokens",
+    "are",
+    "added",
+    "once",
+    "when",
+    "missing",
+    "training",
+    "collators",
+    "pad",
+    "on",
+    "the",
+    "right",
+    "labels",
+    "use",
+    "minus",
+    "one",
+    "hundred",
+    "for",
+    "pads",
+    "throughput",
+    "latency",
+]
 CHINESE = "我们在做批量推理的时候需要把每一段对话先用模板渲染成字符串再用分词器编码并在左边补齐注意力掩码位置编号"
 CODE = [
     "def encode(text):\n    return tok(text).input_ids\n",
@@ -73,7 +118,10 @@ def make_texts(n: int, seed: int) -> list[str]:
         for _ in range(rng.randint(10, 48)):
             kind = rng.random()
             if kind < 0.55:
-                parts.append(" ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 12))) + rng.choice([". ", ", ", "! ", "\n"]))
+                parts.append(
+                    " ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 12)))
+                    + rng.choice([". ", ", ", "! ", "\n"])
+                )
             elif kind < 0.8:
                 start = rng.randrange(len(CHINESE) - 8)
                 parts.append(CHINESE[start : start + rng.randint(4, 20)] + rng.choice(["。", "，", "\n"]))

@@ -57,8 +57,14 @@ PREFIX = "[gMASK]<sop>"
 
 def make_chats(texts: list) -> list:
     """Two-message chats (user, assistant) from consecutive texts, literal chat markup taken out."""
-    plain = [t.replace(PREFIX, "").replace("<|system|>\nBe helpful.<|user|>\n", "").replace("<|assistant|>", "") for t in texts]
-    return [[{"role": "user", "content": plain[i]}, {"role": "assistant", "content": plain[i + 1]}] for i in range(0, len(plain) - 1, 2)]
+    plain = [
+        t.replace(PREFIX, "").replace("<|system|>\nBe helpful.<|user|>\n", "").replace("<|assistant|>", "")
+        for t in texts
+    ]
+    return [
+        [{"role": "user", "content": plain[i]}, {"role": "assistant", "content": plain[i + 1]}]
+        for i in range(0, len(plain) - 1, 2)
+    ]
 
 
 def main() -> int:
@@ -78,10 +84,10 @@ def main() -> int:
 
     import glm4_tokfix
     from glm4_tokfix.convert import write_fast_folder
-    from glm4_tokfix.sft import tokenize_chats
     from glm4_tokfix.remote_code.glm4_encoders import fastokens_available
     from glm4_tokfix.remote_code.glm4_tokens import GLM4_PAT_STR
     from glm4_tokfix.remote_code.glm4_vocab import load_tiktoken_ranks
+    from glm4_tokfix.sft import tokenize_chats
 
     vocab = args.vocab or default_vocab()
     texts = make_texts(args.texts, args.seed)
@@ -132,7 +138,7 @@ def main() -> int:
             for route, fn in list(fns.items()):
                 try:
                     fn()
-                except Exception as exc:  # noqa: BLE001 -- a route a tokenizer lacks is reported, not fatal
+                except Exception as exc:
                     errors[(name, route)] = type(exc).__name__
                     del fns[route]
         times = {(name, route): [] for name, fns in cells.items() for route in fns}
@@ -153,13 +159,15 @@ def main() -> int:
                         ((name, "chat"), (name, "render+list")), ((name, "sft"), (name, "render+list"))]  # fmt: skip
         if "fastokens" in columns:
             targets.append((("fastokens", "list"), ("raw", "raw")))
-        targets += [(("hf-fast-patched", "list"), (name, "list")) for name in ("tiktoken", "fastokens") if name in columns]
+        targets += [
+            (("hf-fast-patched", "list"), (name, "list")) for name in ("tiktoken", "fastokens") if name in columns
+        ]
         targets = [(a, b) for a, b in targets if a in times and b in times]
         paired = {(a, b): [] for a, b in targets}
         for k in range(args.pairs or 2 * args.repeat):
             for a, b in targets:
                 took = {}
-                for key in ((a, b) if k % 2 == 0 else (b, a)):
+                for key in (a, b) if k % 2 == 0 else (b, a):
                     gc.collect()
                     time.sleep(0.1)
                     start = time.perf_counter()
@@ -175,7 +183,11 @@ def main() -> int:
     route_names = list(routes(base))
     report = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-        "versions": {"transformers": transformers.__version__, "tiktoken": tiktoken.__version__, "glm4-tokfix": glm4_tokfix.__version__},
+        "versions": {
+            "transformers": transformers.__version__,
+            "tiktoken": tiktoken.__version__,
+            "glm4-tokfix": glm4_tokfix.__version__,
+        },
         "vocab": str(vocab),
         "upstream": upstream_label,
         "texts": len(texts),
@@ -214,15 +226,19 @@ def main() -> int:
 
     print(f"\ntargets: each the median of {len(next(iter(paired.values()), []))} pairs run back to back")
     for name in [n for n in ("tiktoken", "fastokens") if n in columns]:
-        print(f"{name}: pt / list {ratio((name, 'pt'), (name, 'list')):.2f}x (target <= 1.3); offsets / list "
-              f"{ratio((name, 'offsets'), (name, 'list')):.2f}x (target <= 1.3); offsets-pt / pt "
-              f"{ratio((name, 'offsets-pt'), (name, 'pt')):.2f}x; chat / (render+list) "
-              f"{ratio((name, 'chat'), (name, 'render+list')):.2f}x (target <= 1.3); sft / (render+list) "
-              f"{ratio((name, 'sft'), (name, 'render+list')):.2f}x (target <= 1.5)")
+        print(
+            f"{name}: pt / list {ratio((name, 'pt'), (name, 'list')):.2f}x (target <= 1.3); offsets / list "
+            f"{ratio((name, 'offsets'), (name, 'list')):.2f}x (target <= 1.3); offsets-pt / pt "
+            f"{ratio((name, 'offsets-pt'), (name, 'pt')):.2f}x; chat / (render+list) "
+            f"{ratio((name, 'chat'), (name, 'render+list')):.2f}x (target <= 1.3); sft / (render+list) "
+            f"{ratio((name, 'sft'), (name, 'render+list')):.2f}x (target <= 1.5)"
+        )
     if "fastokens" in columns:
         print(f"fastokens list / raw {ratio(('fastokens', 'list'), ('raw', 'raw')):.2f}x (target <= 0.5)")
-    print(f"hf-fast-patched list / tiktoken list {ratio(('hf-fast-patched', 'list'), ('tiktoken', 'list')):.2f}x; "
-          f"/ fastokens list {ratio(('hf-fast-patched', 'list'), ('fastokens', 'list')):.2f}x (target <= 1.1)")
+    print(
+        f"hf-fast-patched list / tiktoken list {ratio(('hf-fast-patched', 'list'), ('tiktoken', 'list')):.2f}x; "
+        f"/ fastokens list {ratio(('hf-fast-patched', 'list'), ('fastokens', 'list')):.2f}x (target <= 1.1)"
+    )
     return 0
 
 

@@ -39,7 +39,7 @@ from pathlib import Path
 from types import MethodType
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_encode import default_vocab, make_texts, median_times  # noqa: E402
+from bench_encode import default_vocab, make_texts, median_times
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 

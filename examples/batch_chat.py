@@ -309,17 +309,27 @@ def _parser() -> argparse.ArgumentParser:
         description="Batched GLM-4 chat generation with the fixed tokenizer, checked against one-by-one generation.",
     )
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--model", metavar="DIR", help="a GLM-4 model folder (weights, config, tokenizer); "
-                        "loaded with trust_remote_code=True")
-    source.add_argument("--tokenizer", metavar="DIR", help="tokenizer folder for the tiny random model "
-                        "(default: the embedded tiny GLM-4 tokenizer)")
+    source.add_argument(
+        "--model",
+        metavar="DIR",
+        help="a GLM-4 model folder (weights, config, tokenizer); loaded with trust_remote_code=True",
+    )
+    source.add_argument(
+        "--tokenizer",
+        metavar="DIR",
+        help="tokenizer folder for the tiny random model (default: the embedded tiny GLM-4 tokenizer)",
+    )
     parser.add_argument("--chats", metavar="FILE", help="JSON file: a list of chats (lists of {role, content})")
     parser.add_argument("--max-new-tokens", type=int, default=12, metavar="N")
     parser.add_argument("--seed", type=int, default=0, help="seed of the tiny random model (default 0)")
     parser.add_argument("--dtype", default="auto", help="dtype for --model (default: the checkpoint's)")
-    parser.add_argument("--position-ids", choices=POSITION_IDS_CHOICES, default="auto",
-                        help="give generate() the tokenizer's position_ids: auto (default) omits them for models "
-                        "built into transformers and passes them to remote-code models")
+    parser.add_argument(
+        "--position-ids",
+        choices=POSITION_IDS_CHOICES,
+        default="auto",
+        help="give generate() the tokenizer's position_ids: auto (default) omits them for models "
+        "built into transformers and passes them to remote-code models",
+    )
     parser.add_argument("--no-check", action="store_true", help="skip generating each chat alone for comparison")
     return parser
 
@@ -338,9 +348,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         else:
             tokenizer = load_tokenizer(args.tokenizer or glm4_tokfix.TINY_GLM4_DIR)
             model = build_tiny_model(tokenizer, seed=args.seed)
-            print(f"model: tiny random Glm4ForCausalLM (seed {args.seed}, float64, "
-                  f"{model.config.num_hidden_layers} layers, hidden {model.config.hidden_size}, "
-                  f"vocab {model.config.vocab_size}); its replies are gibberish by design")
+            print(
+                f"model: tiny random Glm4ForCausalLM (seed {args.seed}, float64, "
+                f"{model.config.num_hidden_layers} layers, hidden {model.config.hidden_size}, "
+                f"vocab {model.config.vocab_size}); its replies are gibberish by design"
+            )
     except (OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -348,14 +360,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     texts = render(tokenizer, chats)
     batch = encode_batch(tokenizer, texts)
     prefix = tokenizer.get_prefix_tokens()
-    print(f"tokenizer: {type(tokenizer).__name__}, {len(tokenizer)} tokens; "
-          f"batch {tuple(batch['input_ids'].shape)}, padded on the left")
+    print(
+        f"tokenizer: {type(tokenizer).__name__}, {len(tokenizer)} tokens; "
+        f"batch {tuple(batch['input_ids'].shape)}, padded on the left"
+    )
     print(f"generate() gets: {', '.join(generation_inputs(model, batch, args.position_ids))}")
     for i, (ids, mask) in enumerate(zip(batch["input_ids"].tolist(), batch["attention_mask"].tolist())):
         real = [t for t, m in zip(ids, mask) if m]
         copies = sum(1 for j in range(0, len(real) - 1) if real[j : j + 2] == prefix)
-        print(f"  prompt {i}: {len(real):3d} tokens, {len(ids) - len(real):3d} pads, "
-              f"[gMASK]<sop> x{copies}, starts {tokenizer.decode(real[:3])!r}")
+        print(
+            f"  prompt {i}: {len(real):3d} tokens, {len(ids) - len(real):3d} pads, "
+            f"[gMASK]<sop> x{copies}, starts {tokenizer.decode(real[:3])!r}"
+        )
 
     batched = generate_batch(model, tokenizer, chats, args.max_new_tokens, args.position_ids)
     for i, ids in enumerate(batched):
@@ -371,8 +387,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(f"  MISMATCH row {i}: batched {batched[i]} != alone {alone[i]}")
         print(f"check FAILED: {len(differing)} of {len(chats)} rows differ from one-by-one generation")
         return 1
-    print(f"check passed: all {len(chats)} batched continuations are token-identical to generating each "
-          "chat alone from apply_chat_template(tokenize=True)")
+    print(
+        f"check passed: all {len(chats)} batched continuations are token-identical to generating each "
+        "chat alone from apply_chat_template(tokenize=True)"
+    )
     return 0
 
 

@@ -63,13 +63,15 @@ def batch(tok: Any, side: str) -> Dict[str, List[List[int]]]:
 
 
 def fast_tokenizers(vocab_dir: Path, work: Path) -> Dict[str, Any]:
-    """"converted": the conversion script's post-processor; "proposed": ByteLevel only (as GLM-4-0414 ships)."""
+    """ "converted": the conversion script's post-processor; "proposed": ByteLevel only (as GLM-4-0414 ships)."""
     from transformers import AutoTokenizer
 
     from glm4_tokfix.convert import write_fast_folder
 
     return {
-        name: AutoTokenizer.from_pretrained(str(write_fast_folder(vocab_dir, work / f"fast_{name}_{uuid.uuid4().hex[:6]}", style)))
+        name: AutoTokenizer.from_pretrained(
+            str(write_fast_folder(vocab_dir, work / f"fast_{name}_{uuid.uuid4().hex[:6]}", style))
+        )
         for name, style in (("converted", "chat-hf"), ("proposed", "0414"))
     }
 
@@ -103,7 +105,7 @@ def main(argv: List[str]) -> int:
             for name in ("current", "mid2024", "minimal_current", "minimal_mid2024", "full"):
                 try:
                     _print_batch(name, batch(toks[name], side))
-                except Exception as exc:  # noqa: BLE001 -- the before state is an exception on mid-2024
+                except Exception as exc:
                     print(f"  {name}\n    {type(exc).__name__}: {exc}")
         chat = "<|user|>\n你好<|assistant|>"
         for name in ("minimal_current", "full"):
@@ -116,7 +118,9 @@ def main(argv: List[str]) -> int:
         for name, tok in fast.items():
             prompt = tok.apply_chat_template(CHATS[0], add_generation_prompt=True, tokenize=False)
             print(f"  {name}: tok({prompt!r}) = {tok(prompt).input_ids}")
-            print(f"  {name}: apply_chat_template(tokenize=True) = {list(tok.apply_chat_template(CHATS[0], add_generation_prompt=True, tokenize=True, return_dict=True)['input_ids'])}")
+            print(
+                f"  {name}: apply_chat_template(tokenize=True) = {list(tok.apply_chat_template(CHATS[0], add_generation_prompt=True, tokenize=True, return_dict=True)['input_ids'])}"
+            )
             print(f"  {name}: tok('你好') = {tok('你好').input_ids}")
             # the example of docs/upstream.md (b)
             prompt = tok.apply_chat_template([{"role": "user", "content": "你好，你是谁"}], add_generation_prompt=True,

@@ -29,7 +29,6 @@ from hypothesis import HealthCheck, settings  # noqa: E402
 
 import glm4_tokfix  # noqa: E402
 from glm4_tokfix.testing.runner import missing_package  # noqa: E402
-
 from locations import HAVE_REAL, REAL_DIR, REAL_SKIP_REASON, ROOT, TINY_DIR, requires_real  # noqa: E402, F401
 
 _common = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -49,7 +48,6 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         f"real vocabulary: {REAL_DIR if HAVE_REAL else 'absent (real_vocab tests skip)'}",
         f"hypothesis profile: {settings._current_profile}",
     ]
-
 
 
 # Optional packages of the test extra (and of transformers' own features, such as jinja2 for chat

@@ -20,15 +20,15 @@ import subprocess
 import sys
 import textwrap
 import uuid
-
-import pytest
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
+import pytest
 
 from standins import make_model_folder
 
 PREFIX = "[gMASK]<sop>"
+
 
 def standin_folder(base: Path, revision: str, vocab_dir: Path) -> Path:
     return make_model_folder(Path(base) / f"glm4_{revision}_{uuid.uuid4().hex[:10]}", revision, vocab_dir)
@@ -47,7 +47,9 @@ def subprocess_env(tmp: Optional[Path] = None) -> Dict[str, str]:
     return env
 
 
-def run_cli(*args: str, env: Optional[Dict[str, str]] = None, prefix: Sequence[str] = ()) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, env: Optional[Dict[str, str]] = None, prefix: Sequence[str] = ()
+) -> subprocess.CompletedProcess:
     """``glm4-tokfix ARGS`` in a subprocess (``python -m glm4_tokfix.cli``), output captured as text."""
     command = [*prefix, sys.executable, "-m", "glm4_tokfix.cli", *map(str, args)]
     return subprocess.run(command, capture_output=True, text=True, env=env or subprocess_env(), timeout=300)

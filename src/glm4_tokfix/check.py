@@ -150,8 +150,10 @@ def _encoder_backend(tokenizer: Any) -> str:
         tokenizer.encode("glm4-tokfix check", add_special_tokens=False)  # builds the backend: its errors show here
     except (ImportError, ValueError) as exc:
         return f"error: {exc}"
-    source = "glm4_encoder" if getattr(tokenizer, "glm4_encoder", None) else (
-        "$GLM4_TOKFIX_ENCODER" if os.environ.get("GLM4_TOKFIX_ENCODER") else "default"
+    source = (
+        "glm4_encoder"
+        if getattr(tokenizer, "glm4_encoder", None)
+        else ("$GLM4_TOKFIX_ENCODER" if os.environ.get("GLM4_TOKFIX_ENCODER") else "default")
     )
     return f"{name} ({source})"
 
@@ -228,7 +230,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         hf_logging.set_verbosity(hf_logging.ERROR)  # no "class you load is not the same type" chatter
         tokenizer, how = load_tokenizer(model_dir, unpatched=args.unpatched)
-    except Exception as exc:  # noqa: BLE001 -- report any load failure as one line, no traceback
+    except Exception as exc:
         where = model_dir or glm4_tokfix.TINY_GLM4_DIR
         hf_logging.set_verbosity(verbosity)
         return _usage_error(f"cannot load a GLM-4 tokenizer from {where}: {type(exc).__name__}: {exc}")
@@ -237,7 +239,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         policy = prefix_policy(tokenizer)
-    except Exception as exc:  # noqa: BLE001 -- the properties will report what is wrong
+    except Exception as exc:
         policy = f"unknown ({type(exc).__name__}: {exc})"
 
     encoder = _encoder_backend(tokenizer)

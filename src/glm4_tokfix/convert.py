@@ -126,7 +126,15 @@ def build_backend(folder: PathLike, style: str = "chat-hf") -> Any:
 
 
 #: tokenizer_config.json keys copied from the glm-4-9b-chat folder when present
-_COPIED_KEYS = ("added_tokens_decoder", "additional_special_tokens", "chat_template", "eos_token", "pad_token", "model_max_length", "padding_side")
+_COPIED_KEYS = (
+    "added_tokens_decoder",
+    "additional_special_tokens",
+    "chat_template",
+    "eos_token",
+    "pad_token",
+    "model_max_length",
+    "padding_side",
+)
 
 
 def write_fast_folder(src: PathLike, out: PathLike, style: str = "chat-hf") -> Path:

@@ -185,7 +185,9 @@ def _find_method(cls: ast.ClassDef, method: str, name: str) -> ast.FunctionDef:
         raise _fail(name, f"{CLASS_NAME} defines {method} {len(found)} times")
     node = found[0]
     if isinstance(node, ast.AsyncFunctionDef) or node.decorator_list:
-        raise _fail(name, f"{CLASS_NAME}.{method} is {'async' if isinstance(node, ast.AsyncFunctionDef) else 'decorated'}")
+        raise _fail(
+            name, f"{CLASS_NAME}.{method} is {'async' if isinstance(node, ast.AsyncFunctionDef) else 'decorated'}"
+        )
     return node
 
 
@@ -250,7 +252,7 @@ def _merge(old: List[str], new: List[str]) -> List[str]:
     out: List[str] = []
     for tag, i1, i2, j1, j2 in matcher.get_opcodes():
         if tag == "equal":
-            for k, j in zip(range(i1, i2), range(j1, j2)):
+            for k, _j in zip(range(i1, i2), range(j1, j2)):
                 out += leading[k] + [old[code[k]]]
             continue
         if i1 < i2:  # replaced or deleted old lines: their leading blank lines stay, their comments go
@@ -362,9 +364,12 @@ def _check_signatures(methods: Dict[str, ast.FunctionDef], name: str) -> str:
         args = node.args
         params = _parameters(node)
         odd = args.posonlyargs or args.vararg or args.kwonlyargs or args.kwarg
-        if odd or params[:2] != list(expected[:2]) or set(params) - set(optional) != set(expected) or len(
-            params
-        ) != len(set(params)):
+        if (
+            odd
+            or params[:2] != list(expected[:2])
+            or set(params) - set(optional) != set(expected)
+            or len(params) != len(set(params))
+        ):
             raise _fail(name, f"{CLASS_NAME}.{_signature(node)} has other parameters than expected "
                               f"({', '.join(expected + optional)})")  # fmt: skip
     if len(build.args.defaults) != 1 or not (
@@ -414,7 +419,8 @@ def minimal_patch(source: str, name: str = UPSTREAM_FILE) -> MinimalPatch:
         raise _fail(name, "it does not import PaddingStrategy (which _pad needs)")
     newline = _newline_of(lines)
     edits = [_replacement(lines, build, _BUILD_BODY, newline), _replacement(lines, pad, pad_body, newline)]
-    edits.append((build.end_lineno, build.end_lineno, [newline] + _method_lines(_PREPARE_METHOD, build, lines, newline)))  # type: ignore[arg-type]  # a parsed node always has end_lineno
+    end: int = build.end_lineno  # type: ignore[assignment]  # a parsed node always has end_lineno
+    edits.append((end, end, [newline] + _method_lines(_PREPARE_METHOD, build, lines, newline)))
     if revision == "mid2024":
         index, new = _add_padding_side(lines, pad, "Optional" in known, newline)
         edits.append((index, index + 1, new))
@@ -429,16 +435,16 @@ def minimal_patch(source: str, name: str = UPSTREAM_FILE) -> MinimalPatch:
     diff_lines = list(
         difflib.unified_diff(split_lines(original), patched, fromfile=f"a/{UPSTREAM_FILE}", tofile=f"b/{UPSTREAM_FILE}")
     )
-    added = sum(1 for l in diff_lines if l.startswith("+") and not l.startswith("+++"))
-    removed = sum(1 for l in diff_lines if l.startswith("-") and not l.startswith("---"))
-    diff = "".join(l if l.endswith(("\n", "\r")) else l + "\n\\ No newline at end of file\n" for l in diff_lines)
+    added = sum(1 for line in diff_lines if line.startswith("+") and not line.startswith("+++"))
+    removed = sum(1 for line in diff_lines if line.startswith("-") and not line.startswith("---"))
+    diff = "".join(
+        line if line.endswith(("\n", "\r")) else line + "\n\\ No newline at end of file\n" for line in diff_lines
+    )
     return MinimalPatch(original, text, diff, revision, added, removed)
 
 
-
-
 def read_upstream_file(model_dir: PathLike) -> Tuple[Path, str]:
-    """``(path, text)`` of ``model_dir``'s own ``tokenization_chatglm.py``; OSError / ValueError naming what is there."""
+    """``(path, text)`` of ``model_dir``'s own ``tokenization_chatglm.py``; OSError / ValueError name the problem."""
     folder = existing_folder(model_dir)
     path = folder / UPSTREAM_FILE
     if not path.is_file():

@@ -133,7 +133,7 @@ from .{MODULE_NAME} import glm4_fixed_class
 {needs}
 {name} = glm4_fixed_class(_Host, namespace={{"__module__": __name__, "__qualname__": "{name}"}})
 '''
-    ).encode("utf-8")
+    ).encode()
 
 
 _RELATIVE_IMPORT = re.compile(rb"^\s*from\s+\.(\w+)\s+import", re.M)
@@ -300,7 +300,10 @@ def inspect_folder(folder: PathLike) -> FolderInfo:
     auto_map = config.get("auto_map")
     entry = auto_map.get("AutoTokenizer") if isinstance(auto_map, dict) else None
     has_json = (path / FAST_JSON_FILE).is_file()
-    if has_json and _fast_ref(entry) in (FAST_CLASS_REF, _LEGACY_FAST_CLASS_REF):  # a tokenizer.json folder patched by us
+    if has_json and _fast_ref(entry) in (
+        FAST_CLASS_REF,
+        _LEGACY_FAST_CLASS_REF,
+    ):  # a tokenizer.json folder patched by us
         return FolderInfo(path=path, config=config, config_bytes=data, auto_tokenizer=entry, kind="fast")
     if (path / VOCAB_FILE).is_file() and _slow_ref(entry) is not None:
         info = FolderInfo(path=path, config=config, config_bytes=data, auto_tokenizer=entry, kind="remote")
@@ -512,7 +515,9 @@ def patch_folder(folder: PathLike) -> str:
             new_config = _rewrite_auto_tokenizer(info.config_bytes, info.config, info.auto_map_entry())
             tx.write(CONFIG_FILE, new_config, mode=_config_mode(path / CONFIG_FILE))
             tx.commit()
-            return f"{path} was patched by an older glm4-tokfix; replaced its modules with {_names(modules, verb=False)}"
+            return (
+                f"{path} was patched by an older glm4-tokfix; replaced its modules with {_names(modules, verb=False)}"
+            )
         if info.patched:
             if not changed:
                 return f"{path} is already patched and its {_names(modules)} up to date; nothing changed"
@@ -584,9 +589,7 @@ def unpatch_folder(folder: PathLike) -> str:
         else:
             original_auto_map = backup.get("auto_map")
             if isinstance(original_auto_map, dict) and "AutoTokenizer" in original_auto_map:
-                new_config = _rewrite_auto_tokenizer(
-                    info.config_bytes, info.config, original_auto_map["AutoTokenizer"]
-                )
+                new_config = _rewrite_auto_tokenizer(info.config_bytes, info.config, original_auto_map["AutoTokenizer"])
             else:  # the original had no AutoTokenizer entry (a tokenizer.json folder): take ours out again
                 restored = _without_tokenizer_entry(info.config)
                 if not restored["auto_map"] and "auto_map" not in backup:
@@ -629,7 +632,9 @@ def export_module(out_dir: PathLike, force: bool = False) -> List[Path]:
     clash = [name for name in changed if os.path.lexists(out / name)]
     if clash and not force:
         raise FileExistsError(
-            errno.EEXIST, f"{clash[0]} already exists with other contents (pass --force to replace it)", str(out / clash[0])
+            errno.EEXIST,
+            f"{clash[0]} already exists with other contents (pass --force to replace it)",
+            str(out / clash[0]),
         )
     check_writable(out)
     tx = Transaction(out)

@@ -437,7 +437,7 @@ def _remote_glm4_folder(
         return None
     try:
         return path, model_folder.remote_class_problem(info)
-    except Exception as exc:  # noqa: BLE001 -- never raises: an unreadable class is not glm-4-9b-chat's
+    except Exception as exc:
         return path, f"its class could not be read ({type(exc).__name__}: {exc})"
 
 
@@ -459,7 +459,7 @@ class EnableHandle:
     def __init__(self, was_enabled: bool) -> None:
         self.was_enabled = was_enabled
 
-    def __enter__(self) -> "EnableHandle":
+    def __enter__(self) -> EnableHandle:
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
@@ -502,7 +502,7 @@ def enable() -> EnableHandle:
             current = hook.owner.__dict__.get("from_pretrained", _MISSING)
             was = hook.active and current is not hook.original
             if current is hook.original:  # someone put transformers' own method back: wrap it again
-                setattr(hook.owner, "from_pretrained", hook.wrapper)
+                setattr(hook.owner, "from_pretrained", hook.wrapper)  # noqa: B010 -- a classmethod onto a class
             hook.active = True
             return EnableHandle(was_enabled=was)
         from transformers import AutoTokenizer
@@ -512,7 +512,7 @@ def enable() -> EnableHandle:
             raise RuntimeError("transformers.AutoTokenizer has no from_pretrained classmethod of its own to wrap")
         wrapper = _make_wrapper(original)
         _HOOK = _Hook(AutoTokenizer, original, wrapper)
-        setattr(AutoTokenizer, "from_pretrained", wrapper)
+        setattr(AutoTokenizer, "from_pretrained", wrapper)  # noqa: B010 -- a classmethod onto a class
         return EnableHandle(was_enabled=False)
 
 
@@ -531,7 +531,7 @@ def disable() -> None:
             return
         current = hook.owner.__dict__.get("from_pretrained", _MISSING)
         if current is hook.wrapper:
-            setattr(hook.owner, "from_pretrained", hook.original)
+            setattr(hook.owner, "from_pretrained", hook.original)  # noqa: B010 -- a classmethod onto a class
             _HOOK = None
             return
         hook.active = False
@@ -544,4 +544,3 @@ def disable() -> None:
             )
         else:
             _HOOK = None
-

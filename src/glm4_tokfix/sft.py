@@ -203,7 +203,10 @@ def tokenize_chats(
 
     # the attention mask of unpadded rows is all ones, and not returned: the tokenizer need not build it
     template_kwargs = dict(template_kwargs)
-    template_kwargs["tokenizer_kwargs"] = {**(template_kwargs.get("tokenizer_kwargs") or {}), "return_attention_mask": False}
+    template_kwargs["tokenizer_kwargs"] = {
+        **(template_kwargs.get("tokenizer_kwargs") or {}),
+        "return_attention_mask": False,
+    }
 
     def encode(rows: List[List[Mapping[str, Any]]], limit: Optional[int]) -> Any:
         return tokenizer.apply_chat_template(

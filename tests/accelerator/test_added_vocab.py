@@ -13,16 +13,19 @@ from __future__ import annotations
 import random
 
 import pytest
-from locations import REAL_DIR, TINY_DIR
 from hypothesis import given
 from hypothesis import strategies as st
 
 import glm4_tokfix
 from glm4_tokfix.remote_code import glm4_encoders as tc
 from glm4_tokfix.remote_code.glm4_tokens import GLM4_SPECIAL_TOKENS
+from locations import REAL_DIR, TINY_DIR
 
 HAVE_FASTOKENS = tc.fastokens_available()
-BACKENDS = ["tiktoken", pytest.param("fastokens", marks=pytest.mark.skipif(not HAVE_FASTOKENS, reason="fastokens is not installed"))]
+BACKENDS = [
+    "tiktoken",
+    pytest.param("fastokens", marks=pytest.mark.skipif(not HAVE_FASTOKENS, reason="fastokens is not installed")),
+]
 PREFIX = "[gMASK]<sop>"
 
 
@@ -34,7 +37,9 @@ def audio_tokens(n):
 def _readd_user_with_flags(tok):
     from transformers import AddedToken
 
-    tok.add_tokens([AddedToken("<|user|>", lstrip=True, rstrip=True, special=True, normalized=False)], special_tokens=True)
+    tok.add_tokens(
+        [AddedToken("<|user|>", lstrip=True, rstrip=True, special=True, normalized=False)], special_tokens=True
+    )
 
 
 STRIP_TEXTS = ["hi   <|user|>   x", "<|user|>  \n hello", "a\t<|user|>\tb <|assistant|> c"]
@@ -86,8 +91,7 @@ def test_readding_with_new_flags_reaches_a_patched_fast_tokenizer(fast_folder):
 def _overlapping_pairwise(contents, itself=False):
     """The definition, pair by pair (quadratic): a token inside another, or a suffix of one starting another."""
     return any(
-        (a != b or itself)
-        and ((a != b and a in b) or any(a.endswith(b[:k]) for k in range(1, min(len(a), len(b)))))
+        (a != b or itself) and ((a != b and a in b) or any(a.endswith(b[:k]) for k in range(1, min(len(a), len(b)))))
         for a in contents
         for b in contents
     )
@@ -216,8 +220,9 @@ def test_slow_fix_is_exact_after_add_tokens(backend):
 
 
 def test_patched_upstream_is_exact_with_thousands_of_added_tokens(tiny_voice, tmp_path):
-    from standins import make_model_folder
     from transformers import AutoTokenizer
+
+    from standins import make_model_folder
 
     folder = make_model_folder(tmp_path / "upstream", "current", tiny_voice[True])
     upstream = AutoTokenizer.from_pretrained(str(folder), trust_remote_code=True)
@@ -234,8 +239,9 @@ def test_patched_upstream_is_exact_with_thousands_of_added_tokens(tiny_voice, tm
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_patched_fast_tokenizer_is_exact_with_thousands_of_added_tokens(tiny_voice, tmp_path, backend):
-    from fast_folders import make_fast_folder
     from transformers import AutoTokenizer
+
+    from fast_folders import make_fast_folder
 
     folder = make_fast_folder(tmp_path / "fast", tiny_voice[True], "chat-hf")
     tok = glm4_tokfix.patch(AutoTokenizer.from_pretrained(str(folder)))
@@ -261,8 +267,9 @@ def test_patched_fast_tokenizer_is_exact_with_thousands_of_added_tokens(tiny_voi
 def test_real_vocabulary_with_glm4_voice_audio_tokens(tmp_path):
     if not (REAL_DIR / "tokenizer.model").is_file():
         pytest.skip("the real glm-4-9b-chat vocabulary is absent")
-    from standins import make_model_folder
     from transformers import AutoTokenizer
+
+    from standins import make_model_folder
 
     folder = voice_folder(tmp_path / "voice", REAL_DIR, 16384, True)
     tok = glm4_tokfix.ChatGLM4Tokenizer.from_pretrained(folder)

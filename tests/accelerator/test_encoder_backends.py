@@ -29,7 +29,9 @@ from glm4_tokfix.remote_code.glm4_tokens import GLM4_PAT_STR
 from strategies import SPECIAL_LITERALS, batches, prompt_texts, texts
 
 HAVE_FASTOKENS = tc.fastokens_available()
-needs_fastokens = pytest.mark.skipif(not HAVE_FASTOKENS, reason="fastokens is not installed (pip install glm4-tokfix[fast])")
+needs_fastokens = pytest.mark.skipif(
+    not HAVE_FASTOKENS, reason="fastokens is not installed (pip install glm4-tokfix[fast])"
+)
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -89,7 +91,16 @@ def test_backends_agree_on_merge_unreachable_tokens(backends, tok):
     corpus = []
     for token in tokens:
         word = token.decode("utf-8", errors="replace")
-        corpus += [word, " " + word, word + " ", "a" + word + "b", "\n" + word, word * 2, "你" + word + "。", word + "<|user|>"]
+        corpus += [
+            word,
+            " " + word,
+            word + " ",
+            "a" + word + "b",
+            "\n" + word,
+            word * 2,
+            "你" + word + "。",
+            word + "<|user|>",
+        ]
     assert_same(backends, corpus)
 
 
@@ -176,7 +187,7 @@ def test_encoder_choice(tiny_tok, monkeypatch):
         tok("hello")
     tok.glm4_encoder = None
     monkeypatch.setenv(tc.GLM4_ENCODER_ENV, "rust")
-    with pytest.raises(ValueError, match="GLM4_TOKFIX_ENCODER must be one of tiktoken, fastokens .*'rust'"):
+    with pytest.raises(ValueError, match=r"GLM4_TOKFIX_ENCODER must be one of tiktoken, fastokens .*'rust'"):
         tok(["a", "b"], padding=True)
 
 
@@ -206,13 +217,15 @@ def test_the_fast_path_really_runs_on_fastokens(tiny_tok):
 def _run(code: str, env: dict) -> subprocess.CompletedProcess:
     full = {**os.environ, **env}
     full.pop("FASTOKENS_BPE_THREADS", None)
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=full, capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], env=full, capture_output=True, text=True, timeout=600
+    )
 
 
 @needs_fastokens
 def test_tokenizer_json_is_built_once_into_the_cache_folder(tmp_path):
     cache = tmp_path / "cache"
-    code = f"""
+    code = """
         import os, glm4_tokfix
         from glm4_tokfix.remote_code import glm4_encoders as tc
         built = []
@@ -225,7 +238,7 @@ def test_tokenizer_json_is_built_once_into_the_cache_folder(tmp_path):
     env = {"GLM4_TOKFIX_CACHE_DIR": str(cache), "PYTHONPATH": str(ROOT / "src")}
     first, second = _run(code, env), _run(code, env)
     assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
-    ids, n_built, threads = first.stdout.rsplit(" ", 2)
+    _ids, n_built, threads = first.stdout.rsplit(" ", 2)
     assert n_built == "1" and threads.strip() == "1"
     assert second.stdout.rsplit(" ", 2)[1] == "0"  # read from the cache
     assert second.stdout.split("]")[0] == first.stdout.split("]")[0]
@@ -250,7 +263,9 @@ def test_an_unwritable_cache_folder_keeps_the_json_in_memory(tmp_path):
     """
     out = _run(code, {"GLM4_TOKFIX_CACHE_DIR": str(blocked / "sub"), "PYTHONPATH": str(ROOT / "src")})
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == str(glm4_tokfix.ChatGLM4Tokenizer.from_pretrained(glm4_tokfix.TINY_GLM4_DIR).encode("hello"))
+    assert out.stdout.strip() == str(
+        glm4_tokfix.ChatGLM4Tokenizer.from_pretrained(glm4_tokfix.TINY_GLM4_DIR).encode("hello")
+    )
 
 
 @needs_fastokens
@@ -305,7 +320,9 @@ def test_by_default_only_an_engine_that_releases_the_gil_gets_threads(tok, encod
     monkeypatch.setattr(tc.os, "sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)
     calls = []
     real = glm4_rows._encode_in_threads
-    monkeypatch.setattr(glm4_rows, "_encode_in_threads", lambda texts, encode, n: calls.append(n) or real(texts, encode, n))
+    monkeypatch.setattr(
+        glm4_rows, "_encode_in_threads", lambda texts, encode, n: calls.append(n) or real(texts, encode, n)
+    )
     expected = dict(copy.copy(tok)(many, padding=True))
     calls.clear()
     assert dict(t(many, padding=True)) == expected
@@ -381,10 +398,16 @@ def test_a_model_folders_copy_works_with_and_without_fastokens(tmp_path, fastoke
     shutil.copytree(glm4_tokfix.TINY_GLM4_DIR, folder)
     patch_folder(folder)
     code = _FOLDER_CODE.format(block="" if fastokens_present else _BLOCK_FASTOKENS, folder=str(folder))
-    env = {"GLM4_TOKFIX_CACHE_DIR": str(tmp_path / "cache"), "HF_MODULES_CACHE": str(tmp_path / "modules"), "PYTHONPATH": ""}
+    env = {
+        "GLM4_TOKFIX_CACHE_DIR": str(tmp_path / "cache"),
+        "HF_MODULES_CACHE": str(tmp_path / "modules"),
+        "PYTHONPATH": "",
+    }
     out = _run(code, env)
     assert out.returncode == 0, out.stderr[-3000:]
     name, ids = out.stdout.strip().split(" ", 1)
     assert name == ("fastokens" if fastokens_present else "tiktoken")
-    expected = glm4_tokfix.ChatGLM4Tokenizer.from_pretrained(glm4_tokfix.TINY_GLM4_DIR)(["hello <|user|> 你好", "x"], padding=True)
+    expected = glm4_tokfix.ChatGLM4Tokenizer.from_pretrained(glm4_tokfix.TINY_GLM4_DIR)(
+        ["hello <|user|> 你好", "x"], padding=True
+    )
     assert ids == str(expected["input_ids"])

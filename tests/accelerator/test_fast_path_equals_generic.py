@@ -268,7 +268,11 @@ def test_an_error_in_a_worker_thread_reaches_the_caller(tok, monkeypatch):
 
 
 # ------------------------------------------------------------- is_split_into_words
-_word_lists = st.lists(st.one_of(texts(max_fragments=2), st.sampled_from(["[gMASK]", "<sop>", "<|user|>", " ", ""])), min_size=1, max_size=6)
+_word_lists = st.lists(
+    st.one_of(texts(max_fragments=2), st.sampled_from(["[gMASK]", "<sop>", "<|user|>", " ", ""])),
+    min_size=1,
+    max_size=6,
+)
 
 
 @given(rows=st.lists(_word_lists, min_size=1, max_size=4), options=full_options(), single=st.booleans())

@@ -48,7 +48,7 @@ def without_surrogates(text: str) -> str:
 def test_single_matches_the_fast_reference(tok, reference, text, add_special_tokens):
     text = without_surrogates(text)  # the Rust tokenizer refuses lone surrogates
     enc = tok(text, add_special_tokens=add_special_tokens, return_offsets_mapping=True)
-    ref_ids, expected = expected_offsets(tok, reference, text, add_special_tokens)
+    _ref_ids, expected = expected_offsets(tok, reference, text, add_special_tokens)
     assert offsets(enc) == expected
     assert len(enc["input_ids"]) == len(expected)
 
@@ -164,8 +164,12 @@ def test_pair_truncation_and_overflow(tok):
                 piece = tok.decode([token_id])
                 assert piece in (text[start:end], pair[start:end])
         if first is not None:
-            assert offsets(enc)[2 : 2 + len(first)] == offsets(tok(text, return_offsets_mapping=True))[2 : 2 + len(first)]
-    enc = tok(text, truncation=True, max_length=5, stride=1, return_overflowing_tokens=True, return_offsets_mapping=True)
+            assert (
+                offsets(enc)[2 : 2 + len(first)] == offsets(tok(text, return_offsets_mapping=True))[2 : 2 + len(first)]
+            )
+    enc = tok(
+        text, truncation=True, max_length=5, stride=1, return_overflowing_tokens=True, return_offsets_mapping=True
+    )
     assert offsets(enc) == offsets(tok(text, return_offsets_mapping=True))[:5]
 
 
@@ -289,8 +293,10 @@ def test_fast_path_offsets_without_the_tables_are_the_same(tok, batch, tensors, 
     want = tok(batch, **kwargs)
     from glm4_tokfix.remote_code import glm4_offsets
 
-    with mock.patch.object(type(tok), "_glm4_offset_tables", lambda self: None), \
-            mock.patch.object(glm4_offsets, "_offset_pairs", pytest.fail):  # the numpy route is not taken
+    with (
+        mock.patch.object(type(tok), "_glm4_offset_tables", lambda self: None),
+        mock.patch.object(glm4_offsets, "_offset_pairs", pytest.fail),
+    ):  # the numpy route is not taken
         got = tok(batch, **kwargs)
     assert set(got) == set(want)
     for key in want:

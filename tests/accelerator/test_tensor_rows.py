@@ -115,6 +115,7 @@ def test_per_row_fields_slot_into_both_row_builders(tok, left):
     bodies = [[10, 11, 12], [13]]
     lengths = [len(b) + len(head) for b in bodies]
     width = max(lengths)
+
     def flags():  # the row builders take over the field's rows (extended in place): each gets its own
         field = {"offset_mapping": ([[(0, 1), (1, 2), (2, 4)], [(0, 3)]], (0, 0))}
         return dict(with_types=True, with_special=True, with_mask=True, with_positions=True, body_fields=field)

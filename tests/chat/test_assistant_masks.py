@@ -19,7 +19,9 @@ from helpers import as_lists
 from strategies import texts
 
 _content = texts(min_fragments=1, max_fragments=6)
-_message = st.fixed_dictionaries({"role": st.sampled_from(["system", "user", "assistant", "observation"]), "content": _content})
+_message = st.fixed_dictionaries(
+    {"role": st.sampled_from(["system", "user", "assistant", "observation"]), "content": _content}
+)
 conversations = st.lists(_message, min_size=1, max_size=5)
 
 
@@ -35,7 +37,12 @@ def expected_reply_texts(chat):
 def test_mask_covers_exactly_the_replies(tok, chat, add_generation_prompt):
     out = masked(tok, chat, add_generation_prompt=add_generation_prompt)
     ids, mask = out["input_ids"], out["assistant_masks"]
-    assert ids == tok.apply_chat_template(chat, tokenize=True, return_dict=True, add_generation_prompt=add_generation_prompt)["input_ids"]
+    assert (
+        ids
+        == tok.apply_chat_template(chat, tokenize=True, return_dict=True, add_generation_prompt=add_generation_prompt)[
+            "input_ids"
+        ]
+    )
     assert len(mask) == len(ids)
     # the masked runs decode to the replies (tokens are whole here: every reply sits between special tokens)
     runs, current = [], []

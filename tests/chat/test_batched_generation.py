@@ -307,4 +307,3 @@ def test_example_loads_a_model_folder(tmp_path, tiny_tok, tiny_model, capsys):
 def test_example_rejects_a_folder_without_a_vocabulary(tmp_path, capsys):
     assert example.main(["--tokenizer", str(tmp_path)]) == 2
     assert "no tokenizer.model" in capsys.readouterr().err
-

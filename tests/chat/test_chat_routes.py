@@ -180,8 +180,9 @@ def test_masks_from_ids_on_a_cut_character():
     chat = [{"role": "user", "content": "😀"}, {"role": "assistant", "content": "👨‍👩‍👧x😀"}]
     out = tok.apply_chat_template(chat, return_dict=True, return_assistant_tokens_mask=True)
     rendered = tok.apply_chat_template(chat, tokenize=False)
-    from glm4_tokfix.chat_templates import marked_template
     from transformers.utils.chat_template_utils import render_jinja_template
+
+    from glm4_tokfix.chat_templates import marked_template
 
     _, spans = render_jinja_template(conversations=[chat], chat_template=marked_template(tok.chat_template),
                                      return_assistant_tokens_mask=True, **tok.special_tokens_map)  # fmt: skip
@@ -207,14 +208,16 @@ def test_literal_edges_equal_character_counts(tok, chats, data):
     """Counting added-token literals (``_row_ranges_at_literals``) finds the tokens of each span that the running
     character counts find -- for the shipped template's spans (a reply starts after <|assistant|> and ends before
     the next turn's token), with literals in the contents too -- and refuses (None) an edge next to no literal."""
-    from glm4_tokfix.remote_code.glm4_offsets import _RowCharacters, _row_ranges_at_literals
+    from glm4_tokfix.remote_code.glm4_offsets import _row_ranges_at_literals, _RowCharacters
 
     literals = tok._glm4_mask_literals()
     assert literals is not None
 
     def ranges_at_literals(rows, texts, spans, literals):  # every row's, or None when one row's is None
         items = tuple(literals.items())
-        found = [_row_ranges_at_literals(row, text, row_spans, items) for row, text, row_spans in zip(rows, texts, spans)]
+        found = [
+            _row_ranges_at_literals(row, text, row_spans, items) for row, text, row_spans in zip(rows, texts, spans)
+        ]
         return None if None in found else found
 
     rendered, spans = _marked_render(tok, chats)
@@ -223,8 +226,12 @@ def test_literal_edges_equal_character_counts(tok, chats, data):
     by_characters = _RowCharacters(starts_chars, begins_inside, rows)
     assert ranges_at_literals(rows, rendered, spans, literals) == by_characters.token_ranges(spans, [0] * len(rows))
     # any spans: where every edge is next to a literal or at an end, the same ranges; else None
-    some = [sorted(data.draw(st.lists(st.tuples(st.integers(0, len(t)), st.integers(0, len(t))), max_size=3))) for t in rendered]
+    some = [
+        sorted(data.draw(st.lists(st.tuples(st.integers(0, len(t)), st.integers(0, len(t))), max_size=3)))
+        for t in rendered
+    ]
     found = ranges_at_literals(rows, rendered, some, literals)
+
     def next_to_literal(text, at, after):
         return any(text.endswith(c, 0, at) if after else text.startswith(c, at) for c in literals)
 

@@ -28,7 +28,7 @@ from locations import REAL_DIR, TINY_DIR, requires_real
 pytest.importorskip("datasets")
 
 SCRIPT = textwrap.dedent(
-    r'''
+    r"""
     import json, sys, warnings
     warnings.simplefilter("ignore")
     import glm4_tokfix
@@ -75,7 +75,7 @@ SCRIPT = textwrap.dedent(
         mapped = ds.map(encode, fn_kwargs={"tok": tok}, batched=True, keep_in_memory=True)
         out[name] = [fresh, used, Hasher.hash(again), mapped._fingerprint]
     print(json.dumps(out))
-    '''
+    """
 )
 
 

@@ -94,7 +94,9 @@ def _glm4_5_message(draw_content_ok):
         role = draw(st.sampled_from(["system", "user", "assistant", "assistant", "tool"]))
         content = draw(_content)
         if role == "assistant" and draw_content_ok:
-            content = draw(st.text(st.characters(min_codepoint=0x61, max_codepoint=0x7A), min_size=1, max_size=5)) + content
+            content = (
+                draw(st.text(st.characters(min_codepoint=0x61, max_codepoint=0x7A), min_size=1, max_size=5)) + content
+            )
         msg = {"role": role, "content": content}
         if role == "assistant":
             if draw(st.booleans()):
@@ -172,15 +174,22 @@ def generated_templates(draw):
     def template(assistant):
         return (
             head + "{% for m in messages %}{% if m.role == 'system' %}<|system|>\n{{ m.content }}"
-            "{% elif m.role == 'user' %}<|user|>\n" + user + "{% elif m.role == 'assistant' %}<|assistant|>"
-            + assistant + "{% elif m.role == 'observation' %}<|observation|>\n{{ m.content }}{% endif %}{% endfor %}"
+            "{% elif m.role == 'user' %}<|user|>\n"
+            + user
+            + "{% elif m.role == 'assistant' %}<|assistant|>"
+            + assistant
+            + "{% elif m.role == 'observation' %}<|observation|>\n{{ m.content }}{% endif %}{% endfor %}"
             "{% if add_generation_prompt %}<|assistant|>" + prompt + "{% endif %}"
         )
 
     return template(body), template("{% generation %}" + body + "{% endgeneration %}")
 
 
-@given(templates=generated_templates(), chats=st.lists(glm4_chats, min_size=1, max_size=3), add_generation_prompt=st.booleans())
+@given(
+    templates=generated_templates(),
+    chats=st.lists(glm4_chats, min_size=1, max_size=3),
+    add_generation_prompt=st.booleans(),
+)
 def test_generated_templates_match_their_marked_versions(templates, chats, add_generation_prompt):
     plain, marked = templates
     if private_in(chats):
@@ -199,13 +208,20 @@ CHAT = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "the
     "template, why",
     [
         # the reply is also quoted in a summary: written twice
-        ("{% for m in messages %}<|{{ m.role }}|>\n{{ m.content }}{% endfor %}<|system|>\nlast: {{ messages[-1].content }}",
-         "more than once"),
+        (
+            "{% for m in messages %}<|{{ m.role }}|>\n{{ m.content }}{% endfor %}<|system|>\nlast: {{ messages[-1].content }}",
+            "more than once",
+        ),
         # escaped: the marker does not survive
-        ("{% for m in messages %}<|{{ m.role }}|>\n{{ m.content | tojson(ensure_ascii=True) }}{% endfor %}", "depends on the content"),
+        (
+            "{% for m in messages %}<|{{ m.role }}|>\n{{ m.content | tojson(ensure_ascii=True) }}{% endfor %}",
+            "depends on the content",
+        ),
         # content not written at all
-        ("{% for m in messages %}<|{{ m.role }}|>{% if m.role != 'assistant' %}\n{{ m.content }}{% endif %}{% endfor %}",
-         "not at all"),
+        (
+            "{% for m in messages %}<|{{ m.role }}|>{% if m.role != 'assistant' %}\n{{ m.content }}{% endif %}{% endfor %}",
+            "not at all",
+        ),
     ],
     ids=["twice", "escaped", "dropped"],
 )

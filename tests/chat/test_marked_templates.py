@@ -41,7 +41,9 @@ def rich_messages(draw):
         if draw(st.booleans()):
             message["metadata"] = draw(st.sampled_from(["", "get_weather", "python"]))
         if draw(st.booleans()):
-            message["content"] = draw(st.sampled_from(["<think>why</think>\n", "<think>\nhm\n</think>"])) + message["content"]
+            message["content"] = (
+                draw(st.sampled_from(["<think>why</think>\n", "<think>\nhm\n</think>"])) + message["content"]
+            )
         if draw(st.booleans()):
             message["reasoning_content"] = draw(_content)
         if draw(st.booleans()):
@@ -165,8 +167,12 @@ def tracker(tok, template, chats, **kwargs):
 
 
 @pytest.mark.parametrize("name", chat_templates.TEMPLATE_NAMES)
-@given(chats=st.lists(rich_chats, min_size=1, max_size=3), add_generation_prompt=st.booleans(), with_tools=st.booleans())
-def test_one_render_gives_the_generation_trackers_text_and_spans(tiny_tok, name, chats, add_generation_prompt, with_tools):
+@given(
+    chats=st.lists(rich_chats, min_size=1, max_size=3), add_generation_prompt=st.booleans(), with_tools=st.booleans()
+)
+def test_one_render_gives_the_generation_trackers_text_and_spans(
+    tiny_tok, name, chats, add_generation_prompt, with_tools
+):
     """The tokenizers render a marked template once, with markers where its blocks start and end: the
     same text and the same spans as transformers' generation tracker."""
     marked = chat_templates.marked_template(chat_templates.original_template(name))
@@ -226,5 +232,7 @@ def test_only_the_shipped_marked_copies_take_the_one_render_route(tiny_tok, monk
     tok = sft.use_marked_chat_template(copy.deepcopy(tiny_tok))
     assert tok.apply_chat_template(chat, return_dict=True, return_assistant_tokens_mask=True) == expected
     assert calls == [1, 1]  # the shipped marked copy set as the template
-    own = tiny_tok.apply_chat_template(chat, chat_template=_CONTROLLED[0], return_dict=True, return_assistant_tokens_mask=True)
+    own = tiny_tok.apply_chat_template(
+        chat, chat_template=_CONTROLLED[0], return_dict=True, return_assistant_tokens_mask=True
+    )
     assert calls == [1, 1] and sum(own["assistant_masks"]) > 0  # a template of the user's own: the tracker

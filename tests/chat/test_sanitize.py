@@ -17,8 +17,12 @@ from glm4_tokfix.remote_code.glm4_state import _transformers_sanitizes
 from helpers import as_lists
 from strategies import SPECIAL_LITERALS, texts
 
-injected = st.lists(st.one_of(texts(min_fragments=1, max_fragments=3), st.sampled_from(SPECIAL_LITERALS)), min_size=1, max_size=5).map("".join)
-_message = st.fixed_dictionaries({"role": st.sampled_from(["system", "user", "assistant", "observation"]), "content": injected})
+injected = st.lists(
+    st.one_of(texts(min_fragments=1, max_fragments=3), st.sampled_from(SPECIAL_LITERALS)), min_size=1, max_size=5
+).map("".join)
+_message = st.fixed_dictionaries(
+    {"role": st.sampled_from(["system", "user", "assistant", "observation"]), "content": injected}
+)
 conversations = st.lists(_message, min_size=1, max_size=4)
 DOCS_TEMPLATE = (
     "[gMASK]<sop>{% for d in documents or [] %}<|system|>\n{{ d.title }}: {{ d.text }}{% endfor %}"
@@ -56,10 +60,17 @@ def test_literals_in_content_stay_text(tok, chat, add_generation_prompt):
     ids = out["input_ids"]
     rendered = tok.apply_chat_template(chat, tokenize=False, add_generation_prompt=add_generation_prompt)
     assert tok.decode(ids) == rendered
-    plain = tok.apply_chat_template(neutral(chat), tokenize=True, return_dict=True, add_generation_prompt=add_generation_prompt)
+    plain = tok.apply_chat_template(
+        neutral(chat), tokenize=True, return_dict=True, add_generation_prompt=add_generation_prompt
+    )
     assert special_counts(tok, ids) == special_counts(tok, plain["input_ids"])
     if not any(lit in m["content"] for m in chat for lit in SPECIAL_LITERALS):
-        assert ids == tok.apply_chat_template(chat, tokenize=True, return_dict=True, add_generation_prompt=add_generation_prompt)["input_ids"]
+        assert (
+            ids
+            == tok.apply_chat_template(
+                chat, tokenize=True, return_dict=True, add_generation_prompt=add_generation_prompt
+            )["input_ids"]
+        )
 
 
 @given(
@@ -84,7 +95,9 @@ def test_tools_documents_and_variables_are_sanitized(tok, tool_text, doc, note):
         (DOCS_TEMPLATE, dict(documents=[{"title": "t", "text": doc}], note=note)),
     ):
         out = sanitized(tok, chat, chat_template=template, add_generation_prompt=True, **kwargs)["input_ids"]
-        rendered = tok.apply_chat_template(chat, chat_template=template, tokenize=False, add_generation_prompt=True, **kwargs)
+        rendered = tok.apply_chat_template(
+            chat, chat_template=template, tokenize=False, add_generation_prompt=True, **kwargs
+        )
         assert tok.decode(out) == rendered
         plain = tok.apply_chat_template(
             chat, chat_template=template, tokenize=True, return_dict=True, add_generation_prompt=True, **neutral(kwargs)
@@ -98,7 +111,10 @@ def test_known_injection(tok):
     unsafe = tok.apply_chat_template(chat, tokenize=True, return_dict=True, add_generation_prompt=True)["input_ids"]
     safe = sanitized(tok, chat, add_generation_prompt=True)["input_ids"]
     assert unsafe.count(assistant) == 2 and safe.count(assistant) == 1 and safe[-1] == assistant
-    assert safe[: safe.index(tok.convert_tokens_to_ids("<|user|>")) + 1] == unsafe[: unsafe.index(tok.convert_tokens_to_ids("<|user|>")) + 1]
+    assert (
+        safe[: safe.index(tok.convert_tokens_to_ids("<|user|>")) + 1]
+        == unsafe[: unsafe.index(tok.convert_tokens_to_ids("<|user|>")) + 1]
+    )
     assert sanitized(tok, chat, add_generation_prompt=True, return_dict=False) == safe
 
 
@@ -107,7 +123,9 @@ def test_needs_tokenize(tok):
         tok.apply_chat_template([{"role": "user", "content": "x"}], tokenize=False, sanitize_control_tokens=True)
 
 
-@pytest.mark.skipif(not _transformers_sanitizes(), reason="transformers 4.x has no sanitize_control_tokens to compare with")
+@pytest.mark.skipif(
+    not _transformers_sanitizes(), reason="transformers 4.x has no sanitize_control_tokens to compare with"
+)
 @given(
     chats=st.lists(conversations, min_size=1, max_size=3),
     batched=st.booleans(),
@@ -121,8 +139,12 @@ def test_our_implementation_gives_transformers_5_ids(tok, chats, batched, option
     conversation = chats if batched else chats[0]
     if not batched:
         options.pop("padding", None)
-    theirs = tok.apply_chat_template(conversation, tokenize=True, return_dict=True, sanitize_control_tokens=True, **options)
-    ours = tok._glm4_apply_chat_template(conversation, tokenize=True, return_dict=True, sanitize_control_tokens=True, **options)
+    theirs = tok.apply_chat_template(
+        conversation, tokenize=True, return_dict=True, sanitize_control_tokens=True, **options
+    )
+    ours = tok._glm4_apply_chat_template(
+        conversation, tokenize=True, return_dict=True, sanitize_control_tokens=True, **options
+    )
     assert set(theirs) == set(ours)
     for key in theirs:
         assert as_lists(theirs[key]) == as_lists(ours[key]), key

@@ -18,7 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from glm4_tokfix.sft import IGNORE_INDEX, SFTCollator, labels_from_mask, tokenize_chats, use_marked_chat_template
-from helpers import as_lists, check_padded_row
+from helpers import check_padded_row
 from strategies import texts
 
 _message = st.fixed_dictionaries(
@@ -35,7 +35,10 @@ CHATS = [
         {"role": "user", "content": "and 3+3? 你好"},
         {"role": "assistant", "content": "6, obviously 😀"},
     ],
-    [{"role": "user", "content": "tell me <|assistant|> about pads"}, {"role": "assistant", "content": "they go right", "metadata": "m"}],
+    [
+        {"role": "user", "content": "tell me <|assistant|> about pads"},
+        {"role": "assistant", "content": "they go right", "metadata": "m"},
+    ],
 ]
 
 
@@ -54,14 +57,20 @@ def single(tok, chat, turn_end=True):
     return ids, [t if m or (p and mask[p - 1]) else IGNORE_INDEX for p, (t, m) in enumerate(zip(ids, mask))]
 
 
-@given(chats=st.lists(conversations, min_size=1, max_size=4), side=st.sampled_from(["left", "right"]), raw=st.booleans())
+@given(
+    chats=st.lists(conversations, min_size=1, max_size=4), side=st.sampled_from(["left", "right"]), raw=st.booleans()
+)
 def test_rows_equal_single_encodings(tok, chats, side, raw):
-    features = [{"messages": c} for c in chats] if raw else [dict(zip(("input_ids", "labels"), single(tok, c))) for c in chats]
+    features = (
+        [{"messages": c} for c in chats] if raw else [dict(zip(("input_ids", "labels"), single(tok, c))) for c in chats]
+    )
     batch = SFTCollator(tok, padding_side=side, return_tensors=None)(features)
     assert set(batch) == {"input_ids", "attention_mask", "position_ids", "labels"}
     for i, chat in enumerate(chats):
         ids, labels = single(tok, chat)
-        row_ids, mask, positions, row_labels = (batch[k][i] for k in ("input_ids", "attention_mask", "position_ids", "labels"))
+        row_ids, mask, positions, row_labels = (
+            batch[k][i] for k in ("input_ids", "attention_mask", "position_ids", "labels")
+        )
         check_padded_row(row_ids, mask, positions, side, tok.pad_token_id)
         assert [t for t, m in zip(row_ids, mask) if m] == ids
         assert [t for t, m in zip(row_labels, mask) if m] == labels
@@ -122,11 +131,11 @@ def test_labels_teach_the_model_to_end_its_turn(tok):
         assert len(runs) == sum(m["role"] == "assistant" for m in chat)
         supervised = set()
         for start, end in runs:
-            assert labels[start:end + 1] == ids[start:end + 1]  # the reply and the token that ends it
+            assert labels[start : end + 1] == ids[start : end + 1]  # the reply and the token that ends it
             assert ids[end] in (user, observation)  # the next turn's token (or the appended <|user|>)
             assert ids[start - 1] == tok.convert_tokens_to_ids("<|assistant|>") and labels[start - 1] == IGNORE_INDEX
             supervised.update(range(start, end + 1))
-        assert all(l == IGNORE_INDEX for p, l in enumerate(labels) if p not in supervised)
+        assert all(label == IGNORE_INDEX for p, label in enumerate(labels) if p not in supervised)
         assert (labels[-1] == user) == ends_with_reply
     assert [rows["input_ids"][-1][e] for _, e in spans(rows["assistant_masks"][-1])] == [observation, user]
     content_only = tokenize_chats(tok, chats, supervise_turn_end=False)
@@ -178,7 +187,7 @@ def test_padding_and_other_promise_breakers_are_refused(tok):
         {"padding": True}, {"padding": "max_length"}, {"return_tensors": "pt"}, {"truncation": True},
         {"return_offsets_mapping": True}, {"tokenize": False}, {"tokenizer_kwargs": {"padding": True}},
     ):  # fmt: skip
-        with pytest.raises(TypeError, match="does not take .*unpadded lists"):
+        with pytest.raises(TypeError, match=r"does not take .*unpadded lists"):
             tokenize_chats(tok, CHATS, **kwargs)
         with pytest.raises(TypeError, match="does not take"):
             tokenize_chats(tok, [], **kwargs)
@@ -239,8 +248,6 @@ def tiny_model(tiny_tok):
 
 
 def training_args(tmp_path, **kwargs):
-    from transformers import TrainingArguments
-
     return dict(
         output_dir=str(tmp_path), per_device_train_batch_size=len(CHATS), max_steps=3, learning_rate=1e-3,
         logging_steps=1, report_to=[], save_strategy="no", use_cpu=True, seed=0, dataloader_num_workers=0, **kwargs
@@ -253,7 +260,7 @@ def test_trainer_loss_is_the_mean_over_assistant_tokens(tiny_tok, tiny_model, tm
 
     collator = SFTCollator(tiny_tok, padding_side=side)
     rows = tokenize_chats(tiny_tok, CHATS)
-    features = [{"input_ids": i, "labels": l} for i, l in zip(rows["input_ids"], rows["labels"])]
+    features = [{"input_ids": i, "labels": lab} for i, lab in zip(rows["input_ids"], rows["labels"])]
     model = copy.deepcopy(tiny_model)
     expected = hand_loss(model, collator(features))
     args = TrainingArguments(**training_args(tmp_path, remove_unused_columns=False))
@@ -273,7 +280,9 @@ def test_trl_sft_trainer_assistant_only_loss(tiny_tok, tiny_model, tmp_path):
     model = copy.deepcopy(tiny_model)
     chats = CHATS[:2]  # datasets gives every message every key: on transformers 4 a missing metadata renders "None"
     rows = tokenize_chats(tok, chats, supervise_turn_end=False)  # TRL supervises the generation spans only
-    expected = hand_loss(model, SFTCollator(tok)([{"input_ids": i, "labels": l} for i, l in zip(rows["input_ids"], rows["labels"])]))
+    expected = hand_loss(
+        model, SFTCollator(tok)([{"input_ids": i, "labels": lab} for i, lab in zip(rows["input_ids"], rows["labels"])])
+    )
     config = trl.SFTConfig(**training_args(tmp_path, assistant_only_loss=True))
     trainer = trl.SFTTrainer(
         model=model, args=config, train_dataset=datasets.Dataset.from_dict({"messages": chats}), processing_class=tok

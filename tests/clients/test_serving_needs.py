@@ -43,7 +43,9 @@ def poisoned_remote_folder(base: Path, revision: str = "current") -> Path:
     stays in the file: enable() reads the file to tell glm-4-9b-chat's class from others, running nothing)."""
     folder = standin_folder(base, revision, TINY)
     module = folder / "tokenization_chatglm.py"
-    module.write_text("raise RuntimeError('the remote code ran')\n" + module.read_text(encoding="utf-8"), encoding="utf-8")
+    module.write_text(
+        "raise RuntimeError('the remote code ran')\n" + module.read_text(encoding="utf-8"), encoding="utf-8"
+    )
     return folder
 
 
@@ -218,7 +220,9 @@ def test_patch_unpatch_transformers5_folder(t5_folder, tiny_tok):
     tok = AutoTokenizer.from_pretrained(str(folder), trust_remote_code=True)
     assert glm4_tokfix.is_patched(tok)
     for text in TEXTS:
-        expected = tiny_tok(text)["input_ids"] if style == "chat-hf" else tiny_tok(text, add_special_tokens=False)["input_ids"]
+        expected = (
+            tiny_tok(text)["input_ids"] if style == "chat-hf" else tiny_tok(text, add_special_tokens=False)["input_ids"]
+        )
         assert tok(text)["input_ids"] == expected
     assert tok.apply_chat_template(CHAT, tokenize=False) == tiny_tok.apply_chat_template(CHAT, tokenize=False)
     result = run_cli("unpatch", folder)

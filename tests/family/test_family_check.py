@@ -7,10 +7,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-from standins import make_model_folder
 
 import glm4_tokfix
 from glm4_tokfix import cli, model_folder
+from standins import make_model_folder
 
 pytest.importorskip("jinja2", reason="glm4-tokfix check renders chat templates (jinja2)")
 pytest.importorskip("torch", reason="GLM-4V-9B's class imports torch")

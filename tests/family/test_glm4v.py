@@ -19,14 +19,15 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from helpers import check_padded_row, other_line_python
 
 import glm4_tokfix
 from glm4_tokfix import model_folder
+from helpers import check_padded_row, other_line_python
 
 torch = pytest.importorskip("torch", reason="GLM-4V-9B's class returns its images as torch tensors")
-from standins import make_model_folder  # noqa: E402
 from transformers import AutoTokenizer  # noqa: E402
+
+from standins import make_model_folder  # noqa: E402
 
 TINY = Path(glm4_tokfix.TINY_GLM4_DIR)
 IMAGE_TOKENS = ["<|begin_of_image|>", "<|endoftext|>", "<|end_of_image|>"]
@@ -165,7 +166,7 @@ def test_class_keeps_its_own_methods(fixed, unpatched):
     """The fix replaces the spec hooks only: apply_chat_template and build_single_message are the class's."""
     for name in ("apply_chat_template", "build_single_message"):
         assert getattr(type(fixed), name).__code__.co_code == getattr(type(unpatched), name).__code__.co_code, name
-    assert getattr(type(fixed), "_pad") is not getattr(type(unpatched), "_pad")
+    assert type(fixed)._pad is not type(unpatched)._pad
     assert fixed.image_size == unpatched.image_size
 
 
@@ -262,9 +263,8 @@ def test_patched_folder_loads_without_the_package(folder, tmp_path, how):
 
 def test_enable_without_trust_refuses_glm4v(folder):
     """No lesser class in its place: glm4_tokfix's ChatGLM4Tokenizer would drop the image chat."""
-    with glm4_tokfix.enable():
-        with pytest.raises(ValueError, match=r"trust_remote_code=True") as info:
-            AutoTokenizer.from_pretrained(str(folder))
+    with glm4_tokfix.enable(), pytest.raises(ValueError, match=r"trust_remote_code=True") as info:
+        AutoTokenizer.from_pretrained(str(folder))
     assert "image_size" in str(info.value)
     from glm4_tokfix import patching
 
@@ -286,9 +286,8 @@ def test_enable_without_trust_refuses_other_classes(tmp_path, variant):
     else:
         model_folder.patch_folder(target)
         expected = "another checkpoint's class with the fix laid over it"
-    with glm4_tokfix.enable():
-        with pytest.raises(ValueError, match="trust_remote_code=True") as info:
-            AutoTokenizer.from_pretrained(str(target))
+    with glm4_tokfix.enable(), pytest.raises(ValueError, match="trust_remote_code=True") as info:
+        AutoTokenizer.from_pretrained(str(target))
     assert expected in str(info.value)
 
 

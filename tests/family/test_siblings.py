@@ -14,13 +14,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
+import glm4_tokfix
 from helpers import check_padded_row
 from standins import make_model_folder
 
-import glm4_tokfix
-
 pytest.importorskip("jinja2", reason="the siblings' chat templates are jinja")
-from transformers import AutoTokenizer  # noqa: E402
+from transformers import AutoTokenizer
 
 TINY = Path(glm4_tokfix.TINY_GLM4_DIR)
 
@@ -134,7 +134,7 @@ def test_unpatched_doubles_the_prefix(sibling):
 def test_base_model_has_no_chat_template(folders):
     for tok in (AutoTokenizer.from_pretrained(str(folders["glm-4-9b"]), trust_remote_code=True),
                 load_fixed(folders["glm-4-9b"], "patch")):  # fmt: skip
-        with pytest.raises(ValueError, match="chat_template|chat template"):
+        with pytest.raises(ValueError, match=r"chat_template|chat template"):
             tok.apply_chat_template(CHATS[0], tokenize=False)
 
 

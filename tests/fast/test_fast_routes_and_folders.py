@@ -13,13 +13,13 @@ import sys
 
 import pytest
 import transformers.convert_slow_tokenizer  # noqa: F401 -- imported before pytester snapshots sys.modules
-from locations import REAL_DIR, TINY_DIR
 from hypothesis import given, settings
-from strategies import PREFIX, prompt_texts
-from patch_helpers import load_saved_in_clean_process
 
 import glm4_tokfix
 from glm4_tokfix.remote_code import BUNDLE_FILES
+from locations import REAL_DIR, TINY_DIR
+from patch_helpers import load_saved_in_clean_process
+from strategies import PREFIX, prompt_texts
 
 TEXTS = [PREFIX + "<|user|>\nhi<|assistant|>", "<|user|>\na longer question<|assistant|>"]
 
@@ -90,7 +90,9 @@ def test_saved_patched_folder_loads_fixed_without_the_package(fast_folder, tmp_p
     result = load_saved_in_clean_process(out, tmp_path)
     assert result["class"] == "ChatGLM4TokenizerFast" and not result["glm4_tokfix_loaded"]
     assert result["left"]["input_ids"] == [list(r) for r in tok(TEXTS, padding=True)["input_ids"]]
-    assert result["right"]["input_ids"] == [list(r) for r in tok(TEXTS, padding=True, padding_side="right")["input_ids"]]
+    assert result["right"]["input_ids"] == [
+        list(r) for r in tok(TEXTS, padding=True, padding_side="right")["input_ids"]
+    ]
 
 
 def test_datasets_map_in_two_processes(fast_folder):
@@ -128,7 +130,9 @@ def test_patch_and_unpatch_a_tokenizer_json_folder(chat_hf_copy, tmp_path):
     result = cli("patch", chat_hf_copy)
     assert result.returncode == 0, result.stderr
     assert "trust_remote_code" in result.stdout and "unfixed" in result.stdout
-    assert set(BUNDLE_FILES) <= set(os.listdir(chat_hf_copy)) and "tokenization_chatglm.py" not in os.listdir(chat_hf_copy)
+    assert set(BUNDLE_FILES) <= set(os.listdir(chat_hf_copy)) and "tokenization_chatglm.py" not in os.listdir(
+        chat_hf_copy
+    )
     loaded = load_saved_in_clean_process(chat_hf_copy, tmp_path)
     assert loaded["class"] == "ChatGLM4TokenizerFast" and not loaded["glm4_tokfix_loaded"]
     slow = glm4_tokfix.ChatGLM4Tokenizer.from_pretrained(TINY_DIR)

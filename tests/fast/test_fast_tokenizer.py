@@ -10,10 +10,10 @@ from __future__ import annotations
 import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
-from strategies import PREFIX, batches, chats, prompt_texts, texts
 
 import glm4_tokfix
 from glm4_tokfix.testing.properties import PROPERTIES
+from strategies import PREFIX, batches, chats, prompt_texts, texts
 
 VOCABS = ["tiny", pytest.param("real", marks=pytest.mark.real_vocab)]
 
@@ -305,7 +305,9 @@ def test_a_template_with_more_than_the_prefix(fast_folder, text, max_length):
     tok = AutoTokenizer.from_pretrained(str(fast_folder("tiny", "0414")))
     ids = dict(zip(["[gMASK]", "<sop>", "<eop>"], tok.convert_tokens_to_ids(["[gMASK]", "<sop>", "<eop>"])))
     tok.backend_tokenizer.post_processor = processors.TemplateProcessing(
-        single="[gMASK]:0 <sop>:0 $A:0 <eop>:0", pair="[gMASK]:0 <sop>:0 $A:0 <eop>:0 $B:1", special_tokens=list(ids.items())
+        single="[gMASK]:0 <sop>:0 $A:0 <eop>:0",
+        pair="[gMASK]:0 <sop>:0 $A:0 <eop>:0 $B:1",
+        special_tokens=list(ids.items()),
     )
     plain = tok(text)["input_ids"]
     glm4_tokfix.patch(tok)
@@ -327,7 +329,10 @@ def test_assistant_masks_equal_the_slow_tokenizer(fast_tok, slow_for, vocab, con
     old = tok.padding_side, slow.padding_side
     tok.padding_side = slow.padding_side = side
     try:
-        got, expected = tok.apply_chat_template(conversations, **options), slow.apply_chat_template(conversations, **options)
+        got, expected = (
+            tok.apply_chat_template(conversations, **options),
+            slow.apply_chat_template(conversations, **options),
+        )
     finally:
         tok.padding_side, slow.padding_side = old
     assert got["input_ids"] == expected["input_ids"]
@@ -346,6 +351,7 @@ def test_assistant_masks_need_a_known_or_marked_template(fast_tok):
 def test_sanitize_control_tokens_equals_the_slow_tokenizer(fast_tok, slow_for, vocab, conversation):
     tok, slow = fast_tok(vocab, "chat-hf"), slow_for(vocab)
     options = dict(tokenize=True, return_dict=True, sanitize_control_tokens=True)
-    assert tok.apply_chat_template(conversation, **options)["input_ids"] == slow.apply_chat_template(
-        conversation, **options
-    )["input_ids"]
+    assert (
+        tok.apply_chat_template(conversation, **options)["input_ids"]
+        == slow.apply_chat_template(conversation, **options)["input_ids"]
+    )

@@ -39,7 +39,7 @@ def test_pretokenized_prefix_is_not_doubled(chat_hf, tiny_tok, words):
     assert ids[:4] != prefix_ids(tok) * 2
     assert ids == tiny_tok(words, is_split_into_words=True).input_ids
     batch = tok([words, ["hi"]], is_split_into_words=True, padding=True, return_special_tokens_mask=True)
-    assert batch.input_ids[0][-len(ids):] == ids
+    assert batch.input_ids[0][-len(ids) :] == ids
     assert tok(words, is_split_into_words=True, truncation=True, max_length=4).input_ids == ids[:4]
 
 
@@ -86,6 +86,6 @@ def test_encodings_after_a_vocabulary_change_are_an_error(chat_hf):
     batch = tok(["hello there", "a"], padding=True)
     tok.add_tokens(["hello"])
     with pytest.raises(RuntimeError, match="changed after this batch was encoded"):
-        batch.encodings
+        _ = batch.encodings
     again = pickle.loads(pickle.dumps(batch))  # the fields, without encodings that can no longer be made
     assert again.input_ids == batch.input_ids and again.encodings is None

@@ -16,7 +16,6 @@ folder -- they pass:
 
 from __future__ import annotations
 
-import shutil
 import uuid
 
 import pytest
@@ -25,8 +24,8 @@ from hypothesis import strategies as st
 
 import glm4_tokfix
 from helpers import check_padded_row, real_tokens, rows
-from strategies import PREFIX, batches, chats, texts
 from patch_helpers import drop_export, load, run_cli, standin_folder
+from strategies import PREFIX, batches, chats, texts
 
 ROUTES = ("patch", "from_pretrained", "enable", "cli_patch", "export")
 REVISIONS = ("current", "mid2024")
@@ -136,7 +135,11 @@ def test_route_gives_a_fixed_tokenizer(fixed, route):
 @given(batch=batches(), side=st.sampled_from(["left", "right"]), multiple=st.sampled_from([None, 1, 4]))
 def test_batch_rows_equal_single_encodings(fixed, batch, side, multiple):
     encoding = fixed(batch, padding=True, padding_side=side, pad_to_multiple_of=multiple)
-    ids, masks, positions = rows(encoding, "input_ids"), rows(encoding, "attention_mask"), rows(encoding, "position_ids")
+    ids, masks, positions = (
+        rows(encoding, "input_ids"),
+        rows(encoding, "attention_mask"),
+        rows(encoding, "position_ids"),
+    )
     singles = [fixed(text).input_ids for text in batch]
     width = max(len(s) for s in singles)
     if multiple:
@@ -185,5 +188,7 @@ def test_matches_our_tokenizer(fixed, tok):
     """Whatever the route, the result encodes like glm4_tokfix.ChatGLM4Tokenizer on the same vocabulary."""
     sample = [RENDERED, "<|user|>\n你好，世界 🎉 and some English<|assistant|>", "x"]
     for side in ("left", "right"):
-        assert dict(fixed(sample, padding=True, padding_side=side)) == dict(tok(sample, padding=True, padding_side=side))
+        assert dict(fixed(sample, padding=True, padding_side=side)) == dict(
+            tok(sample, padding=True, padding_side=side)
+        )
     assert fixed(sample[0], sample[1]).input_ids == tok(sample[0], sample[1]).input_ids

@@ -24,14 +24,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import glm4_tokfix
-from locations import HAVE_REAL, REAL_DIR, TINY_DIR
 from glm4_tokfix.minimal_patch import MINIMAL_FIXES, is_minimally_patched, minimal_patch, split_lines
 from glm4_tokfix.testing import properties as props
 from glm4_tokfix.testing.assertions import assert_prefix_idempotent
 from glm4_tokfix.testing.runner import run_properties
+from locations import HAVE_REAL, REAL_DIR, TINY_DIR
+from patch_helpers import load, run_cli, snapshot, standin_folder
 from standins import module_source
 from strategies import PREFIX, texts
-from patch_helpers import load, run_cli, snapshot, standin_folder
 
 LIMIT = 60
 REAL_UPSTREAM = REAL_DIR / "tokenization_chatglm.py"
@@ -135,7 +135,7 @@ def test_writes_the_patched_file_and_its_diff(tmp_path, revision):
     original = (folder / "tokenization_chatglm.py").read_text(encoding="utf-8")
     patched = (out / "tokenization_chatglm.py").read_text(encoding="utf-8")
     diff = (out / "tokenization_chatglm.py.diff").read_text(encoding="utf-8")
-    counted = sum(1 for l in diff.splitlines() if l[:1] in "+-" and not l.startswith(("+++", "---")))
+    counted = sum(1 for line in diff.splitlines() if line[:1] in "+-" and not line.startswith(("+++", "---")))
     assert changed == counted < LIMIT
     assert apply_unified(original, diff) == patched
     assert "glm4_tokfix" not in patched and "glm4-tokfix" not in patched  # upstream's file, in upstream's words
@@ -227,12 +227,17 @@ def test_refuses_what_is_not_upstreams_file(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / "tokenizer.json").write_text("{}")
-    _one_line_error(export_minimal(empty, out), "no tokenization_chatglm.py", "found: tokenizer.json", "docs/upstream.md")
+    _one_line_error(
+        export_minimal(empty, out), "no tokenization_chatglm.py", "found: tokenizer.json", "docs/upstream.md"
+    )
     folder = standin_folder(tmp_path, "current", TINY_DIR)
     full = folder / "tokenization_chatglm.py"
     original = full.read_text(encoding="utf-8")
     cases = {
-        "class ChatGLM4Tokenizer(": ("class ChatGLMTokenizer(", "no class ChatGLM4Tokenizer (classes found: ChatGLMTokenizer)"),
+        "class ChatGLM4Tokenizer(": (
+            "class ChatGLMTokenizer(",
+            "no class ChatGLM4Tokenizer (classes found: ChatGLMTokenizer)",
+        ),
         "def _pad(\n        self,\n": ("def _pad(\n        self,\n        *more,\n", "other parameters than expected"),
         "    def get_prefix_tokens(self):": ("    def get_prefix(self):", "has no method get_prefix_tokens"),
         "def build_inputs_with_special_tokens(self, token_ids_0, token_ids_1=None):": (

@@ -88,7 +88,9 @@ def test_patch_is_in_place(standin):
     # the fix (with the padding rules and fast path it is built from) sits right before the original class
     mixin = glm4_tokfix.GLM4FixMixin
     assert type(standin).__mro__[1 : len(mixin.__mro__) + 2] == (
-        patching._PatchedTokenizer, *mixin.__mro__[:-1], original_class
+        patching._PatchedTokenizer,
+        *mixin.__mro__[:-1],
+        original_class,
     )
     assert type(standin).__name__ == original_class.__name__  # what save_pretrained records as tokenizer_class
     assert "Patched[" in type(standin).__qualname__
@@ -281,9 +283,8 @@ def test_enable_is_a_context_manager(tmp_path, original_from_pretrained):
 
 
 def test_context_manager_restores_even_on_error(original_from_pretrained):
-    with pytest.raises(RuntimeError, match="boom"):
-        with glm4_tokfix.enable():
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError, match="boom"), glm4_tokfix.enable():
+        raise RuntimeError("boom")
     assert auto_from_pretrained() is original_from_pretrained
 
 
@@ -382,4 +383,3 @@ def test_imports_are_lazy_and_have_no_side_effects():
                             timeout=300)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.split() == ["[]", "True", "False"]
-

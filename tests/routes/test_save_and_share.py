@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-import os
 import pickle
-import subprocess
-import sys
-import textwrap
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 import glm4_tokfix
 from patch_helpers import load_saved_in_clean_process
+
 
 def test_saved_folder_loads_the_fix_without_the_package(tok, tmp_path):
     pytest.importorskip("jinja2", reason="the clean process renders a chat with the chat template")

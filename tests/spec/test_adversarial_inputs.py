@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 import glm4_tokfix
-from helpers import other_line_python
 from glm4_tokfix import ChatGLM4Tokenizer
 from glm4_tokfix.remote_code.glm4_tokens import GLM4_SPECIAL_TOKENS
+from helpers import other_line_python
 
 USER = "<|user|>"
 LONG = "one two three four five six seven eight nine ten eleven twelve"
@@ -73,9 +73,9 @@ def test_truncating_to_zero_without_special_tokens_is_an_error(tok, max_length):
 
 @pytest.mark.parametrize("max_length", [1, 2])
 def test_pair_below_its_special_tokens_is_an_error(tok, max_length):
-    with pytest.raises(ValueError, match="max_length is too small.*3 special tokens"):
+    with pytest.raises(ValueError, match=r"max_length is too small.*3 special tokens"):
         tok("hello world", "foo bar", truncation=True, max_length=max_length)
-    with pytest.raises(ValueError, match="max_length is too small.*3 special tokens"):
+    with pytest.raises(ValueError, match=r"max_length is too small.*3 special tokens"):
         tok([("hello world", "foo bar")], truncation=True, max_length=max_length)
 
 

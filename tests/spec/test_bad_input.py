@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 import glm4_tokfix
@@ -26,8 +28,8 @@ def test_bad_ids_to_decode(tiny_tok, bad):
 def write_vocab(tmp_path, lines):
     folder = tmp_path / "vocab"
     folder.mkdir()
-    source = (glm4_tokfix.TINY_GLM4_DIR + "/tokenizer_config.json")
-    (folder / "tokenizer_config.json").write_bytes(open(source, "rb").read())
+    source = glm4_tokfix.TINY_GLM4_DIR + "/tokenizer_config.json"
+    (folder / "tokenizer_config.json").write_bytes(Path(source).read_bytes())
     (folder / "tokenizer.model").write_bytes(b"\n".join(lines) + b"\n")
     return folder
 
@@ -55,7 +57,7 @@ def test_corrupt_vocabulary_names_file_and_line(tmp_path, corrupt, line, message
 def test_missing_byte_rank_is_a_value_error(tmp_path):
     lines = tiny_lines()
     folder = write_vocab(tmp_path, [ln for ln in lines if ln.split()[1] != b"65"])
-    with pytest.raises(ValueError, match="tokenizer.model"):
+    with pytest.raises(ValueError, match=r"tokenizer.model"):
         load_tiktoken_ranks(folder / "tokenizer.model")
 
 

@@ -4,9 +4,9 @@ each document); pads get 0. Only when absent does it make them (counting the rea
 from __future__ import annotations
 
 import pytest
-from helpers import as_lists
 
 import glm4_tokfix
+from helpers import as_lists
 
 PACKED = [0, 1, 2, 0, 1]  # two documents in one row
 

@@ -166,9 +166,7 @@ def test_batches_take_the_direct_path(tok, monkeypatch):
     monkeypatch.setattr(glm4_padding.GLM4PaddingMixin, "_glm4_pad_rows", spy)
     arrays = []
     original_arrays = glm4_padding._padded_arrays
-    monkeypatch.setattr(
-        glm4_padding, "_padded_arrays", lambda *a, **k: arrays.append(a[6]) or original_arrays(*a, **k)
-    )
+    monkeypatch.setattr(glm4_padding, "_padded_arrays", lambda *a, **k: arrays.append(a[6]) or original_arrays(*a, **k))
     rows = [dict(tok(t)) for t in ["a", "hello world"]]
     for kind in KINDS:
         DataCollatorWithPadding(tok, return_tensors=kind or "np")(rows) if kind else tok.pad(rows)
@@ -207,9 +205,10 @@ def test_collators_stay_exact_under_llamafactorys_pad_swap(tok, swapped, kind):
         with pytest.raises(ValueError, match="position_ids"):
             PreTrainedTokenizerBase.pad(swapped, copy.deepcopy(features), return_tensors=kind)
     else:
-        assert PreTrainedTokenizerBase.pad(swapped, copy.deepcopy(features), return_tensors=kind)[
-            "position_ids"
-        ].dtype == object
+        assert (
+            PreTrainedTokenizerBase.pad(swapped, copy.deepcopy(features), return_tensors=kind)["position_ids"].dtype
+            == object
+        )
 
     batch = DataCollatorWithPadding(swapped, return_tensors=kind)(copy.deepcopy(features))
     same(batch, DataCollatorWithPadding(reference, return_tensors=kind)(copy.deepcopy(features)), same_container=True)

@@ -6,10 +6,9 @@ import pytest
 import tiktoken
 from hypothesis import given
 
-from locations import requires_real
 from glm4_tokfix.remote_code.glm4_tokens import GLM4_PAT_STR, GLM4_SPECIAL_TOKENS
+from locations import requires_real
 from strategies import texts
-
 
 _REFERENCES: dict = {}
 

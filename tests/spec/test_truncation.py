@@ -10,7 +10,6 @@ from hypothesis import strategies as st
 
 from strategies import prompt_texts
 
-
 sides = st.sampled_from(["right", "left"])
 
 

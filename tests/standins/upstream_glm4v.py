@@ -37,7 +37,7 @@ try:
     from torchvision import transforms
 except ImportError:  # the stand-in of the four transforms (see the module docstring)
 
-    class transforms:  # noqa: N801 -- used as torchvision's module is
+    class transforms:
         class InterpolationMode:
             BICUBIC = "bicubic"
 

@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import glm4_tokfix
-from locations import TINY_DIR
+from glm4_tokfix.testing import _format as fmt
 from glm4_tokfix.testing import (
     assert_batch_matches_single,
     assert_chat_template_consistent,
@@ -26,7 +26,7 @@ from glm4_tokfix.testing import (
     assert_special_tokens_mask,
     assert_truncation_exact,
 )
-from glm4_tokfix.testing import _format as fmt
+from locations import TINY_DIR
 from strategies import batches, texts
 
 CHAT = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "你好 <|user|> hi"}]

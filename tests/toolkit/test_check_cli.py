@@ -10,9 +10,9 @@ import sys
 
 import pytest
 
-from locations import REAL_DIR, TINY_DIR, requires_real
 from glm4_tokfix import cli
 from glm4_tokfix.testing.properties import PROPERTIES
+from locations import REAL_DIR, TINY_DIR, requires_real
 
 pytest.importorskip("jinja2", reason="glm4-tokfix check and the battery render chat templates (jinja2)")
 
@@ -116,7 +116,7 @@ def test_vocabulary_only_folder(capsys, tmp_path):
         shutil.copyfile(TINY_DIR / name, tmp_path / name)
     code, report, _ = check_json(capsys, tmp_path, "--examples", 5, "--seed", 0, "--property", "prefix_idempotent")
     assert code == 0 and "ChatGLM4Tokenizer on the folder's vocabulary" in report["loaded"]
-    code, out, err = check(capsys, tmp_path, "--unpatched")
+    code, _out, err = check(capsys, tmp_path, "--unpatched")
     assert code == 2 and "has no remote code of its own" in err
 
 

@@ -48,9 +48,10 @@ def test_convert_a_folder_transformers_saved(fast_folder, tmp_path, capsys):
     code, _, stderr = run(capsys, "convert", saved, tmp_path / "out")
     assert code == 0, stderr
     fixed = AutoTokenizer.from_pretrained(str(tmp_path / "out"), trust_remote_code=True)
-    assert fixed(CHAT).input_ids == glm4_tokfix.ChatGLM4Tokenizer.from_pretrained(glm4_tokfix.TINY_GLM4_DIR)(
-        CHAT
-    ).input_ids
+    assert (
+        fixed(CHAT).input_ids
+        == glm4_tokfix.ChatGLM4Tokenizer.from_pretrained(glm4_tokfix.TINY_GLM4_DIR)(CHAT).input_ids
+    )
 
 
 def test_convert_a_tokenizer_json_folder_refuses_style(fast_folder, tmp_path, capsys):
@@ -76,7 +77,10 @@ def test_convert_a_folder_that_is_not_glm4(fast_folder, tmp_path, capsys):
 
 @pytest.mark.parametrize("revision", ["current", "mid2024"])
 def test_export_minimal_takes_a_file_with_a_utf8_bom(tmp_path, capsys, revision):
-    from patch_helpers import load, standin_folder  # (not conftest: tests/clients/vllm_engine has a conftest module too)
+    from patch_helpers import (
+        load,
+        standin_folder,
+    )  # (not conftest: tests/clients/vllm_engine has a conftest module too)
 
     tiny = glm4_tokfix.TINY_GLM4_DIR
 

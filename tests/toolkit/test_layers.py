@@ -69,7 +69,7 @@ def edges_of(name: str, path: Path, known: Set[str]) -> Set[str]:
         if target and target != name:
             out.add(target)
 
-    for kind, target, node in imports_of(path):
+    for kind, target, _node in imports_of(path):
         if kind == "dynamic":
             text = target.args[0].value
             package = None
@@ -170,7 +170,10 @@ def test_no_library_module_imports_the_cli():
 
 def test_no_import_cycles():
     graph = import_graph()
-    assert "glm4_tokfix.remote_code.tokenization_glm4_tokfix" in graph["glm4_tokfix.remote_code.tokenization_glm4_tokfix_fast"]
+    assert (
+        "glm4_tokfix.remote_code.tokenization_glm4_tokfix"
+        in graph["glm4_tokfix.remote_code.tokenization_glm4_tokfix_fast"]
+    )
     assert find_cycle(graph) is None
 
 

@@ -12,8 +12,8 @@ import sys
 
 import pytest
 
-from locations import TINY_DIR
 from glm4_tokfix.testing.properties import PROPERTIES
+from locations import TINY_DIR
 
 pytest.importorskip("jinja2", reason="glm4-tokfix check and the pytest battery render chat templates (jinja2)")
 

@@ -20,7 +20,9 @@ def _needing(package: str, every: int) -> Property:
             raise ImportError(f"this call requires {package} to be installed")
         assert n >= 0
 
-    return Property("needs_" + package, "needs a package", needs_package, lambda: st.fixed_dictionaries({"n": st.integers(0, 1000)}))
+    return Property(
+        "needs_" + package, "needs a package", needs_package, lambda: st.fixed_dictionaries({"n": st.integers(0, 1000)})
+    )
 
 
 def _jinja2_absent(monkeypatch):

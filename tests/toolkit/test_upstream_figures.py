@@ -54,7 +54,9 @@ def test_proposed_conversion_gives_one_prefix(figures, vocab_dir, tmp_path):
         rendered = tok.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
         assert rendered.startswith(PREFIX)
         ids = tok(rendered).input_ids
-        templated = list(tok.apply_chat_template(chat, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"])
+        templated = list(
+            tok.apply_chat_template(chat, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]
+        )
         if name == "converted":  # what the conversion script writes today: the prefix twice
             assert ids[:4] == prefix * 2 and ids[2:] == templated
         else:  # proposed: exactly the chat template's prefix, however the chat is tokenized

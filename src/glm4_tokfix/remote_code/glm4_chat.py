@@ -44,7 +44,7 @@ def _span_marked_template(marked: str) -> str:
     (which renders block by block, about twice as slow). Used for the shipped marked copies only, whose
     blocks print straight into the rendering (tests/test_chat_templates.py compares the two routes)."""
 
-    def block(match: "regex.Match[str]") -> str:
+    def block(match: regex.Match[str]) -> str:
         var = _SPAN_OPEN_VAR if match.group(2) == "generation" else _SPAN_CLOSE_VAR
         return "{%" + match.group(1) + " if true %}{{ " + var + " }}{% endif " + match.group(3) + "%}"
 
@@ -79,7 +79,7 @@ def _split_span_markers(text: str, marker: str, digits: str) -> Optional[Tuple[s
     return ("".join(pieces), spans) if start is None else None
 
 
-def _mark_control_tokens(obj: Any, pattern: "regex.Pattern[str]") -> Any:
+def _mark_control_tokens(obj: Any, pattern: regex.Pattern[str]) -> Any:
     """Wrap each control-token literal in user strings (recursively; dict keys excepted) in the markers.
 
     Markers already in a string are dropped first, so a user cannot forge a marked token.
@@ -117,9 +117,18 @@ class GLM4ChatMixin(_Host):
         variables are encoded as text, with transformers 5.24's ids.
         """
         if args:  # tools, documents, ... given positionally: name them, as transformers' signature does
-            names = ("tools", "documents", "chat_template", "add_generation_prompt", "continue_final_message", "tokenize")
+            names = (
+                "tools",
+                "documents",
+                "chat_template",
+                "add_generation_prompt",
+                "continue_final_message",
+                "tokenize",
+            )
             if len(args) > len(names):
-                raise TypeError(f"apply_chat_template takes at most {len(names)} positional options; pass the rest by name")
+                raise TypeError(
+                    f"apply_chat_template takes at most {len(names)} positional options; pass the rest by name"
+                )
             for name, value in zip(names, args):
                 if name in kwargs:
                     raise TypeError(f"apply_chat_template got {name!r} twice")
@@ -137,7 +146,11 @@ class GLM4ChatMixin(_Host):
 
     @staticmethod
     def _glm4_render_span_marked(
-        marked: str, conversations: List[Any], tools: Any, documents: Any, add_generation_prompt: bool,
+        marked: str,
+        conversations: List[Any],
+        tools: Any,
+        documents: Any,
+        add_generation_prompt: bool,
         template_kwargs: Dict[str, Any],
     ) -> Tuple[Optional[List[str]], Optional[List[List[Tuple[int, int]]]]]:
         """Render ``marked`` (a template with generation blocks) once, plainly, with a marker printed where
@@ -154,7 +167,7 @@ class GLM4ChatMixin(_Host):
                 chat_template=_span_marked_template(marked), add_generation_prompt=add_generation_prompt,
                 **{**template_kwargs, _SPAN_OPEN_VAR: marker + "<", _SPAN_CLOSE_VAR: marker + ">"},
             )  # fmt: skip
-        except Exception:  # noqa: BLE001 -- e.g. a template jinja compiles only as written: the tracker decides
+        except Exception:
             return None, None
         rendered, spans = [], []
         for text in texts:
@@ -203,7 +216,6 @@ class GLM4ChatMixin(_Host):
         """``apply_chat_template``, rendered here and encoded in one list call, with assistant masks and
         control-token sanitizing done here."""
         from transformers import tokenization_utils_base as base
-        from transformers.tokenization_utils_base import BatchEncoding
         from transformers.utils.chat_template_utils import render_jinja_template
 
         if return_dict is None:
@@ -248,9 +260,17 @@ class GLM4ChatMixin(_Host):
         rendered: Any  # the texts
         spans: Any  # their assistant spans
         rendered = spans = None
-        if self._glm4_shipped_marked(marked, template) and not {_SPAN_OPEN_VAR, _SPAN_CLOSE_VAR} & template_kwargs.keys():
+        if (
+            self._glm4_shipped_marked(marked, template)
+            and not {_SPAN_OPEN_VAR, _SPAN_CLOSE_VAR} & template_kwargs.keys()
+        ):
             rendered, spans = self._glm4_render_span_marked(
-                marked, conversations, tools, documents, add_generation_prompt, {**special, **template_kwargs}  # type: ignore[arg-type]  # not None: _glm4_shipped_marked checked it
+                marked,  # type: ignore[arg-type]  # not None: _glm4_shipped_marked checked it
+                conversations,
+                tools,
+                documents,
+                add_generation_prompt,
+                {**special, **template_kwargs},
             )
         if rendered is None:
             rendered, spans = render_jinja_template(  # type: ignore[str-unpack]  # as above: the result is a pair
@@ -282,7 +302,11 @@ class GLM4ChatMixin(_Host):
         options = dict(padding=padding, truncation=truncation, max_length=max_length)
         if sanitize_control_tokens:
             out = self._glm4_encode_id_rows(
-                [self._glm4_encode_marked(text) for text in rendered], batched, return_tensors, options, tokenizer_kwargs
+                [self._glm4_encode_marked(text) for text in rendered],
+                batched,
+                return_tensors,
+                options,
+                tokenizer_kwargs,
             )
         elif return_assistant_tokens_mask:
             out = self._glm4_encode_with_masks(rendered, spans, batched, return_tensors, options, tokenizer_kwargs)
@@ -323,7 +347,9 @@ class GLM4ChatMixin(_Host):
 
         texts = rendered if batched else rendered[0]
         tables_of = getattr(self, "_glm4_offset_tables", None)
-        tables = tables_of() if tables_of is not None and tokenizer_kwargs.keys() <= self._GLM4_MASK_FAST_KWARGS else None
+        tables = (
+            tables_of() if tables_of is not None and tokenizer_kwargs.keys() <= self._GLM4_MASK_FAST_KWARGS else None
+        )
         if tables is not None and self._glm4_stripping_ids():
             tables = None  # added tokens that strip whitespace: the ids no longer cover the text (offsets do)
         padded = options["padding"] not in (False, None, "do_not_pad", PaddingStrategy.DO_NOT_PAD)
@@ -438,9 +464,7 @@ class GLM4ChatMixin(_Host):
         again (when the newline stays a token of its own), as transformers 5.24 does.
         """
         pattern = _control_pattern(self.added_tokens_encoder)
-        splitter = regex.compile(
-            f"{_CONTROL_START}({pattern.pattern}){_CONTROL_END}|[{_CONTROL_START}{_CONTROL_END}]"
-        )
+        splitter = regex.compile(f"{_CONTROL_START}({pattern.pattern}){_CONTROL_END}|[{_CONTROL_START}{_CONTROL_END}]")
         pieces = splitter.split(text)
         newline = self.encode("\n", add_special_tokens=False)
         ids = self.encode(pieces[0], add_special_tokens=False)
@@ -463,7 +487,9 @@ class GLM4ChatMixin(_Host):
         from transformers.tokenization_utils_base import BatchEncoding
 
         extra = dict(extra)
-        pad_kwargs = {k: extra.pop(k) for k in ("pad_to_multiple_of", "padding_side", "return_attention_mask") if k in extra}
+        pad_kwargs = {
+            k: extra.pop(k) for k in ("pad_to_multiple_of", "padding_side", "return_attention_mask") if k in extra
+        }
         encoded = [
             self.prepare_for_model(
                 ids,

@@ -60,7 +60,7 @@ def _first_characters(tokens: Iterable[str]) -> Tuple[str, ...]:
 
 
 @functools.lru_cache(maxsize=64)
-def _character_class(characters: Tuple[str, ...]) -> "regex.Pattern[str]":
+def _character_class(characters: Tuple[str, ...]) -> regex.Pattern[str]:
     """A pattern matching any one of ``characters`` (none: never matches)."""
     return regex.compile("[" + "".join(map(regex.escape, characters)) + "]" if characters else "(?!)")
 
@@ -104,10 +104,7 @@ def _may_hold(text: str, starts: Tuple[str, ...]) -> bool:
     """Whether ``text`` holds one of the characters ``starts`` (``_first_characters`` of the added tokens)."""
     if len(starts) > 8:  # many: one scan of the text, not one per character
         return _character_class(starts).search(text) is not None
-    for start in starts:
-        if start in text:
-            return True
-    return False
+    return any(start in text for start in starts)
 
 
 def _encode_text(
@@ -122,7 +119,7 @@ def _encode_text(
         return with_special(text, allowed) if _may_hold(text, starts) else ordinary(text)
     except UnicodeEncodeError:  # lone surrogates
         return _encode_text(ordinary, with_special, starts, allowed, _without_surrogates(text))
-    except BaseException as exc:  # noqa: B036 -- only a Rust panic is turned into a ValueError
+    except BaseException as exc:
         if _is_rust_panic(exc):
             raise _engine_error("tiktoken", text, exc) from None
         raise
@@ -203,7 +200,7 @@ class TiktokenBackend(GLM4EncoderBackend):
     @classmethod
     def from_encodings(
         cls, ordinary: tiktoken.Encoding, special: Optional[tiktoken.Encoding], many: Optional[Mapping[str, int]] = None
-    ) -> "TiktokenBackend":
+    ) -> TiktokenBackend:
         """A backend over ready encodings: ``ordinary`` without special tokens, ``special`` with the added
         tokens as its special tokens (None: no added tokens, or ``many`` of them, split out by ``_Literals``)."""
         backend = cls.__new__(cls)
@@ -211,7 +208,10 @@ class TiktokenBackend(GLM4EncoderBackend):
         return backend
 
     def _init(
-        self, ordinary: tiktoken.Encoding, special: Optional[tiktoken.Encoding], many: Optional[Mapping[str, int]] = None
+        self,
+        ordinary: tiktoken.Encoding,
+        special: Optional[tiktoken.Encoding],
+        many: Optional[Mapping[str, int]] = None,
     ) -> None:
         self.added_tokens = dict(special._special_tokens) if special is not None else dict(many or {})
         core = ordinary._core_bpe
@@ -289,7 +289,7 @@ def _tiktoken_split_encode(ordinary: Callable[[str], List[int]], literals: _Lite
         return ids + ordinary(text[position:]) if position < len(text) else ids
     except UnicodeEncodeError:  # lone surrogates
         return _tiktoken_split_encode(ordinary, literals, _without_surrogates(text))
-    except BaseException as exc:  # noqa: B036 -- only a Rust panic is turned into a ValueError
+    except BaseException as exc:
         if _is_rust_panic(exc):
             raise _engine_error("tiktoken", text, exc) from None
         raise
@@ -313,20 +313,18 @@ def _fastokens_encode(ordinary: Callable[[str], Any], literals: Optional[_Litera
         return ids
     except UnicodeEncodeError:  # lone surrogates
         return _fastokens_encode(ordinary, literals, _without_surrogates(text))
-    except BaseException as exc:  # noqa: B036 -- only a Rust panic is turned into a ValueError
+    except BaseException as exc:
         if _is_rust_panic(exc):
             raise _engine_error("fastokens", text, exc) from None
         raise
 
 
 # a vocabulary's tiktoken encoding -> {(backend name, added tokens): backend}
-_BACKENDS: "_Cache[tiktoken.Encoding, Dict[Tuple[str, Any], GLM4EncoderBackend]]" = (
-    _Cache()
-)
+_BACKENDS: _Cache[tiktoken.Encoding, Dict[Tuple[str, Any], GLM4EncoderBackend]] = _Cache()
 
 
 # (pattern, ranks digest) -> fastokens.Tokenizer: one per vocabulary and process (it takes ~2 s to load)
-_FASTOKENS_NATIVE: "_Table" = _Table()  # (pattern, ranks digest) -> fastokens' native tokenizer
+_FASTOKENS_NATIVE: _Table = _Table()  # (pattern, ranks digest) -> fastokens' native tokenizer
 
 
 _FASTOKENS_LOCK = threading.Lock()
@@ -334,7 +332,7 @@ _FASTOKENS_LOCK = threading.Lock()
 
 def _fastokens_missing() -> ImportError:
     return ImportError(
-        "the fastokens encoder backend needs the fastokens package: pip install \"glm4-tokfix[fast]\" "
+        'the fastokens encoder backend needs the fastokens package: pip install "glm4-tokfix[fast]" '
         f"(or unset {GLM4_ENCODER_ENV} / set tok.glm4_encoder = 'tiktoken')"
     )
 
@@ -390,7 +388,9 @@ def fastokens_tokenizer_json(ranks: Mapping[bytes, int], pat_str: str) -> str:
             merges: List[Tuple[int, bytes, bytes]] = []
             for token, rank in given.items():
                 # every way the token splits into two tokens, the lower-ranked parts first
-                splits = [(token[:k], token[k:]) for k in range(1, len(token)) if token[:k] in given and token[k:] in given]
+                splits = [
+                    (token[:k], token[k:]) for k in range(1, len(token)) if token[:k] in given and token[k:] in given
+                ]
                 splits.sort(key=lambda parts: (given[parts[0]], given[parts[1]]))
                 merges += [(rank, left, right) for left, right in splits]
             merges.sort(key=operator.itemgetter(0))  # stable: by the merged token's rank
@@ -462,7 +462,7 @@ class FastokensBackend(GLM4EncoderBackend):
         self._native = _fastokens_native(ranks, pat_str)
         self._init(added_tokens)
 
-    def with_added_tokens(self, added_tokens: Mapping[str, int]) -> "FastokensBackend":
+    def with_added_tokens(self, added_tokens: Mapping[str, int]) -> FastokensBackend:
         """The same vocabulary with other added tokens (no reload)."""
         backend = type(self).__new__(type(self))
         backend._native = self._native
@@ -484,7 +484,7 @@ class FastokensBackend(GLM4EncoderBackend):
         return self._ordinary if split_special else self._special
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def fastokens_available() -> bool:
     """True when the fastokens package imports (a broken install counts as absent)."""
     try:
@@ -511,6 +511,6 @@ def resolve_encoder_name(choice: Optional[str] = None) -> str:
     return choice
 
 
-def _control_pattern(tokens: Iterable[str]) -> "regex.Pattern[str]":
+def _control_pattern(tokens: Iterable[str]) -> regex.Pattern[str]:
     longest_first = sorted(set(tokens), key=len, reverse=True)
     return regex.compile("|".join(map(regex.escape, longest_first)) or "(?!)")

@@ -8,7 +8,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from transformers import BatchEncoding
 
-from .glm4_encoders import _disjoint_literals, _overlapping, FastokensBackend, TiktokenBackend
+from .glm4_encoders import FastokensBackend, TiktokenBackend, _disjoint_literals, _overlapping
 from .glm4_offsets import _offset_tables
 from .glm4_state import _CallState
 from .glm4_tokens import GLM4_PAT_STR, PREFIX_TOKENS
@@ -34,7 +34,7 @@ class PrefixRule:
     ids by hand (``build_inputs_with_special_tokens``).
     """
 
-    __slots__ = ("ids", "pair", "tail", "single_pieces", "pair_pieces", "special", "tail_added")
+    __slots__ = ("ids", "pair", "pair_pieces", "single_pieces", "special", "tail", "tail_added")
 
     def __init__(self, ids, pair, tail, single_pieces, pair_pieces, special):
         self.ids: List[int] = ids
@@ -184,7 +184,7 @@ class GLM4FastEncoder:
     encoding. Nothing shared is changed by a call, so one encoder serves many threads at once.
     """
 
-    __slots__ = ("backend", "prefix_ids", "added_state", "_rule_cache", "_copy_cache")
+    __slots__ = ("_copy_cache", "_rule_cache", "added_state", "backend", "prefix_ids")
 
     def __init__(self, backend: Any, prefix_ids: Sequence[int], added_state: Any = None) -> None:
         self.backend = backend
@@ -488,7 +488,9 @@ def _byte_decoder() -> Dict[str, int]:
     return mapping
 
 
-def standard_glm4_vocab(state: Dict[str, Any]) -> Tuple[Optional[Tuple[Dict[bytes, int], Dict[str, int], Dict[str, int]]], str]:
+def standard_glm4_vocab(
+    state: Dict[str, Any],
+) -> Tuple[Optional[Tuple[Dict[bytes, int], Dict[str, int], Dict[str, int]]], str]:
     """``((ranks, added, added_non_special), "")`` when a ``tokenizer.json`` (its parsed JSON) encodes exactly as
     GLM-4's tiktoken BPE over ``ranks`` does, else ``(None, reason)``.
 
@@ -574,7 +576,7 @@ class _FastRoute:
     """What the fast route needs for one state of a Rust tokenizer: its ranks, added tokens and the encoder
     backends made from them (built on first use; shared by threads, never changed but for new backends)."""
 
-    __slots__ = ("ranks", "added", "non_special", "backends", "tables", "disjoint")
+    __slots__ = ("added", "backends", "disjoint", "non_special", "ranks", "tables")
 
     def __init__(self, ranks: Dict[bytes, int], added: Dict[str, int], non_special: Dict[str, int]) -> None:
         self.ranks, self.added, self.non_special = ranks, added, non_special
@@ -616,7 +618,7 @@ class _FastRoute:
 class _Source:
     """The Rust encodings of a fast-route batch, made on first use by the Rust route (``make()``)."""
 
-    __slots__ = ("make", "encodings")
+    __slots__ = ("encodings", "make")
 
     def __init__(self, make: Any) -> None:
         self.make, self.encodings = make, None

@@ -9,7 +9,6 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from .glm4_state import _Table
 
-
 _UTF8_CONTINUATION = bytes(range(0x80, 0xC0))
 
 
@@ -123,7 +122,9 @@ class _RowCharacters:
             return [r[-1] for r in self.running]
         return (self.bases[1:] - self.bases[:-1]).tolist()
 
-    def token_ranges(self, spans: Sequence[Sequence[Tuple[int, int]]], shifts: Sequence[int]) -> List[List[Tuple[int, int]]]:
+    def token_ranges(
+        self, spans: Sequence[Sequence[Tuple[int, int]]], shifts: Sequence[int]
+    ) -> List[List[Tuple[int, int]]]:
         if self.np is None:
             return [self._ranges_of_row(k, row_spans, shift) for k, (row_spans, shift) in enumerate(zip(spans, shifts))]
         np = self.np
@@ -153,12 +154,14 @@ class _RowCharacters:
         his = hi.tolist()
         for j in np.flatnonzero(more).tolist():
             h, last, row_first = his[j], int(n[j]), int(first[j])
-            while h < last and int(totals[row_first + h]) - self.begins_inside[int(self.flat[row_first + h])] < ends[j] + int(base[j]):
+            while h < last and int(totals[row_first + h]) - self.begins_inside[int(self.flat[row_first + h])] < ends[
+                j
+            ] + int(base[j]):
                 h += 1
             his[j] = h
-        for k, l, h in zip(which, lo.tolist(), his):
-            if h > l:
-                out[k].append((l, h))
+        for k, low, h in zip(which, lo.tolist(), his):
+            if h > low:
+                out[k].append((low, h))
         return out
 
     def _ranges_of_row(self, k: int, row_spans: Sequence[Tuple[int, int]], shift: int) -> List[Tuple[int, int]]:
@@ -215,11 +218,13 @@ def _row_ranges_at_literals(
     return ranges
 
 
-def _token_next_to(row: Sequence[int], text: str, at: int, literals: Tuple[Tuple[str, int], ...], after: bool) -> Optional[int]:
+def _token_next_to(
+    row: Sequence[int], text: str, at: int, literals: Tuple[Tuple[str, int], ...], after: bool
+) -> Optional[int]:
     """The index of the first token after (``after``) or at the literal that ends (starts) at character ``at`` of
     ``text``; None when no literal does, or the row does not hold its id that often."""
-    for content, index in literals:
-        if (text.endswith(content, 0, at) if after else text.startswith(content, at)):
+    for content, index in literals:  # noqa: B007 -- the one found is used after the loop
+        if text.endswith(content, 0, at) if after else text.startswith(content, at):
             break
     else:
         return None
@@ -235,7 +240,7 @@ def _token_next_to(row: Sequence[int], text: str, at: int, literals: Tuple[Tuple
 
 # id(list) -> (the list, it as a numpy array): the per-id tables of _RowCharacters and offsets (the list is kept, so
 # its id is not reused while the entry lives; a few tables at most, one per vocabulary and added tokens)
-_NUMPY_TABLES: "_Table" = _Table()
+_NUMPY_TABLES: _Table = _Table()
 
 
 def _numpy_table(values: Sequence[int]) -> Any:
@@ -257,7 +262,7 @@ def _numpy_table(values: Sequence[int]) -> Any:
 _PAIR_STARTS, _PAIR_WIDTHS = 4096, 16
 
 
-_PAIR_TABLE: "_Table" = _Table()
+_PAIR_TABLE: _Table = _Table()
 
 
 def _pair_table() -> Any:

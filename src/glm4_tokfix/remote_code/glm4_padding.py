@@ -280,7 +280,7 @@ class GLM4PaddingMixin(_Host):
         encoded: Dict[str, Any]
         if isinstance(encoded_inputs, (list, tuple)) and encoded_inputs and isinstance(encoded_inputs[0], Mapping):
             # a list of encodings (a collator's features): one list of rows per key of the first
-            encoded = {key: [example[key] for example in encoded_inputs] for key in encoded_inputs[0].keys()}
+            encoded = {key: [example[key] for example in encoded_inputs] for key in encoded_inputs[0]}
         elif isinstance(encoded_inputs, (dict, BatchEncoding)):
             encoded = copy.copy(encoded_inputs)  # type: ignore[arg-type]  # (BatchEncoding: used as its dict) the caller's mapping is never written to
         elif isinstance(encoded_inputs, Mapping):
@@ -305,9 +305,8 @@ class GLM4PaddingMixin(_Host):
         if isinstance(first, (list, tuple)):  # the first token of the first row that has one
             first = next((row[0] for row in required if len(row)), first)
         if not isinstance(first, (int, list, tuple)):
-            from transformers.utils import is_torch_tensor, to_py_obj
-
             import numpy as np
+            from transformers.utils import is_torch_tensor, to_py_obj
 
             kind = "pt" if is_torch_tensor(first) else "np" if isinstance(first, np.ndarray) else None
             if kind is None:

@@ -15,17 +15,17 @@ from transformers.utils import PaddingStrategy
 
 from .glm4_encoders import (
     _BACKENDS,
-    _encode_in_threads,
     _FEW_LITERALS,
-    _overlapping,
     FastokensBackend,
     GLM4EncoderBackend,
-    resolve_encoder_name,
     TiktokenBackend,
+    _encode_in_threads,
+    _overlapping,
+    resolve_encoder_name,
 )
 from .glm4_offsets import _offset_arrays, _OffsetRows
 from .glm4_padding import _as_framework, _int_dtype, _real_region, _tensor_kind
-from .glm4_state import _ADDED_STATE, _Cache, _NameSet, _OFFSET_ROWS, _ONE_ENCODE_PLUS, _SlowHost, _SPLIT_SPECIAL
+from .glm4_state import _ADDED_STATE, _OFFSET_ROWS, _ONE_ENCODE_PLUS, _SPLIT_SPECIAL, _Cache, _NameSet, _SlowHost
 from .glm4_tokens import PAIR_SUFFIX_TOKEN, PREFIX_TEXT
 from .glm4_vocab import _ChatGLM4Vocab
 
@@ -34,15 +34,15 @@ __all__ = ["GLM4BatchEncoder"]
 
 # tokenizer -> (added-tokens key, signature, content -> id of the literals a backend splits out), see
 # _glm4_added_literals
-_ADDED_LITERALS: "_Cache[Any, Tuple[Any, Any, Optional[Dict[str, int]]]]" = _Cache()
+_ADDED_LITERALS: _Cache[Any, Tuple[Any, Any, Optional[Dict[str, int]]]] = _Cache()
 
 
 # tokenizer -> {(encoder name, split): (literals, encoding, backend)}: the backends _glm4_backend last found for it
-_LAST_BACKEND: "_Cache[Any, Dict[Tuple[str, bool], Tuple[Any, Any, GLM4EncoderBackend]]]" = _Cache()
+_LAST_BACKEND: _Cache[Any, Dict[Tuple[str, bool], Tuple[Any, Any, GLM4EncoderBackend]]] = _Cache()
 
 
 # tokenizer -> (those literals, tiktoken encoding with them as special tokens), see _glm4_special_encoding
-_SPECIAL_ENCODINGS: "_Cache[Any, Tuple[Any, Optional[tiktoken.Encoding]]]" = _Cache()
+_SPECIAL_ENCODINGS: _Cache[Any, Tuple[Any, Optional[tiktoken.Encoding]]] = _Cache()
 
 
 def _glm4_row(text: Any, pair: Any) -> Tuple[Any, Any]:
@@ -54,7 +54,9 @@ def _glm4_row(text: Any, pair: Any) -> Tuple[Any, Any]:
 
 def _glm4_pair_rows(rows: Any) -> Optional[Tuple[List[str], List[str]]]:
     """A batch whose every row is a 2-tuple/list of texts, as (first texts, second texts); None otherwise."""
-    if not all(isinstance(row, (list, tuple)) and len(row) == 2 and all(isinstance(t, str) for t in row) for row in rows):
+    if not all(
+        isinstance(row, (list, tuple)) and len(row) == 2 and all(isinstance(t, str) for t in row) for row in rows
+    ):
         return None
     return [row[0] for row in rows], [row[1] for row in rows]
 
@@ -278,7 +280,8 @@ class GLM4BatchEncoder(_SlowHost):
             and not kwargs.get("is_split_into_words")
             and not kwargs.get("return_special_tokens_mask")
             and not kwargs.get("return_offsets_mapping")
-            and TruncationStrategy(kwargs.get("truncation_strategy", "do_not_truncate")) == TruncationStrategy.DO_NOT_TRUNCATE
+            and TruncationStrategy(kwargs.get("truncation_strategy", "do_not_truncate"))
+            == TruncationStrategy.DO_NOT_TRUNCATE
             and self._glm4_fast_applies(kwargs)
         )
 
@@ -507,7 +510,9 @@ class GLM4BatchEncoder(_SlowHost):
 
         if return_token_type_ids is None:
             return_token_type_ids = "token_type_ids" in self.model_input_names
-        want_mask = "attention_mask" in self.model_input_names if return_attention_mask is None else return_attention_mask
+        want_mask = (
+            "attention_mask" in self.model_input_names if return_attention_mask is None else return_attention_mask
+        )
         # transformers pads a batch always (pad() after the rows) and a single text when it pads or masks;
         # pad() returns an empty single encoding untouched (only an empty attention_mask is added).
         pad_phase = batched or padding_strategy != PaddingStrategy.DO_NOT_PAD or want_mask

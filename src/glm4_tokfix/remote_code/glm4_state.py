@@ -123,10 +123,10 @@ _SPLIT_SPECIAL = _CallState("glm4_split_special", None)
 
 # tokenizer -> a new object each time transformers' _add_tokens ran on it (added tokens, or their flags, may have
 # changed: the caches of added-token literals compare it), see GLM4BatchEncoder._add_tokens
-_ADDED_STATE: "_Cache[Any, object]" = _Cache()
+_ADDED_STATE: _Cache[Any, object] = _Cache()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _transformers_sanitizes() -> bool:
     """True when transformers' own apply_chat_template has sanitize_control_tokens (5.x)."""
     import inspect
@@ -136,7 +136,7 @@ def _transformers_sanitizes() -> bool:
     return "sanitize_control_tokens" in inspect.signature(PreTrainedTokenizerBase.apply_chat_template).parameters
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _return_dict_default() -> bool:
     """transformers' default for apply_chat_template(return_dict=...): False on 4.x, True on 5.x."""
     import inspect

@@ -138,7 +138,7 @@ class _ChatGLM4Vocab(PreTrainedTokenizer):
         decoder = self.decoder
         try:
             ids = self.tokenizer.encode_ordinary(text)
-        except BaseException as exc:  # noqa: B036 -- only a Rust panic is turned into a ValueError
+        except BaseException as exc:
             if _is_rust_panic(exc):
                 raise _engine_error("tiktoken", text, exc) from None
             raise

@@ -44,29 +44,29 @@ from .glm4_chat import GLM4ChatMixin
 from .glm4_encoders import _disjoint_literals
 from .glm4_offsets import _offset_tables, token_char_offsets
 from .glm4_padding import GLM4PaddingMixin
-from .glm4_rows import _max_length_too_small, GLM4BatchEncoder
-from .glm4_state import _Cache, _OFFSET_ROWS, _PREFIX_STRIPPED, _SPLIT_SPECIAL, _TRUNCATION_LOG
-from .glm4_tokens import _as_id_list, GLM4_SPECIAL_TOKENS, PAIR_SUFFIX_TOKEN, PREFIX_TOKENS
-from .glm4_vocab import _ChatGLM4Vocab
+from .glm4_rows import GLM4BatchEncoder, _max_length_too_small
 
 # transformers 4.x copies only the files a remote-code module imports itself (not their imports): name
 # every bundle module this one needs
 from .glm4_spans import _ROLE_LITERAL as _glm4_spans  # noqa: F401
+from .glm4_state import _OFFSET_ROWS, _PREFIX_STRIPPED, _SPLIT_SPECIAL, _TRUNCATION_LOG, _Cache
 from .glm4_templates import _GENERATION as _glm4_templates  # noqa: F401
+from .glm4_tokens import GLM4_SPECIAL_TOKENS, PAIR_SUFFIX_TOKEN, PREFIX_TOKENS, _as_id_list
+from .glm4_vocab import _ChatGLM4Vocab
 
 __all__ = ["ChatGLM4Tokenizer", "GLM4FixMixin", "GLM4_SPEC_HOOKS", "glm4_fixed_class", "glm4_host_methods"]
 
 
 # tiktoken encoding -> ((added-tokens key), (chars started per id, begins-inside-a-character per id))
-_OFFSET_TABLES: "_Cache[Any, Any]" = _Cache()
+_OFFSET_TABLES: _Cache[Any, Any] = _Cache()
 
 
 # tokenizer -> (its added-token literals, those _glm4_mask_literals counts or None), see there
-_MASK_LITERALS: "_Cache[Any, Tuple[Any, Optional[Dict[str, int]]]]" = _Cache()
+_MASK_LITERALS: _Cache[Any, Tuple[Any, Optional[Dict[str, int]]]] = _Cache()
 
 
 # class -> (names, defaults) of transformers' prepare_for_model arguments, see _glm4_prepare_params
-_PREPARE_PARAMS: "_Cache[type, Tuple[Tuple[str, ...], Dict[str, Any]]]" = _Cache()
+_PREPARE_PARAMS: _Cache[type, Tuple[Tuple[str, ...], Dict[str, Any]]] = _Cache()
 
 
 class GLM4FixMixin(GLM4ChatMixin, GLM4BatchEncoder, GLM4PaddingMixin):
@@ -189,7 +189,7 @@ class GLM4FixMixin(GLM4ChatMixin, GLM4BatchEncoder, GLM4PaddingMixin):
             token = added.get(index)
             piece = decoder.get(index) if token is None else None
             if piece is not None or token is None:
-                (start, end), = token_char_offsets([piece or b""], position)
+                ((start, end),) = token_char_offsets([piece or b""], position)
                 offsets.append((start, end))
                 position = end
                 continue
@@ -238,7 +238,9 @@ class GLM4FixMixin(GLM4ChatMixin, GLM4BatchEncoder, GLM4PaddingMixin):
         the ids; ``_pad`` pads them with ``(0, 0)``.
         """
         if kwargs.get("is_split_into_words"):
-            raise ValueError("return_offsets_mapping=True needs plain texts; it is not available with is_split_into_words")
+            raise ValueError(
+                "return_offsets_mapping=True needs plain texts; it is not available with is_split_into_words"
+            )
         if kwargs.get("sanitize_control_tokens"):
             raise ValueError("return_offsets_mapping=True is not available with sanitize_control_tokens=True")
         split = kwargs.get("split_special_tokens")
@@ -441,7 +443,7 @@ class GLM4FixMixin(GLM4ChatMixin, GLM4BatchEncoder, GLM4PaddingMixin):
         """The names of transformers' ``prepare_for_model`` arguments after ``pair_ids``, and their defaults."""
         cached = _PREPARE_PARAMS.get(cls)
         if cached is None:
-            params = list(inspect.signature(super(GLM4FixMixin, cls).prepare_for_model).parameters.values())[3:]
+            params = list(inspect.signature(super().prepare_for_model).parameters.values())[3:]
             names = tuple(p.name for p in params if p.kind == p.POSITIONAL_OR_KEYWORD)
             defaults = {p.name: p.default for p in params if p.default is not p.empty}
             cached = _PREPARE_PARAMS[cls] = (names, defaults)

@@ -11,37 +11,38 @@ from __future__ import annotations
 import json
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from transformers import __version__ as _TRANSFORMERS_VERSION, BatchEncoding, PreTrainedTokenizerFast
+from transformers import BatchEncoding, PreTrainedTokenizerFast
+from transformers import __version__ as _TRANSFORMERS_VERSION
 
 from .glm4_chat import GLM4ChatMixin
+
+# transformers 4.x copies only the files a remote-code module imports itself (not their imports): name
+# every bundle module this one needs
+from .glm4_encoders import _disjoint_literals as _glm4_encoders  # noqa: F401
 from .glm4_fast_route import (
+    _CALL_ROUTE,
+    GLM4FastEncoder,
+    GLM4LazyBatchEncoding,
+    PrefixRule,
     _added_tokens_unchanged,
     _added_top,
-    _CALL_ROUTE,
     _FastRoute,
     _has_lone_surrogate,
     _NotStandard,
     _single,
     _Source,
     _template_of,
-    GLM4FastEncoder,
-    GLM4LazyBatchEncoding,
-    PrefixRule,
     standard_glm4_vocab,
 )
+from .glm4_offsets import _UTF8_CONTINUATION as _glm4_offsets  # noqa: F401
 from .glm4_padding import GLM4PaddingMixin
 from .glm4_rows import GLM4BatchEncoder
-from .glm4_state import _ADDED_STATE, _Cache, _FastHost, _NameSet
-from .glm4_tokens import _as_id_list, PREFIX_TEXT, PREFIX_TOKENS
-from .tokenization_glm4_tokfix import GLM4FixMixin
-
-# transformers 4.x copies only the files a remote-code module imports itself (not their imports): name
-# every bundle module this one needs
-from .glm4_encoders import _disjoint_literals as _glm4_encoders  # noqa: F401
-from .glm4_offsets import _UTF8_CONTINUATION as _glm4_offsets  # noqa: F401
 from .glm4_spans import _ROLE_LITERAL as _glm4_spans  # noqa: F401
+from .glm4_state import _ADDED_STATE, _Cache, _FastHost, _NameSet
 from .glm4_templates import _GENERATION as _glm4_templates  # noqa: F401
+from .glm4_tokens import PREFIX_TEXT, PREFIX_TOKENS, _as_id_list
 from .glm4_vocab import load_tiktoken_ranks as _glm4_vocab  # noqa: F401
+from .tokenization_glm4_tokfix import GLM4FixMixin
 
 __all__ = ["ChatGLM4TokenizerFast", "GLM4FastFixMixin"]
 
@@ -76,20 +77,31 @@ def _encode_keywords() -> Tuple[str, ...]:
 
 
 #: the keywords of transformers 4.x's ``PreTrainedTokenizerFast._batch_encode_plus``
-_BATCH_KEYWORDS = _NameSet(set(_encode_keywords()) | {
-    "add_special_tokens", "padding_strategy", "truncation_strategy", "max_length", "stride", "is_split_into_words",
-    "pad_to_multiple_of", "padding_side", "return_tensors", "split_special_tokens",
-})  # fmt: skip  (pickles sorted: stable datasets fingerprints)
+_BATCH_KEYWORDS = _NameSet(
+    set(_encode_keywords())
+    | {
+        "add_special_tokens",
+        "padding_strategy",
+        "truncation_strategy",
+        "max_length",
+        "stride",
+        "is_split_into_words",
+        "pad_to_multiple_of",
+        "padding_side",
+        "return_tensors",
+        "split_special_tokens",
+    }
+)  # fmt: skip  (pickles sorted: stable datasets fingerprints)
 
 
 #: tokenizer -> its GLM4FastEncoder. Kept outside the tokenizer: ``datasets`` fingerprints a tokenizer by its
 #: ``__dict__``, which must not change when the tokenizer is first used.
-_ENCODERS: "_Cache[Any, GLM4FastEncoder]" = _Cache()
+_ENCODERS: _Cache[Any, GLM4FastEncoder] = _Cache()
 
 
 #: tokenizer -> (what its Rust tokenizer looked like, its fast route or None, why not, its highest added id); same
 #: reason
-_ROUTES: "_Cache[Any, Tuple[Any, Optional[_FastRoute], Optional[str], int]]" = _Cache()
+_ROUTES: _Cache[Any, Tuple[Any, Optional[_FastRoute], Optional[str], int]] = _Cache()
 
 
 class GLM4FastFixMixin(GLM4ChatMixin, GLM4PaddingMixin, _FastHost):
@@ -230,7 +242,9 @@ class GLM4FastFixMixin(GLM4ChatMixin, GLM4PaddingMixin, _FastHost):
         if processor is not None:
             state = json.loads(processor.__getstate__())
             for kind in state.get("processors", []) if state.get("type") == "Sequence" else [state]:
-                if kind.get("type") != "TemplateProcessing" and (kind.get("type") != "ByteLevel" or kind.get("trim_offsets", True)):
+                if kind.get("type") != "TemplateProcessing" and (
+                    kind.get("type") != "ByteLevel" or kind.get("trim_offsets", True)
+                ):
                     return None  # ByteLevel(trim_offsets=True) (or another processor) moves the offsets
         return route.offset_tables()
 
@@ -297,7 +311,7 @@ class GLM4FastFixMixin(GLM4ChatMixin, GLM4PaddingMixin, _FastHost):
             added = len(rule.ids) if (rule is not None and add_special_tokens) else 0
             if max_length <= added or self.truncation_side not in ("left", "right"):
                 return False  # the Rust route's own errors
-        if (
+        if (  # noqa: SIM103 -- each refusal above and here names its reason
             convert.get("return_special_tokens_mask")
             and rule is not None
             and add_special_tokens
@@ -481,8 +495,7 @@ class GLM4FastFixMixin(GLM4ChatMixin, GLM4PaddingMixin, _FastHost):
                 )
             if text_pair is not None and len(text) != len(text_pair):
                 raise ValueError(
-                    f"batch length of `text`: {len(text)} does not match batch length of `text_pair`:"
-                    f" {len(text_pair)}."
+                    f"batch length of `text`: {len(text)} does not match batch length of `text_pair`: {len(text_pair)}."
                 )
             items = list(zip(text, text_pair)) if text_pair is not None else text
         else:
@@ -506,7 +519,6 @@ class GLM4FastFixMixin(GLM4ChatMixin, GLM4PaddingMixin, _FastHost):
         )
         if batched or return_tensors is not None or convert.get("return_overflowing_tokens"):
             return output
-        from transformers import BatchEncoding
 
         return _single(output)
 

@@ -46,8 +46,8 @@ def window(values: Sequence[Any], index: int, radius: int = RADIUS, unit: str = 
 def text_window(text: str, index: int, radius: int = 24) -> str:
     """``text`` around character ``index``, as reprs with the character marked (``»end«`` past the end).
 
-        >>> text_window("hello world", 6, radius=3)
-        "...'lo ' »'w'« 'orl'... (11 chars)"
+    >>> text_window("hello world", 6, radius=3)
+    "...'lo ' »'w'« 'orl'... (11 chars)"
     """
     start = max(0, index - radius)
     before, after = text[start:index], text[index + 1 : index + 1 + radius]

@@ -66,11 +66,9 @@ def _invoke(what: str, opts: Optional[Mapping[str, Any]], fn: Callable[..., Any]
         return fn(*args, **kwargs)
     except ImportError:  # a missing optional package (jinja2 for chat templates, numpy, torch): not a violation
         raise
-    except Exception as exc:  # noqa: BLE001 -- any exception from the tokenizer under test is a violation
+    except Exception as exc:
         detail = str(exc) or "(no message)"
-        raise AssertionError(
-            f"{what} raised {type(exc).__name__}: {detail}\n  options : {fmt.options(opts)}"
-        ) from exc
+        raise AssertionError(f"{what} raised {type(exc).__name__}: {detail}\n  options : {fmt.options(opts)}") from exc
 
 
 def _plain(value: Any) -> Any:
@@ -254,7 +252,7 @@ def _check_rows(
 
         def padded(values: Sequence[int], fill: int) -> List[int]:
             values = list(values)
-            return [fill] * pads + values if side == "left" else values + [fill] * pads
+            return [fill] * pads + values if side == "left" else values + [fill] * pads  # noqa: B023 -- called in this iteration
 
         expected: Dict[str, List[int]] = {"input_ids": padded(single["input_ids"], tokenizer.pad_token_id)}
         if "attention_mask" in checked:
@@ -289,7 +287,7 @@ def _single_encodings(tokenizer: Any, texts: Sequence[Text], opts: Mapping[str, 
     singles = []
     for i, text in enumerate(texts):
         enc = _encode(tokenizer, text, f"tokenizer(texts[{i}], **options)", single_opts)
-        singles.append({key: _flat(enc, key, f"tokenizer(texts[{i}])") for key in enc.keys()})
+        singles.append({key: _flat(enc, key, f"tokenizer(texts[{i}])") for key in enc})
     return singles
 
 
@@ -417,7 +415,7 @@ def assert_pad_idempotent(
     if pad_to_multiple_of is not None:
         opts["pad_to_multiple_of"] = pad_to_multiple_of
     unpadded = _invoke("tokenizer(texts)", None, tokenizer, texts)
-    plain = {key: [list(_plain(row)) for row in _plain(unpadded[key])] for key in unpadded.keys()}
+    plain = {key: [list(_plain(row)) for row in _plain(unpadded[key])] for key in unpadded}
     singles = [{key: rows[i] for key, rows in plain.items()} for i in range(len(texts))]
 
     def copy() -> Dict[str, List[List[int]]]:
@@ -426,7 +424,7 @@ def assert_pad_idempotent(
     once = _invoke("tokenizer.pad(tokenizer(texts), **options)", opts, tokenizer.pad, copy(), **opts)
     _check_rows(tokenizer, once, singles, texts, opts, "tokenizer.pad(tokenizer(texts), **options)")
     direct = _invoke("tokenizer(texts, **options)", opts, tokenizer, texts, **opts)
-    once_plain = {key: _plain(once[key]) for key in once.keys()}
+    once_plain = {key: _plain(once[key]) for key in once}
     _same_batches(once_plain, direct, "tokenizer.pad(tokenizer(texts))", "tokenizer(texts, padding=True)", texts, opts)
 
     def copy_once() -> Dict[str, List[List[int]]]:
@@ -531,10 +529,15 @@ def assert_chat_template_consistent(
         n = len(prefix)
         if text.startswith(PREFIX_TEXT) and (plain[:n] != prefix or plain[n : 2 * n] == prefix):
             raise AssertionError(
-                fmt.sequences(f"chat {j}: the rendered template does not start with exactly one [gMASK]<sop>",
-                              ("ids", "prefix"), plain, prefix, context)  # fmt: skip
+                fmt.sequences(
+                    f"chat {j}: the rendered template does not start with exactly one [gMASK]<sop>",
+                    ("ids", "prefix"),
+                    plain,
+                    prefix,
+                    context,
+                )
             )
-        singles.append({key: _flat(full_enc, key, "tokenizer(rendered)") for key in full_enc.keys()})
+        singles.append({key: _flat(full_enc, key, "tokenizer(rendered)") for key in full_enc})
 
     opts = {"padding": True}
     batch = _invoke("tokenizer(rendered_chats, padding=True)", opts, tokenizer, rendered, **opts)
@@ -564,7 +567,7 @@ def own_chat_template(tokenizer: Any) -> Optional[str]:
     return None
 
 
-def _special_pattern(tokenizer: Any) -> Optional["re.Pattern[str]"]:
+def _special_pattern(tokenizer: Any) -> Optional[re.Pattern[str]]:
     added = getattr(tokenizer, "added_tokens_decoder", {}) or {}
     names = set(tokenizer.all_special_tokens) | {t.content for t in added.values() if getattr(t, "special", False)}
     literals = sorted({t for t in names if t}, key=len, reverse=True)
@@ -612,9 +615,7 @@ def assert_decode_round_trip(tokenizer: Any, text: str) -> None:
             )
 
 
-def assert_truncation_exact(
-    tokenizer: Any, text: str, max_length: int, truncation_side: Optional[str] = None
-) -> None:
+def assert_truncation_exact(tokenizer: Any, text: str, max_length: int, truncation_side: Optional[str] = None) -> None:
     """``tokenizer(text, truncation=True, max_length=L)`` has exactly the expected ids.
 
     That is ``[gMASK]<sop>`` followed by the text's own tokens (one leading
@@ -721,8 +722,12 @@ def assert_special_tokens_mask(tokenizer: Any, text: str, text_pair: Optional[st
                 ("mask", "expected"),
                 mask,
                 expected,
-                {"input_ids": fmt.short(ids), "text": fmt.short(text), "text_pair": fmt.short(text_pair),
-                 "options": fmt.options(opts)},  # fmt: skip
+                {
+                    "input_ids": fmt.short(ids),
+                    "text": fmt.short(text),
+                    "text_pair": fmt.short(text_pair),
+                    "options": fmt.options(opts),
+                },
             )
         )
 
@@ -743,7 +748,7 @@ def assert_decode_rejects_unknown_ids(tokenizer: Any, beyond: int = 0) -> None:
             out = tokenizer.decode([bad])
         except ValueError:
             continue
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise AssertionError(
                 f"tokenizer.decode([{bad}]) raised {type(exc).__name__}: {exc or '(no message)'}; an id outside "
                 f"the vocabulary (len(tokenizer) = {size}) should be a ValueError naming the id"
@@ -757,7 +762,7 @@ def assert_decode_rejects_unknown_ids(tokenizer: Any, beyond: int = 0) -> None:
 def assert_encode_consistent(tokenizer: Any, text: str) -> None:
     """``encode``, ``__call__`` and ``tokenize`` + ``convert_tokens_to_ids`` agree on the ids.
 
-        >>> assert_encode_consistent(tok, "hello 你好")
+    >>> assert_encode_consistent(tok, "hello 你好")
     """
     __tracebackhide__ = True
     for special in (True, False):
@@ -766,9 +771,13 @@ def assert_encode_consistent(tokenizer: Any, text: str) -> None:
         encoded = list(_invoke("tokenizer.encode(text)", opts, tokenizer.encode, text, **opts))
         if encoded != called:
             raise AssertionError(
-                fmt.sequences("tokenizer.encode(text) differs from tokenizer(text).input_ids",
-                              ("encode", "__call__"), encoded, called,
-                              {"text": fmt.short(text), "options": fmt.options(opts)})  # fmt: skip
+                fmt.sequences(
+                    "tokenizer.encode(text) differs from tokenizer(text).input_ids",
+                    ("encode", "__call__"),
+                    encoded,
+                    called,
+                    {"text": fmt.short(text), "options": fmt.options(opts)},
+                )
             )
     tokens = _invoke("tokenizer.tokenize(text)", None, tokenizer.tokenize, text)
     converted = list(_invoke("tokenizer.convert_tokens_to_ids(tokens)", None, tokenizer.convert_tokens_to_ids, tokens))

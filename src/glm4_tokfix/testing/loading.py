@@ -52,7 +52,7 @@ def remote_code_module(folder: str) -> Optional[str]:
 
 
 def is_minimally_patched_file(module_file: Optional[str]) -> bool:
-    """Whether ``module_file`` is upstream's ``tokenization_chatglm.py`` carrying ``glm4-tokfix export --minimal``'s patch."""
+    """Whether ``module_file`` is upstream's ``tokenization_chatglm.py`` with ``export --minimal``'s patch."""
     if not module_file:
         return False
     try:
@@ -136,7 +136,7 @@ def _load_fast_folder(path: str, unpatched: bool) -> Tuple[Any, str]:
 
 
 def prefix_policy(tokenizer: Any) -> str:
-    """One line saying whether ``tokenizer`` adds ``[gMASK]<sop>`` to a text lacking it (read from ``tokenizer("")``)."""
+    """One line: whether ``tokenizer`` adds ``[gMASK]<sop>`` to a text lacking it (read from ``tokenizer("")``)."""
     prefix = tokenizer.convert_tokens_to_ids(list(PREFIX_TOKENS))
     empty = list(tokenizer("")["input_ids"])
     if empty == prefix:

@@ -104,7 +104,7 @@ def glm4_tokenizer(request: pytest.FixtureRequest) -> Any:
     unpatched = request.config.getoption("glm4_unpatched")
     try:
         tokenizer, _ = load_tokenizer(path, unpatched=unpatched)
-    except Exception as exc:  # noqa: BLE001 -- one readable line instead of a transformers traceback
+    except Exception as exc:
         message = f"--glm4-tokenizer {path}: cannot load a GLM-4 tokenizer: {type(exc).__name__}: {exc}"
         pytest.fail(message, pytrace=False)
     return tokenizer

@@ -30,13 +30,13 @@ _no_surrogates = st.characters(exclude_categories=("Cs",))  # type: ignore[arg-t
 _ascii = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), min_size=1, max_size=12)
 _cjk = st.text(st.characters(min_codepoint=0x4E00, max_codepoint=0x9FFF), min_size=1, max_size=6)
 _emoji = st.sampled_from(["😀", "🎉", "👍🏽", "❤️", "🤖", "🇨🇳", "👨‍👩‍👧", "✨"])
-_whitespace = st.lists(st.sampled_from([" ", "\t", "\n", "\r\n", "\u3000", "\xa0"]), min_size=1, max_size=6).map("".join)
+_whitespace = st.lists(st.sampled_from([" ", "\t", "\n", "\r\n", "\u3000", "\xa0"]), min_size=1, max_size=6).map(
+    "".join
+)
 _anything = st.text(_no_surrogates, min_size=1, max_size=8)
 _words = st.sampled_from(["hello", " world", "GLM", "'s", "you're", " 123", "4567", "tokenizer", "你好", "，", "。"])
 
-fragments = st.one_of(
-    _ascii, _cjk, _emoji, _whitespace, _anything, _words, st.sampled_from(SPECIAL_LITERALS)
-)
+fragments = st.one_of(_ascii, _cjk, _emoji, _whitespace, _anything, _words, st.sampled_from(SPECIAL_LITERALS))
 
 
 @st.composite

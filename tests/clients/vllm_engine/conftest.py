@@ -12,7 +12,6 @@ import os
 from pathlib import Path
 
 import pytest
-
 from vllm_support import HAVE_REAL, HAVE_VLLM, REAL_DIR, REAL_SKIP_REASON, VLLM_SKIP_REASON, plugin_installed
 
 
@@ -60,4 +59,3 @@ def reference():
     import glm4_tokfix
 
     return glm4_tokfix.ChatGLM4Tokenizer.from_pretrained(REAL_DIR)
-

@@ -16,7 +16,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-
 from vllm_support import VARIANTS, Server, needs_plugin
 
 pytestmark = pytest.mark.slow

@@ -9,7 +9,6 @@ its report. The variants (tests/clients/vllm_engine/vllm_support.py): upstream r
 from __future__ import annotations
 
 import pytest
-
 from vllm_support import FIXED_VARIANTS, VARIANTS, needs_plugin, run_probe
 
 pytestmark = pytest.mark.slow
@@ -57,7 +56,9 @@ def test_chat_prompt_equals_rendered(probe):
 
 def test_tokenizer_is_fixed(probe):
     assert any(
-        name.startswith("glm4_tokfix.") or ".tokenization_glm4_tokfix_fast." in name or ".tokenization_glm4_tokfix." in name
+        name.startswith("glm4_tokfix.")
+        or ".tokenization_glm4_tokfix_fast." in name
+        or ".tokenization_glm4_tokfix." in name
         for name in probe["mro"]
     ), probe["mro"]
     if probe["rust_tokenizer"] != "NoneType":  # a fast tokenizer: vLLM's fast detokenizer takes it directly

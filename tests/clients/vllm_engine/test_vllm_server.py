@@ -11,7 +11,6 @@ prompt's ids equal the reference tokenizer's single-threaded ids.
 from __future__ import annotations
 
 import pytest
-
 from test_vllm_load import REQUESTS, THREADS, assert_rows_exact, load_rows
 from vllm_support import FIXED_VARIANTS, VARIANTS, Server, needs_plugin
 

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -24,7 +25,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List
 
 HERE = Path(__file__).resolve().parent
 TESTS = HERE.parent.parent  # tests/
@@ -57,6 +58,7 @@ def needs_plugin(spec: Dict[str, Any]) -> None:
             "glm4-tokfix is not installed in this environment (pip install --no-deps -e .): vLLM finds plugins "
             "through package metadata"
         )
+
 
 #: glm-4-9b-chat's padded embedding size
 VOCAB_SIZE = 151552
@@ -195,7 +197,7 @@ def bounded(cmd: List[str], seconds: float) -> List[str]:
     return [tool, "-k", "15", str(int(seconds)), *cmd] if tool else cmd
 
 
-def kill_group(proc: "subprocess.Popen[Any]") -> None:
+def kill_group(proc: subprocess.Popen[Any]) -> None:
     """Stop ``proc`` and everything it started (its own session): TERM, then KILL after 20 s."""
     if proc.poll() is None:
         for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 20)):
@@ -208,10 +210,8 @@ def kill_group(proc: "subprocess.Popen[Any]") -> None:
                 break
             except subprocess.TimeoutExpired:
                 continue
-    try:  # engine processes left behind in the group
+    with contextlib.suppress(ProcessLookupError, PermissionError):  # engine processes left behind in the group
         os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def free_port() -> int:
@@ -233,7 +233,7 @@ class Server:
             "--host", "127.0.0.1", "--port", str(self.port), "--enforce-eager", "--max-model-len", "512",
             "--dtype", "bfloat16", "--seed", "0", "--max-num-seqs", "4",
         ] + (["--trust-remote-code"] if trust else [])  # fmt: skip
-        self._log = open(log_path, "w", encoding="utf-8")
+        self._log = open(log_path, "w", encoding="utf-8")  # noqa: SIM115 -- the server writes it until stop()
         self.proc = subprocess.Popen(
             bounded(cmd, lifetime), env=engine_env(plugin), stdout=self._log, stderr=subprocess.STDOUT,
             start_new_session=True,
