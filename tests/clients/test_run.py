@@ -207,3 +207,44 @@ def test_a_broken_glm4_tokfix_says_so_once_and_the_program_goes_on(tmp_path, fol
     out, err = render(None, render_script, folders["hf"], "hf", env=env)
     assert count_prefix(out["ids"], out["prefix"]) == 2  # ran, without the fix
     assert err.count(NOT_ACTIVE) == 1 and "this glm4_tokfix is broken" in err
+
+
+LAUNCHERS = {
+    # the module each launcher's console script runs, with the options that keep it to one CPU process
+    "torchrun": ("torch", ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "1"]),
+    "accelerate launch": (
+        "accelerate",
+        [
+            "-m",
+            "accelerate.commands.launch",
+            "--cpu",
+            "--num_processes",
+            "1",
+            "--num_machines",
+            "1",
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+        ],
+    ),
+}
+
+
+@pytest.mark.parametrize("launcher", sorted(LAUNCHERS))
+def test_run_reaches_the_processes_a_launcher_starts(folders, render_script, launcher):
+    """``glm4-tokfix run -- torchrun ... script.py``: the launcher's worker process (a child of a child) is fixed."""
+    package, options = LAUNCHERS[launcher]
+    pytest.importorskip(package, reason=f"{launcher} needs {package}")
+    kind = "hf"
+    args = [str(render_script), str(folders[kind]), "no", json.dumps(CHAT)]
+    env = child_env(ACCELERATE_CONFIG_FILE=str(render_script.parent / "no-accelerate-config.yaml"))
+    results = {}
+    for name, prefix in (("fixed", run_command(sys.executable)), ("plain", [sys.executable])):
+        proc = subprocess.run([*prefix, *options, *args], env=env, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        results[name] = json.loads(proc.stdout.strip().splitlines()[-1]), proc.stderr
+    (fixed, err), (plain, _) = results["fixed"], results["plain"]
+    assert count_prefix(fixed["ids"], fixed["prefix"]) == 1 and fixed["ids"][:2] == fixed["prefix"]
+    assert ACTIVE in err  # said by the worker, whose stderr the launcher passes on
+    assert count_prefix(plain["ids"], plain["prefix"]) == 2  # without run the worker doubles it: the test can fail
