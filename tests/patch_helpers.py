@@ -71,8 +71,8 @@ def snapshot(folder: Path) -> Dict[str, tuple]:
     return entries
 
 
-# Runs in a subprocess: make glm4_tokfix unimportable, load argv[1] with plain AutoTokenizer, report.
-CLEAN_LOAD = textwrap.dedent(
+#: the start of every clean-process script: after it, glm4_tokfix cannot be imported
+BLOCK_PACKAGE = textwrap.dedent(
     """
     import importlib.abc, json, sys
 
@@ -82,6 +82,12 @@ CLEAN_LOAD = textwrap.dedent(
                 raise ModuleNotFoundError(f"{name} is blocked in this test", name=name)
 
     sys.meta_path.insert(0, BlockGlm4Tokfix())
+    """
+)
+
+# Runs in a subprocess: make glm4_tokfix unimportable, load argv[1] with plain AutoTokenizer, report.
+CLEAN_LOAD = BLOCK_PACKAGE + textwrap.dedent(
+    """
     try:
         import glm4_tokfix  # noqa: F401
         blocked = False
@@ -182,16 +188,8 @@ def drop_export(out: Path, folder: Path) -> None:
 
 
 # Run in a subprocess: make glm4_tokfix unimportable, then load a saved folder with plain AutoTokenizer.
-LOAD_WITHOUT_PACKAGE = textwrap.dedent(
+LOAD_WITHOUT_PACKAGE = BLOCK_PACKAGE + textwrap.dedent(
     """
-    import importlib.abc, json, sys
-
-    class Block(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name == "glm4_tokfix" or name.startswith("glm4_tokfix."):
-                raise ModuleNotFoundError("glm4_tokfix is blocked in this test", name=name)
-
-    sys.meta_path.insert(0, Block())
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(sys.argv[1], trust_remote_code=True)

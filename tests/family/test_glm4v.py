@@ -23,6 +23,7 @@ import pytest
 import glm4_tokfix
 from glm4_tokfix import model_folder
 from helpers import check_padded_row, other_line_python
+from patch_helpers import BLOCK_PACKAGE
 
 torch = pytest.importorskip("torch", reason="GLM-4V-9B's class returns its images as torch tensors")
 from transformers import AutoTokenizer  # noqa: E402
@@ -200,16 +201,8 @@ def test_batch_encode_plus_compat_means_call(fixed):
     assert dict(fixed.batch_encode_plus(texts, padding=True)) == dict(fixed(texts, padding=True))
 
 
-LOAD_WITHOUT_PACKAGE = textwrap.dedent(
+LOAD_WITHOUT_PACKAGE = BLOCK_PACKAGE + textwrap.dedent(
     """
-    import importlib.abc, json, sys
-
-    class Block(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name == "glm4_tokfix" or name.startswith("glm4_tokfix."):
-                raise ModuleNotFoundError("glm4_tokfix is blocked in this test", name=name)
-
-    sys.meta_path.insert(0, Block())
     import torch
     from transformers import AutoTokenizer
 
