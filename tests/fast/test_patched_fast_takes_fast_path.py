@@ -42,6 +42,18 @@ def tokenizers_of(fast_folder, pair_cache, vocab, style):
     return pair_cache[key]
 
 
+def takes_fast_route(options, texts, style, split) -> bool:
+    """Whether a call with ``options`` on ``texts`` stays on the fast route (else the Rust route answers alone)."""
+    literal = options.get("return_special_tokens_mask") and any(t.startswith(PREFIX) for t in texts)
+    if literal and style == "chat-hf" and options.get("add_special_tokens") and not split:
+        return False
+    if options.get("return_token_type_ids") and not options.get("add_special_tokens"):
+        return False
+    added = 2 if style == "chat-hf" and options.get("add_special_tokens") else 0
+    # the Rust route's own handling of a max_length without room for the text
+    return not (options.get("truncation") and options["max_length"] <= added)
+
+
 def plain(value):
     if hasattr(value, "tolist"):
         return (type(value).__name__, str(getattr(value, "dtype", "")), tuple(value.shape), value.tolist())
@@ -94,13 +106,7 @@ def test_batches_equal_the_rust_route(fast_folder, pair_cache, vocab, style, tex
     want, want_error = outcome(lambda: rust(texts, **options))
     assert type(got_error) is type(want_error), (got_error, want_error)
     if want_error is None:
-        literal = options.get("return_special_tokens_mask") and any(t.startswith(PREFIX) for t in texts)
-        expect_fast = not (literal and style == "chat-hf" and options.get("add_special_tokens") and not split)
-        if options.get("return_token_type_ids") and not options.get("add_special_tokens"):
-            expect_fast = False
-        added = 2 if style == "chat-hf" and options.get("add_special_tokens") else 0
-        if options.get("truncation") and options["max_length"] <= added:
-            expect_fast = False  # the Rust route's own handling of a max_length without room for the text
+        expect_fast = takes_fast_route(options, texts, style, split)
         assert_same(got, want, texts, expect_fast=expect_fast)
 
 
@@ -158,13 +164,7 @@ def test_offsets_take_the_fast_route_and_equal_the_rust_route(fast_folder, pair_
     want, want_error = outcome(lambda: rust(texts, **options))
     assert type(got_error) is type(want_error), (got_error, want_error)
     if want_error is None:
-        literal = options.get("return_special_tokens_mask") and any(t.startswith(PREFIX) for t in texts)
-        expect_fast = not (literal and style == "chat-hf" and options.get("add_special_tokens") and not split)
-        if options.get("return_token_type_ids") and not options.get("add_special_tokens"):
-            expect_fast = False
-        added = 2 if style == "chat-hf" and options.get("add_special_tokens") else 0
-        if options.get("truncation") and options["max_length"] <= added:
-            expect_fast = False
+        expect_fast = takes_fast_route(options, texts, style, split)
         assert "offset_mapping" in want
         assert_same(got, want, texts, expect_fast=expect_fast)
 
