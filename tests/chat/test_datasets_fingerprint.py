@@ -145,13 +145,12 @@ def test_call_state_and_caches_pickle_as_their_definition():
     """The module's per-call state and caches pickle without their contents (what a by-value hash sees)."""
     import pickle
 
-    from glm4_tokfix.remote_code import glm4_encoders, glm4_rows, glm4_state
-    from glm4_tokfix.remote_code import tokenization_glm4_tokfix as m
+    from glm4_tokfix.remote_code import glm4_encoders, glm4_offset_mixin, glm4_rows, glm4_state
 
     tok = glm4_tokfix.ChatGLM4Tokenizer.from_pretrained(TINY_DIR)
     tok(["hello", "world"], return_offsets_mapping=True)
     assert len(glm4_encoders._BACKENDS) > 0 and len(glm4_rows._ADDED_LITERALS) > 0
-    for cache in (glm4_encoders._BACKENDS, glm4_rows._ADDED_LITERALS, m._OFFSET_TABLES):
+    for cache in (glm4_encoders._BACKENDS, glm4_rows._ADDED_LITERALS, glm4_offset_mixin._OFFSET_TABLES):
         assert len(pickle.loads(pickle.dumps(cache))) == 0
     token = glm4_state._PREFIX_STRIPPED.set(True)
     try:

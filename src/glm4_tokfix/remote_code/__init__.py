@@ -19,9 +19,11 @@ FAST_MODULE = "tokenization_glm4_tokfix_fast"
 BUNDLE_FILES: Tuple[str, ...] = (
     "glm4_tokens.py",
     "glm4_state.py",
+    "glm4_spec.py",
     "glm4_encoders.py",
     "glm4_vocab.py",
     "glm4_offsets.py",
+    "glm4_offset_mixin.py",
     "glm4_padding.py",
     "glm4_rows.py",
     "glm4_spans.py",

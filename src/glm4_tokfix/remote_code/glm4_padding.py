@@ -1,5 +1,5 @@
 # Copyright 2026 the glm4-tokfix authors. Licensed under the Apache License, Version 2.0.
-"""``GLM4PaddingMixin``: the ``_pad`` rule and a batched ``pad()``; numpy arrays and torch tensors."""
+"""``GLM4PaddingMixin``: a batched ``pad()`` (accelerator) over the spec's ``_pad``; numpy arrays and torch tensors."""
 
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ import copy
 import importlib
 from collections.abc import Mapping, Sized
 from itertools import chain
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from transformers import BatchEncoding
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 from transformers.utils import PaddingStrategy, TensorType
 
-from .glm4_state import _Host
+from .glm4_spec import _PADDED_AS_GIVEN, GLM4PaddingRules, _count_real
 
 __all__ = ["GLM4PaddingMixin"]
 
@@ -69,18 +69,6 @@ def _as_framework(arrays: Dict[str, Any], kind: str) -> Dict[str, Any]:
     return {key: torch.from_numpy(value) for key, value in arrays.items()}
 
 
-def _count_real(mask: Sequence[Any]) -> List[int]:
-    """``position_ids`` for an attention mask: 0, 1, 2, ... over its nonzero entries, 0 on the others."""
-    positions, count = [], 0
-    for bit in mask:
-        if bit:
-            positions.append(count)
-            count += 1
-        else:
-            positions.append(0)
-    return positions
-
-
 def _padded_arrays(
     batch: Dict[str, List[Any]],
     fills: Dict[str, Any],
@@ -129,109 +117,13 @@ def _padded_arrays(
     return _as_framework(arrays, kind)
 
 
-#: the per-token keys ``_pad`` pads as given (with their own fill; given position_ids with 0, as upstream's ``_pad``:
-#: packed rows restart them at each document); attention_mask it computes, and position_ids when absent
-_PADDED_AS_GIVEN = ("token_type_ids", "special_tokens_mask", "offset_mapping", "position_ids")
+class GLM4PaddingMixin(GLM4PaddingRules):
+    """``pad()`` for many rows at once, by the spec's rules (``GLM4PaddingRules._pad``, ``glm4_spec``).
 
-
-class GLM4PaddingMixin(_Host):
-    """GLM-4's padding rules: pads on the requested side, given ``position_ids`` kept (pads get 0), absent ones
-    made to count the real tokens.
-
-    Uses only transformers' generic tokenizer attributes (``model_input_names``,
-    ``pad_token_id``, ``pad_token_type_id``, ``padding_side``), so it fits any
-    GLM-4 tokenizer class, slow or fast: put it before the tokenizer class in the
-    bases. ``_pad`` states the rules for one encoding.
+    transformers' ``pad`` calls ``_pad`` once per row; this one pads every row in one pass (and builds tensors
+    directly) with the same result, as long as the tokenizer pads by those rules (``_glm4_pads_by_these_rules``);
+    otherwise it hands the call to transformers' ``pad``. Fits any GLM-4 tokenizer class, slow or fast.
     """
-
-    def _glm4_padding_side(self, padding_side: Optional[str], pad_to_multiple_of: Optional[int]) -> str:
-        """The side to pad on (call time first, then the tokenizer's); ValueError on bad arguments."""
-        side = padding_side if padding_side is not None else self.padding_side
-        if side not in ("left", "right"):
-            raise ValueError(f"padding_side must be 'left' or 'right', got {side!r}")
-        if pad_to_multiple_of is not None and (
-            isinstance(pad_to_multiple_of, bool) or not isinstance(pad_to_multiple_of, int) or pad_to_multiple_of <= 0
-        ):
-            raise ValueError(f"pad_to_multiple_of must be a positive integer, got {pad_to_multiple_of!r}")
-        return side
-
-    def _pad(  # type: ignore[override]  # takes a str padding_strategy too; the base's annotation differs across 4.x/5.x
-        self,
-        encoded_inputs: Dict[str, Any],
-        max_length: Optional[int] = None,
-        padding_strategy: Union[PaddingStrategy, str] = PaddingStrategy.DO_NOT_PAD,
-        pad_to_multiple_of: Optional[int] = None,
-        padding_side: Optional[str] = None,
-        return_attention_mask: Optional[bool] = None,
-        **kwargs: Any,
-    ) -> Dict[str, Any]:
-        """Pad one encoding on the requested side; exact and idempotent.
-
-        ``padding_side`` given here wins over ``self.padding_side``. Zeros
-        already in ``attention_mask`` are kept. Given ``position_ids`` are kept
-        (packed rows restart them at each document) and padded with 0; absent,
-        they are made when the tokenizer takes them (0..n-1 over the mask's real
-        tokens, 0 on pads), so padding a padded encoding again changes nothing
-        but the new pads.
-        With ``return_attention_mask=False`` no ``attention_mask`` is returned.
-        Returns a new dict; the encoding passed in is left as it was.
-        """
-        main = self.model_input_names[0]
-        if main not in encoded_inputs:
-            raise ValueError(f"cannot pad an encoding without {main!r}; it has {sorted(encoded_inputs)}")
-        encoded_inputs = dict(encoded_inputs)  # never mutate the caller's encoding
-        ids = encoded_inputs[main]
-        n = len(ids)
-        strategy = PaddingStrategy(padding_strategy)
-        side = self._glm4_padding_side(padding_side, pad_to_multiple_of)
-        if return_attention_mask is None:
-            return_attention_mask = "attention_mask" in self.model_input_names
-
-        mask = encoded_inputs.get("attention_mask")
-        mask = [1] * n if mask is None else list(mask)
-        if len(mask) != n:
-            raise ValueError(f"{main} has {n} tokens but attention_mask has {len(mask)}")
-        for key in _PADDED_AS_GIVEN:
-            if key in encoded_inputs and len(encoded_inputs[key]) != n:
-                raise ValueError(f"{main} has {n} tokens but {key} has {len(encoded_inputs[key])}")
-
-        difference = 0
-        if strategy != PaddingStrategy.DO_NOT_PAD:
-            target = n if strategy == PaddingStrategy.LONGEST else max_length
-            if target is None:
-                raise ValueError("padding='max_length' needs max_length (or a finite model_max_length)")
-            if pad_to_multiple_of is not None and target % pad_to_multiple_of:
-                target = (target // pad_to_multiple_of + 1) * pad_to_multiple_of
-            difference = max(0, target - n)
-        if difference and self.pad_token_id is None:
-            raise ValueError("cannot pad: the tokenizer has no pad_token (GLM-4 uses <|endoftext|>)")
-
-        def padded(values: Iterable[Any], fill: Any) -> List[Any]:
-            values = list(values)
-            if not difference:
-                return values
-            if side == "left":
-                return [fill] * difference + values
-            return values + [fill] * difference
-
-        encoded_inputs[main] = padded(ids, self.pad_token_id)
-        full_mask = padded(mask, 0)
-        if "token_type_ids" in encoded_inputs:
-            encoded_inputs["token_type_ids"] = padded(encoded_inputs["token_type_ids"], self.pad_token_type_id)
-        if "special_tokens_mask" in encoded_inputs:
-            encoded_inputs["special_tokens_mask"] = padded(encoded_inputs["special_tokens_mask"], 1)
-        if "offset_mapping" in encoded_inputs:  # pads map to no characters
-            encoded_inputs["offset_mapping"] = padded(encoded_inputs["offset_mapping"], (0, 0))
-        if return_attention_mask:
-            encoded_inputs["attention_mask"] = full_mask
-        else:
-            encoded_inputs.pop("attention_mask", None)
-        if "position_ids" in encoded_inputs:  # given: kept (packed documents), pads get 0
-            encoded_inputs["position_ids"] = padded(encoded_inputs["position_ids"], 0)
-        elif "position_ids" in self.model_input_names:
-            # the common case: every given token is real
-            encoded_inputs["position_ids"] = padded(range(n), 0) if 0 not in mask else _count_real(full_mask)
-        return encoded_inputs
 
     def _glm4_pads_by_these_rules(self) -> bool:
         """True when this tokenizer's ``_pad`` is the one above (the fast ``pad()`` then applies).
@@ -246,7 +138,7 @@ class GLM4PaddingMixin(_Host):
             return getattr(swapped, "__func__", None) is PreTrainedTokenizerBase._pad and (
                 getattr(swapped, "__self__", None) is self
             )
-        return type(self)._pad is GLM4PaddingMixin._pad
+        return type(self)._pad is GLM4PaddingRules._pad
 
     def pad(
         self,
@@ -320,7 +212,7 @@ class GLM4PaddingMixin(_Host):
         )
         required = encoded[main]
         if required and not isinstance(required[0], (list, tuple)):  # one encoding
-            row = GLM4PaddingMixin._pad(
+            row = GLM4PaddingRules._pad(
                 self,
                 encoded,
                 max_length=max_length,

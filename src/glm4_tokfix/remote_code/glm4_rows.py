@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import functools
 import os
 from itertools import chain
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
@@ -25,8 +24,9 @@ from .glm4_encoders import (
 )
 from .glm4_offsets import _offset_arrays, _OffsetRows
 from .glm4_padding import _as_framework, _int_dtype, _real_region, _tensor_kind
-from .glm4_state import _ADDED_STATE, _OFFSET_ROWS, _ONE_ENCODE_PLUS, _SPLIT_SPECIAL, _Cache, _NameSet, _SlowHost
-from .glm4_tokens import PAIR_SUFFIX_TOKEN, PREFIX_TEXT
+from .glm4_spec import _max_length_too_small
+from .glm4_state import _ADDED_STATE, _OFFSET_ROWS, _ONE_ENCODE_PLUS, _Cache, _NameSet, _SlowHost
+from .glm4_tokens import PAIR_SUFFIX_TOKEN
 from .glm4_vocab import _ChatGLM4Vocab
 
 __all__ = ["GLM4BatchEncoder"]
@@ -43,13 +43,6 @@ _LAST_BACKEND: _Cache[Any, Dict[Tuple[str, bool], Tuple[Any, Any, GLM4EncoderBac
 
 # tokenizer -> (those literals, tiktoken encoding with them as special tokens), see _glm4_special_encoding
 _SPECIAL_ENCODINGS: _Cache[Any, Tuple[Any, Optional[tiktoken.Encoding]]] = _Cache()
-
-
-def _glm4_row(text: Any, pair: Any) -> Tuple[Any, Any]:
-    """One batch item as (text, text_pair): a 2-tuple/list of texts is a pair, as in transformers."""
-    if pair is None and isinstance(text, (list, tuple)) and len(text) == 2 and all(isinstance(t, str) for t in text):
-        return text[0], text[1]
-    return text, pair
 
 
 def _glm4_pair_rows(rows: Any) -> Optional[Tuple[List[str], List[str]]]:
@@ -71,14 +64,6 @@ def _glm4_word_rows(text: Any, batch_only: bool = False) -> Optional[Tuple[List[
     if all(type(row) is list and row and all(isinstance(word, str) for word in row) for row in text):
         return [list(row) for row in text], True
     return None
-
-
-def _max_length_too_small(n_special: int, remove: int, n_text: int) -> ValueError:
-    names = PREFIX_TEXT if n_special == 2 else f"{PREFIX_TEXT} and {PAIR_SUFFIX_TOKEN} (a pair)"
-    return ValueError(
-        f"max_length is too small: it must leave room for the {n_special} special tokens {names} "
-        f"(asked to remove {remove} tokens from a text of {n_text})"
-    )
 
 
 def _padded_body_field(
@@ -170,25 +155,7 @@ class GLM4BatchEncoder(_SlowHost):
                 and all(isinstance(t, str) for t in text)
             ):
                 return self._glm4_fast_encode(list(text), batched=True, **kwargs)
-        if _ONE_ENCODE_PLUS and kwargs.get("return_overflowing_tokens") and kwargs.get("return_tensors"):
-            # transformers 5 drops a batch's overflow silently when it makes tensors: make them here instead
-            # (a ragged overflow is then transformers' ValueError, as on 4.x; equal lengths become a tensor).
-            words = kwargs.get("is_split_into_words")
-            first = text[0] if isinstance(text, (list, tuple)) and text else None
-            if isinstance(first, (list, tuple)) or (isinstance(first, str) and not words):
-                tensors = kwargs.pop("return_tensors")
-                encoded = self._encode_plus(text=text, text_pair=text_pair, return_tensors=None, **kwargs)
-                return BatchEncoding(dict(encoded), tensor_type=tensors)
-        if kwargs.get("return_offsets_mapping"):  # the generic path, with offsets of our own
-            if isinstance(text, (list, tuple)) and text and not isinstance(text[0], int):  # a batch (5.x)
-                if text_pair is not None and (not isinstance(text_pair, (list, tuple)) or len(text_pair) != len(text)):
-                    raise ValueError("If `text` is a batch, `text_pair` must also be a batch of the same length.")
-                rows = [_glm4_row(t, p) for t, p in zip(text, text_pair or [None] * len(text))]
-            else:
-                rows = [(text, text_pair)]
-            encode = functools.partial(super()._encode_plus, text=text, text_pair=text_pair)
-            return self._glm4_generic_offsets(encode, rows, kwargs)
-        return super()._encode_plus(text=text, text_pair=text_pair, **kwargs)
+        return super()._encode_plus(text=text, text_pair=text_pair, **kwargs)  # not provably equal: the spec
 
     def encode(
         self,
@@ -252,16 +219,7 @@ class GLM4BatchEncoder(_SlowHost):
             and self._glm4_fast_applies(kwargs)
         ):
             return self._glm4_fast_encode(list(texts), batched=True, **kwargs)
-        # transformers 4.x's rows call tokenize() without split_special_tokens: hand it over (see tokenize).
-        token = _SPLIT_SPECIAL.set(kwargs.get("split_special_tokens", self.split_special_tokens))
-        try:
-            if kwargs.get("return_offsets_mapping"):  # the generic path, with offsets of our own
-                rows = [_glm4_row(row, None) for row in texts]
-                encode = functools.partial(super()._batch_encode_plus, batch_text_or_text_pairs)  # type: ignore[misc]  # transformers 4.x only (5.x's stubs have no _batch_encode_plus)
-                return self._glm4_generic_offsets(encode, rows, kwargs)
-            return super()._batch_encode_plus(batch_text_or_text_pairs, **kwargs)  # type: ignore[misc]  # as above: 4.x only
-        finally:
-            _SPLIT_SPECIAL.reset(token)
+        return super()._batch_encode_plus(batch_text_or_text_pairs, **kwargs)  # type: ignore[misc]  # 4.x only (5.x's stubs have no _batch_encode_plus); not provably equal: the spec
 
     _GLM4_FAST_KWARGS = _NameSet(
         {

@@ -97,27 +97,35 @@ class _Table(dict):
         return (type(self), ())
 
 
-# Set while ``prepare_for_model`` builds a sequence whose own leading prefix it
-# has already taken off: the prefix must then be added unconditionally, so a
-# text holding it twice keeps both copies.
-_PREFIX_STRIPPED = _CallState("glm4_prefix_stripped", False)
-
-
-# Offsets on transformers' generic path (pairs, overflow, a tokenizer without the fast path): the rows
-# still to build, in order, as (ids, offsets) per sequence; ``prepare_for_model`` takes one per call.
-_OFFSET_ROWS = _CallState("glm4_offset_rows", None)
-
-
-# While set, ``truncate_sequences`` appends how many tokens of each sequence it kept.
-_TRUNCATION_LOG = _CallState("glm4_truncation_log", None)
-
-
 # transformers 5 encodes singles and batches in one ``_encode_plus``; 4.x has ``_batch_encode_plus`` too.
 _ONE_ENCODE_PLUS = not hasattr(PreTrainedTokenizer, "_batch_encode_plus")
 
 
+# The per-call state the fix hands through transformers' own call chain. Each is a ContextVar (per thread and
+# asyncio task, so one tokenizer serves many threads) because the value must reach a hook that transformers calls
+# with a fixed signature, from a method that transformers calls too: no argument can carry it, and an attribute
+# on the shared tokenizer would leak between concurrent calls. Four live here, each for that reason (a fifth,
+# glm4_fast_route's _CALL_ROUTE, for the same one):
+
+# The spec's prepare_for_model took the ids' own leading prefix off (to count it once in truncation): the
+# build_inputs_with_special_tokens that transformers' prepare_for_model calls must then add the prefix
+# unconditionally, so a text holding it twice keeps both copies.
+_PREFIX_STRIPPED = _CallState("glm4_prefix_stripped", False)
+
+
+# Offsets on transformers' generic path (pairs, overflow, a call the accelerator does not take): the rows still
+# to build, in order, as (ids, offsets) per sequence; prepare_for_model, which transformers calls per row, takes
+# one per call (GLM4OffsetsMixin).
+_OFFSET_ROWS = _CallState("glm4_offset_rows", None)
+
+
+# While set, truncate_sequences (called by transformers' prepare_for_model) appends how many tokens of each
+# sequence it kept, so the row's offsets are cut the same way (GLM4OffsetsMixin).
+_TRUNCATION_LOG = _CallState("glm4_truncation_log", None)
+
+
 # Set while transformers 4.x's generic batch path runs: its per-row ``tokenize`` call forgets the
-# caller's ``split_special_tokens``, so ``GLM4FixMixin.tokenize`` takes it from here.
+# caller's ``split_special_tokens``, so the spec's ``tokenize`` takes it from here (GLM4SpecMixin).
 _SPLIT_SPECIAL = _CallState("glm4_split_special", None)
 
 

@@ -34,10 +34,12 @@ from .glm4_fast_route import (
     _template_of,
     standard_glm4_vocab,
 )
+from .glm4_offset_mixin import GLM4OffsetsMixin as _glm4_offset_mixin  # noqa: F401
 from .glm4_offsets import _UTF8_CONTINUATION as _glm4_offsets  # noqa: F401
 from .glm4_padding import GLM4PaddingMixin
 from .glm4_rows import GLM4BatchEncoder
 from .glm4_spans import _ROLE_LITERAL as _glm4_spans  # noqa: F401
+from .glm4_spec import GLM4SpecMixin as _glm4_spec  # noqa: F401
 from .glm4_state import _ADDED_STATE, _Cache, _FastHost, _NameSet
 from .glm4_templates import _GENERATION as _glm4_templates  # noqa: F401
 from .glm4_tokens import PREFIX_TEXT, PREFIX_TOKENS, _as_id_list
