@@ -88,3 +88,26 @@ def other_line_python():
         if probe.returncode == 0 and probe.stdout.strip().split(".")[0] != mine:
             return python
     return None
+
+
+def audio_tokens(n):
+    """glm-4-voice-9b's added tokens: ``<|audio_0|>`` ... ``<|audio_{n-1}|>``."""
+    return [f"<|audio_{i}|>" for i in range(n)]
+
+
+def voice_folder(dest, vocab_dir, n, special):
+    """A copy of ``vocab_dir`` whose tokenizer_config.json registers ``n`` ``<|audio_N|>`` tokens after its own added
+    tokens, as glm-4-voice-9b's does (in ``added_tokens_decoder``)."""
+    import json
+    import shutil
+
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(vocab_dir / "tokenizer.model", dest / "tokenizer.model")
+    config = json.loads((vocab_dir / "tokenizer_config.json").read_text(encoding="utf-8"))
+    decoder = config["added_tokens_decoder"]
+    first = max(map(int, decoder)) + 1
+    flags = {"lstrip": False, "normalized": False, "rstrip": False, "single_word": False, "special": special}
+    for i, content in enumerate(audio_tokens(n)):
+        decoder[str(first + i)] = {"content": content, **flags}
+    (dest / "tokenizer_config.json").write_text(json.dumps(config), encoding="utf-8")
+    return dest

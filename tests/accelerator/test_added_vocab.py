@@ -13,12 +13,14 @@ from __future__ import annotations
 import random
 
 import pytest
+import regex
 from hypothesis import given
 from hypothesis import strategies as st
 
 import glm4_tokfix
 from glm4_tokfix.remote_code import glm4_encoders as tc
 from glm4_tokfix.remote_code.glm4_tokens import GLM4_SPECIAL_TOKENS
+from helpers import audio_tokens, voice_folder
 from locations import REAL_DIR, TINY_DIR
 
 HAVE_FASTOKENS = tc.fastokens_available()
@@ -27,10 +29,6 @@ BACKENDS = [
     pytest.param("fastokens", marks=pytest.mark.skipif(not HAVE_FASTOKENS, reason="fastokens is not installed")),
 ]
 PREFIX = "[gMASK]<sop>"
-
-
-def audio_tokens(n):
-    return [f"<|audio_{i}|>" for i in range(n)]
 
 
 # ------------------------------------------------------------------ issue 31 item 6: stale added-token literals
@@ -110,34 +108,22 @@ def test_overlap_check_on_audio_tokens():
     assert tc._overlapping(tokens + ["<|audio_7"])  # starts one
 
 
+def longest_first_regex(tokens):
+    """The reference: one regex alternation of the literals, longest first (leftmost, then longest, wins)."""
+    longest_first = sorted(set(tokens), key=len, reverse=True)
+    return regex.compile("|".join(map(regex.escape, longest_first)) or "(?!)")
+
+
 @given(st.lists(st.sampled_from(["<|a|>", "<|b|>", "<|ab|>", "[x]", "<", "|>", "a", " "]), max_size=12))
 def test_literal_splitter_finds_what_a_longest_first_regex_finds(pieces):
     literals = {"<|a|>": 1, "<|b|>": 2, "<|ab|>": 3, "[x]": 4}
     text = "".join(pieces)
-    expected = [(m.start(), m.end(), literals[m.group()]) for m in tc._control_pattern(literals).finditer(text)]
+    expected = [(m.start(), m.end(), literals[m.group()]) for m in longest_first_regex(literals).finditer(text)]
     assert tc._Literals(literals).find(text) == expected
 
 
 # ------------------------------------------------------------------ exact with thousands of added tokens
 N_TINY = 3000
-
-
-def voice_folder(dest, vocab_dir, n, special):
-    """A copy of ``vocab_dir`` whose tokenizer_config.json registers ``n`` ``<|audio_N|>`` tokens after its own added
-    tokens, as glm-4-voice-9b's does (in ``added_tokens_decoder``)."""
-    import json
-    import shutil
-
-    dest.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(vocab_dir / "tokenizer.model", dest / "tokenizer.model")
-    config = json.loads((vocab_dir / "tokenizer_config.json").read_text(encoding="utf-8"))
-    decoder = config["added_tokens_decoder"]
-    first = max(map(int, decoder)) + 1
-    flags = {"lstrip": False, "normalized": False, "rstrip": False, "single_word": False, "special": special}
-    for i, content in enumerate(audio_tokens(n)):
-        decoder[str(first + i)] = {"content": content, **flags}
-    (dest / "tokenizer_config.json").write_text(json.dumps(config), encoding="utf-8")
-    return dest
 
 
 def voice_texts(n, count=24, seed=0):

@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 from glm4_tokfix import chat_templates
 from glm4_tokfix.remote_code.glm4_state import _transformers_sanitizes
-from helpers import as_lists
+from helpers import as_lists, voice_folder
+from locations import TINY_DIR
 from strategies import SPECIAL_LITERALS, texts
 
 injected = st.lists(
@@ -148,3 +149,64 @@ def test_our_implementation_gives_transformers_5_ids(tok, chats, batched, option
     assert set(theirs) == set(ours)
     for key in theirs:
         assert as_lists(theirs[key]) == as_lists(ours[key]), key
+
+
+# ------------------------------------------------------------- the marking, linear in the text
+_START, _END = "\U000f0000", "\U000f0001"
+_pieces = st.lists(st.sampled_from(["<|a|>", "<|ab|>", "[x]", "<|", "a", "b", "|>", " ", _START, _END]), max_size=14)
+
+
+def _regex_of(literals):
+    """The reference: a longest-first regex alternation of the literals (what transformers 5.24 compiles)."""
+    import regex
+
+    return "|".join(map(regex.escape, sorted(set(literals), key=len, reverse=True))) or "(?!)"
+
+
+@given(pieces=_pieces)
+def test_marking_finds_what_the_alternation_regex_finds(pieces):
+    import regex
+
+    from glm4_tokfix.remote_code import glm4_chat
+    from glm4_tokfix.remote_code.glm4_encoders import _Literals
+
+    literals = ["<|a|>", "<|ab|>", "[x]", "a|>"]
+    value = {"k": ["".join(pieces), ("".join(reversed(pieces)),)], "n": 3}
+    pattern = regex.compile(_regex_of(literals))
+
+    def reference(obj):
+        if isinstance(obj, str):
+            return pattern.sub(lambda m: _START + m.group(0) + _END, obj.replace(_START, "").replace(_END, ""))
+        if isinstance(obj, dict):
+            return {key: reference(v) for key, v in obj.items()}
+        if isinstance(obj, (list, tuple)):
+            return [reference(v) for v in obj]
+        return obj
+
+    assert glm4_chat._mark_control_tokens(value, _Literals(dict.fromkeys(literals, 0))) == reference(value)
+
+
+@given(pieces=_pieces)
+def test_splitting_a_marked_chat_splits_as_the_regex_does(pieces):
+    import regex
+
+    from glm4_tokfix.remote_code import glm4_chat
+
+    contents = {"<|a|>", "<|ab|>", "[x]", "a"}
+    text = "".join(pieces)
+    splitter = regex.compile(f"{_START}({_regex_of(contents)}){_END}|[{_START}{_END}]")
+    assert glm4_chat._split_marked(text, contents) == splitter.split(text)
+
+
+def test_sanitizing_with_thousands_of_added_tokens(tmp_path):
+    """16,384 added special tokens (glm-4-voice-9b's count): all control tokens, marked and split without a regex
+    alternation of all of them (that took ~9 s to compile on each change of the added tokens)."""
+    import glm4_tokfix
+
+    tok = glm4_tokfix.ChatGLM4Tokenizer.from_pretrained(voice_folder(tmp_path / "voice", TINY_DIR, 16384, True))
+    chat = [{"role": "user", "content": "hi <|user|> and <|audio_7|>"}, {"role": "assistant", "content": "ok"}]
+    ids = as_lists(sanitized(tok, chat)["input_ids"])
+    text = tok.decode(ids)
+    assert "hi <|user|> and <|audio_7|>" in text
+    assert tok.convert_tokens_to_ids("<|audio_7|>") not in ids  # encoded as text, not as the added token
+    assert ids.count(tok.convert_tokens_to_ids("<|user|>")) == 1  # the template's own turn only

@@ -6,12 +6,12 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Mapping
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Container, Dict, List, Optional, Tuple
 
 import regex
 from transformers.utils import PaddingStrategy
 
-from .glm4_encoders import _control_pattern
+from .glm4_encoders import _Literals
 from .glm4_offsets import _mask_of_ranges, _row_ranges_at_literals, _RowCharacters, assistant_token_mask
 from .glm4_spans import glm4_reply_spans
 from .glm4_state import _Host, _NameSet, _return_dict_default, _transformers_sanitizes
@@ -79,19 +79,52 @@ def _split_span_markers(text: str, marker: str, digits: str) -> Optional[Tuple[s
     return ("".join(pieces), spans) if start is None else None
 
 
-def _mark_control_tokens(obj: Any, pattern: regex.Pattern[str]) -> Any:
+def _mark_control_tokens(obj: Any, literals: _Literals) -> Any:
     """Wrap each control-token literal in user strings (recursively; dict keys excepted) in the markers.
 
-    Markers already in a string are dropped first, so a user cannot forge a marked token.
+    Markers already in a string are dropped first, so a user cannot forge a marked token. The literals are found
+    as a longest-first regex alternation of them finds them (leftmost, then longest), in time linear in the text.
     """
     if isinstance(obj, str):
         obj = obj.replace(_CONTROL_START, "").replace(_CONTROL_END, "")
-        return pattern.sub(lambda m: _CONTROL_START + m.group(0) + _CONTROL_END, obj)
+        parts, position = [], 0
+        for start, end, _ in literals.find(obj):
+            parts += [obj[position:start], _CONTROL_START, obj[start:end], _CONTROL_END]
+            position = end
+        return "".join(parts) + obj[position:] if parts else obj
     if isinstance(obj, dict):
-        return {key: _mark_control_tokens(value, pattern) for key, value in obj.items()}
+        return {key: _mark_control_tokens(value, literals) for key, value in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_mark_control_tokens(value, pattern) for value in obj]
+        return [_mark_control_tokens(value, literals) for value in obj]
     return obj
+
+
+def _split_marked(text: str, contents: Container[str]) -> List[Optional[str]]:
+    """``[text, marked literal, text, marked literal, ..., text]`` of a rendered chat, ``None`` in place of the
+    literal for a lone marker (a template's string method split a marked literal): what splitting on
+    ``START(literal)END|[START END]`` gives, in time linear in the text. No literal holds a marker character
+    (``_glm4_encode_marked`` checks), so a marked literal is exactly the text between a START and the next END."""
+    pieces: List[Optional[str]] = []
+    position = at = 0
+    markers = _MARKERS.search
+    found = markers(text, at)
+    while found is not None:
+        start = found.start()
+        if text[start] == _CONTROL_START:
+            end = text.find(_CONTROL_END, start + 1)
+            if end != -1 and text[start + 1 : end] in contents:
+                pieces += [text[position:start], text[start + 1 : end]]
+                position = end + 1
+                found = markers(text, position)
+                continue
+        pieces += [text[position:start], None]
+        position = start + 1
+        found = markers(text, position)
+    pieces.append(text[position:])
+    return pieces
+
+
+_MARKERS = regex.compile(f"[{_CONTROL_START}{_CONTROL_END}]")
 
 
 class GLM4ChatMixin(_Host):
@@ -251,11 +284,11 @@ class GLM4ChatMixin(_Host):
             if return_assistant_tokens_mask:
                 raise ValueError("continue_final_message is not compatible with return_assistant_tokens_mask.")
         if sanitize_control_tokens:
-            pattern = _control_pattern(self._glm4_control_tokens(template))
-            conversations = [_mark_control_tokens(getattr(c, "messages", c), pattern) for c in conversations]
-            tools = _mark_control_tokens(tools, pattern)
-            documents = _mark_control_tokens(documents, pattern)
-            template_kwargs = _mark_control_tokens(template_kwargs, pattern)
+            literals = _Literals(dict.fromkeys(self._glm4_control_tokens(template), 0))
+            conversations = [_mark_control_tokens(getattr(c, "messages", c), literals) for c in conversations]
+            tools = _mark_control_tokens(tools, literals)
+            documents = _mark_control_tokens(documents, literals)
+            template_kwargs = _mark_control_tokens(template_kwargs, literals)
         special = self.special_tokens_map
         rendered: Any  # the texts
         spans: Any  # their assistant spans
@@ -463,9 +496,10 @@ class GLM4ChatMixin(_Host):
         the text around it. Each piece after the first is encoded after a newline that is then taken off
         again (when the newline stays a token of its own), as transformers 5.24 does.
         """
-        pattern = _control_pattern(self.added_tokens_encoder)
-        splitter = regex.compile(f"{_CONTROL_START}({pattern.pattern}){_CONTROL_END}|[{_CONTROL_START}{_CONTROL_END}]")
-        pieces = splitter.split(text)
+        contents = {content for content in self.added_tokens_encoder if content}
+        if any(_CONTROL_START in c or _CONTROL_END in c for c in contents):
+            raise ValueError("sanitize_control_tokens=True cannot be used: an added token holds a marker character")
+        pieces = _split_marked(text, contents)
         newline = self.encode("\n", add_special_tokens=False)
         ids = self.encode(pieces[0], add_special_tokens=False)
         for i, piece in enumerate(pieces[1:], start=1):

@@ -509,8 +509,3 @@ def resolve_encoder_name(choice: Optional[str] = None) -> str:
     if choice == "fastokens" and not fastokens_available():
         raise _fastokens_missing()
     return choice
-
-
-def _control_pattern(tokens: Iterable[str]) -> regex.Pattern[str]:
-    longest_first = sorted(set(tokens), key=len, reverse=True)
-    return regex.compile("|".join(map(regex.escape, longest_first)) or "(?!)")
