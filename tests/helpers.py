@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 from typing import Any, Dict, List, Sequence
 
+from glm4_tokfix.remote_code.glm4_tokens import PREFIX_TEXT as PREFIX
 from locations import ROOT
 
 
@@ -88,6 +89,18 @@ def other_line_python():
         if probe.returncode == 0 and probe.stdout.strip().split(".")[0] != mine:
             return python
     return None
+
+
+def takes_fast_route(options, texts, style, split) -> bool:
+    """Whether a call with ``options`` on ``texts`` stays on the fast route (else the Rust route answers alone)."""
+    literal = options.get("return_special_tokens_mask") and any(t.startswith(PREFIX) for t in texts)
+    if literal and style == "chat-hf" and options.get("add_special_tokens") and not split:
+        return False
+    if options.get("return_token_type_ids") and not options.get("add_special_tokens"):
+        return False
+    added = 2 if style == "chat-hf" and options.get("add_special_tokens") else 0
+    # the Rust route's own handling of a max_length without room for the text
+    return not (options.get("truncation") and options["max_length"] <= added)
 
 
 def audio_tokens(n):

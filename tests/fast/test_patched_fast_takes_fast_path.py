@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 import glm4_tokfix
 from glm4_tokfix.testing.strategies import available_tensor_types
+from helpers import takes_fast_route
 from strategies import PREFIX, batches, encode_options, prompt_texts
 
 VOCABS = ["tiny", pytest.param("real", marks=pytest.mark.real_vocab)]
@@ -40,18 +41,6 @@ def tokenizers_of(fast_folder, pair_cache, vocab, style):
         rust.glm4_fast_path = False
         pair_cache[key] = (fast, rust)
     return pair_cache[key]
-
-
-def takes_fast_route(options, texts, style, split) -> bool:
-    """Whether a call with ``options`` on ``texts`` stays on the fast route (else the Rust route answers alone)."""
-    literal = options.get("return_special_tokens_mask") and any(t.startswith(PREFIX) for t in texts)
-    if literal and style == "chat-hf" and options.get("add_special_tokens") and not split:
-        return False
-    if options.get("return_token_type_ids") and not options.get("add_special_tokens"):
-        return False
-    added = 2 if style == "chat-hf" and options.get("add_special_tokens") else 0
-    # the Rust route's own handling of a max_length without room for the text
-    return not (options.get("truncation") and options["max_length"] <= added)
 
 
 def plain(value):

@@ -170,10 +170,8 @@ def test_no_library_module_imports_the_cli():
 
 def test_no_import_cycles():
     graph = import_graph()
-    assert (
-        "glm4_tokfix.remote_code.tokenization_glm4_tokfix"
-        in graph["glm4_tokfix.remote_code.tokenization_glm4_tokfix_fast"]
-    )
+    # the graph sees relative imports (a known edge), so an empty graph cannot pass
+    assert "glm4_tokfix.remote_code.glm4_fast_spec" in graph["glm4_tokfix.remote_code.glm4_fast_route"]
     assert find_cycle(graph) is None
 
 

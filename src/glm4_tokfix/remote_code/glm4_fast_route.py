@@ -1,474 +1,32 @@
 # Copyright 2026 the glm4-tokfix authors. Licensed under the Apache License, Version 2.0.
-"""The fast tokenizer's accelerator: ``PrefixRule``, ``GLM4FastEncoder``, the fast route, lazy encodings."""
+"""The fast tokenizer's accelerator: ``GLM4FastRouteMixin``, plain texts of a provably standard ``tokenizer.json``
+through the row builder (``GLM4RowBuilder``) on an encoder backend made from the Rust vocabulary, with lazy Rust
+encodings; anything else goes to the fast spec (``GLM4FastSpecMixin``)."""
 
 from __future__ import annotations
 
 import json
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 
 from transformers import BatchEncoding
 
 from .glm4_encoders import FastokensBackend, TiktokenBackend, _disjoint_literals, _overlapping
-from .glm4_offsets import _offset_tables
-from .glm4_state import _CallState
-from .glm4_tokens import GLM4_PAT_STR, PREFIX_TOKENS
+from .glm4_fast_spec import PrefixRule, _added_tokens_unchanged, _added_top, _one_row, _template_of
+from .glm4_offsets import _offset_tables, offsets_from_tables
+from .glm4_rows import GLM4RowBuilder
+from .glm4_state import _ADDED_STATE, _Cache, _CallState
+from .glm4_tokens import GLM4_PAT_STR, PREFIX_TEXT
+
+if TYPE_CHECKING:
+    from .glm4_fast_spec import GLM4FastSpecMixin as _SpecHost  # the layer under the route (for the type checker)
+else:
+    _SpecHost = object
 
 __all__ = [
-    "GLM4FastBackend",
-    "GLM4FastEncoder",
+    "GLM4FastRouteMixin",
     "GLM4LazyBatchEncoding",
-    "prefix_rule",
-    "PrefixRule",
     "standard_glm4_vocab",
 ]
-
-
-# --------------------------------------------------------------------------------------------- the rule
-class PrefixRule:
-    """How a GLM-4 fast tokenizer's post-processor adds ``[gMASK]<sop>``, and how to add it only when missing.
-
-    ``ids``: the prefix ids. ``pair``: whether the pair template adds it too. ``tail``: a post-processor equal to
-    the tokenizer's own without the leading prefix (None when leaving the template out is exactly what
-    ``encode(..., add_special_tokens=False)`` gives, i.e. the rest of the templates is ``$A:0`` / ``$A:0 $B:1``).
-    ``single_pieces``/``pair_pieces``: the templates' pieces and ``special`` (template token -> its ids), to build
-    ids by hand (``build_inputs_with_special_tokens``).
-    """
-
-    __slots__ = ("ids", "pair", "pair_pieces", "single_pieces", "special", "tail", "tail_added")
-
-    def __init__(self, ids, pair, tail, single_pieces, pair_pieces, special):
-        self.ids: List[int] = ids
-        self.pair: bool = pair
-        self.tail: Any = tail
-        self.single_pieces: List[Dict[str, Any]] = single_pieces
-        self.pair_pieces: List[Dict[str, Any]] = pair_pieces
-        self.special: Dict[str, List[int]] = special
-        # special tokens the templates add besides the prefix (single, pair)
-        n = len(ids)
-        tail_pair = pair_pieces[n:] if pair else pair_pieces
-        self.tail_added: Tuple[int, int] = (self._count(single_pieces[n:]), self._count(tail_pair))
-
-    def _count(self, pieces: Sequence[Dict[str, Any]]) -> int:
-        return sum(len(self.special[p["SpecialToken"]["id"]]) for p in pieces if "SpecialToken" in p)
-
-    def added(self, is_pair: bool) -> int:
-        """Special tokens a row gets in all (prefix included) when special tokens are added."""
-        return len(self.ids) + self.tail_added[is_pair] if (self.pair or not is_pair) else self.tail_added[is_pair]
-
-
-def _template_of(state: Dict[str, Any]) -> Optional[Dict[str, Any]]:
-    """The TemplateProcessing step of a post-processor's JSON state (edited in place to make the tail)."""
-    if state.get("type") == "TemplateProcessing":
-        return state
-    if state.get("type") == "Sequence":
-        found = [step for step in state.get("processors", []) if step.get("type") == "TemplateProcessing"]
-        if len(found) == 1:
-            return found[0]
-    return None
-
-
-def _starts_with_prefix(pieces: Sequence[Dict[str, Any]], special: Dict[str, Any], prefix_ids: List[int]) -> bool:
-    ids: List[int] = []
-    for piece in pieces[: len(prefix_ids)]:
-        token = piece.get("SpecialToken")
-        if token is None:
-            return False
-        ids += special.get(token["id"], {}).get("ids", [])
-    return ids == prefix_ids
-
-
-def _is_plain(pieces: Sequence[Dict[str, Any]]) -> bool:
-    """``$A:0`` or ``$A:0 $B:1``: what encoding without special tokens gives by itself."""
-    expected = [("A", 0), ("B", 1)][: len(pieces)]
-    got = [(p.get("Sequence", {}).get("id"), p.get("Sequence", {}).get("type_id")) for p in pieces]
-    return len(pieces) in (1, 2) and got == expected
-
-
-def prefix_rule(backend: Any, prefix_ids: List[int]) -> Optional[PrefixRule]:
-    """The ``PrefixRule`` of a Rust tokenizer whose post-processor adds ``prefix_ids`` first; None if it adds none.
-
-    Raises ``TypeError`` for a post-processor that adds the prefix in a way the fix cannot follow (only the pair
-    template, or a JSON state it cannot read).
-    """
-    processor = backend.post_processor
-    if processor is None:
-        return None
-    state = json.loads(processor.__getstate__())
-    template = _template_of(state)
-    if template is None:
-        if "TemplateProcessing" in json.dumps(state) or state.get("type") in ("BertProcessing", "RobertaProcessing"):
-            raise TypeError(f"cannot follow this post-processor's special tokens: {json.dumps(state)[:200]}")
-        return None
-    special = template.get("special_tokens", {})
-    single, pair = template.get("single", []), template.get("pair", [])
-    n = len(prefix_ids)
-    if not _starts_with_prefix(single, special, prefix_ids):
-        if _starts_with_prefix(pair, special, prefix_ids):
-            raise TypeError("the post-processor adds [gMASK]<sop> to pairs only; glm4-tokfix cannot follow that")
-        return None
-    pair_adds = _starts_with_prefix(pair, special, prefix_ids)
-    tail_single = single[n:]
-    tail_pair = pair[n:] if pair_adds else pair
-    tail = None
-    if not (_is_plain(tail_single) and _is_plain(tail_pair)):
-        template["single"], template["pair"] = tail_single, tail_pair
-        from tokenizers import processors
-
-        tail = processors.ByteLevel()  # any processor object: __setstate__ replaces what it holds
-        tail.__setstate__(json.dumps(state).encode("utf-8"))
-    token_ids = {name: list(entry["ids"]) for name, entry in special.items()}
-    return PrefixRule(list(prefix_ids), pair_adds, tail, single, pair, token_ids)
-
-
-# ------------------------------------------------------------------------------------------- truncation
-def _keep_single(n: int, budget: int, strategy: str) -> int:
-    """How many of a single sequence's ``n`` tokens fit in ``budget``, as the Rust tokenizer truncates one text:
-    ``longest_first`` keeps ``budget``; ``only_first`` too, but a ``ValueError`` where it would have to remove
-    every token; ``only_second`` has no second sequence to cut (``ValueError``)."""
-    if n <= budget:
-        return n
-    if strategy == "only_second":
-        raise ValueError("truncation='only_second' needs a pair of sequences")
-    if strategy == "only_first" and budget <= 0:
-        raise ValueError(f"the text ({n} tokens without the prefix) is too short to remove {n - budget} tokens")
-    return budget
-
-
-# --------------------------------------------------------------------------------------------- encoder
-def _is_pair(item: Any, is_pretokenized: bool) -> bool:
-    if is_pretokenized:
-        return isinstance(item, (list, tuple)) and bool(item) and isinstance(item[0], (list, tuple))
-    return isinstance(item, (list, tuple))
-
-
-def _may_hold_prefix(item: Any, is_pretokenized: bool) -> bool:
-    """Whether a row's first text (or one of its words) holds ``[gMASK]`` at all: only such rows can start with
-    the prefix ids (the ids decide, ``GLM4FastEncoder._led_by_prefix``)."""
-    first = item[0] if _is_pair(item, is_pretokenized) else item
-    if is_pretokenized:
-        return any(isinstance(word, str) and PREFIX_TOKENS[0] in word for word in first)
-    return isinstance(first, str) and PREFIX_TOKENS[0] in first
-
-
-def _split_literal(first: Any, is_pretokenized: bool) -> Tuple[Any, Any]:
-    """(the part giving the leading prefix ids, the rest) of a first text whose ids start with the prefix: the
-    text up to the end of its first ``<sop>``; of words, the words up to it, the rest keeping an empty word in
-    place of each word taken (word ids stay those of the whole row)."""
-    end = PREFIX_TOKENS[-1]
-    if not is_pretokenized:
-        cut = first.index(end) + len(end)
-        return first[:cut], first[cut:]
-    words = list(first)
-    for k, word in enumerate(words):
-        if end in word:
-            cut = word.index(end) + len(end)
-            return words[:k] + [word[:cut]], [""] * k + [word[cut:]] + words[k + 1 :]
-    raise ValueError(f"{end} is not in the words {words[:4]!r}")
-
-
-def _without_literal(first: Any, is_pretokenized: bool) -> Any:
-    """A first text (or its words) with the tokens giving its leading ``[gMASK]<sop>`` taken off the front."""
-    return _split_literal(first, is_pretokenized)[1]
-
-
-class GLM4FastEncoder:
-    """Encodes rows with a real Rust ``tokenizers.Tokenizer``, adding ``[gMASK]<sop>`` only when it is missing.
-
-    ``backend`` is the tokenizer's own Rust tokenizer (``tok.backend_tokenizer``); the encoder only reads it: its
-    truncation and padding are the ones transformers set for the call (``set_truncation_and_padding``). Rows
-    that need no change -- every row of a tokenizer whose post-processor adds no prefix, and every row without a
-    literal prefix -- are the Rust tokenizer's own encodings (``encode_plain``). A row whose first text already
-    starts with the literal prefix (``_literal_row``) is encoded by a private copy of the Rust tokenizer without
-    truncation or padding (``plain_copy``: made once per vocabulary/post-processor, never changed after), then
-    cut, laid into the rest of the template and padded with ``tokenizers.Encoding``'s own methods on that fresh
-    encoding. Nothing shared is changed by a call, so one encoder serves many threads at once.
-    """
-
-    __slots__ = ("_copy_cache", "_rule_cache", "added_state", "backend", "prefix_ids")
-
-    def __init__(self, backend: Any, prefix_ids: Sequence[int], added_state: Any = None) -> None:
-        self.backend = backend
-        self.prefix_ids: List[int] = list(prefix_ids)
-        self.added_state = added_state  # the tokenizer's _ADDED_STATE when made: a new encoder follows added tokens
-        self._rule_cache: Tuple[Any, Optional[PrefixRule]] = (object(), None)  # (post-processor state, rule)
-        self._copy_cache: Tuple[Any, Any, int] = (object(), None, -1)  # (what the copy was made from, it, top id)
-
-    def __reduce__(self) -> Tuple[Any, ...]:
-        return (GLM4FastEncoder, (self.backend, self.prefix_ids))
-
-    def __repr__(self) -> str:
-        return f"GLM4FastEncoder({self.backend!r})"
-
-    def rule(self) -> Optional[PrefixRule]:
-        """The prefix rule of the Rust tokenizer's current post-processor (re-read when it changes)."""
-        processor = self.backend.post_processor
-        key = None if processor is None else processor.__getstate__()
-        cached_key, rule = self._rule_cache
-        if key != cached_key:
-            rule = prefix_rule(self.backend, self.prefix_ids)
-            self._rule_cache = (key, rule)  # one assignment: other threads see the old pair or the new one
-        return rule
-
-    def plain_copy(self) -> Any:
-        """A private copy of the Rust tokenizer without truncation and padding, for the literal-prefix rows.
-
-        Made again when the vocabulary, the added tokens (``_added_tokens_unchanged``), the normalizer, the
-        pre-tokenizer or the post-processor of the real one change; published in one assignment and never changed
-        afterwards.
-        """
-        backend = self.backend
-        key = (
-            backend.get_vocab_size(with_added_tokens=False),
-            *(None if part is None else part.__getstate__() for part in
-              (backend.normalizer, backend.pre_tokenizer, backend.post_processor)),
-        )  # fmt: skip
-        cached_key, copy, top = self._copy_cache
-        if key != cached_key or copy is None or not _added_tokens_unchanged(backend, top):
-            from tokenizers import Tokenizer
-
-            top = _added_top(backend)
-            copy = Tokenizer.from_str(backend.to_str())
-            copy.no_truncation()
-            copy.no_padding()
-            copy.encode_special_tokens = False
-            self._copy_cache = (key, copy, top)
-        return copy
-
-    # -- encoding
-    def encode_batch(self, items: Sequence[Any], is_pretokenized: bool = False, add_special_tokens: bool = True):
-        """``tokenizers.Encoding`` rows for ``items`` (texts or pairs), as ``backend.encode_batch`` with the fix.
-
-        ``ValueError`` (never a Rust panic) when the truncation settings cannot be followed.
-        """
-        backend = self.backend
-        items = list(items)
-        truncation = backend.truncation
-        rule = self.rule() if add_special_tokens and not backend.encode_special_tokens else None
-        if truncation is not None:
-            _check_room(items, backend if rule is None else rule, add_special_tokens, truncation, is_pretokenized)
-        encoded: Dict[int, Any] = {}
-        literal = (
-            []
-            if rule is None
-            else [
-                i
-                for i, item in enumerate(items)
-                if (rule.pair or not _is_pair(item, is_pretokenized)) and _may_hold_prefix(item, is_pretokenized)
-            ]
-        )
-        if literal:  # the ids decide: words ["[gMASK]", "<sop>"] start with the prefix, an added "[gMASK]<sop>" not
-            literal, encoded = self._led_by_prefix(items, literal, rule, is_pretokenized)  # type: ignore[arg-type]
-        if truncation is not None and (truncation["stride"] or truncation["strategy"] != "longest_first"):
-            self._check_pairs(items, set(literal), rule, add_special_tokens, truncation, is_pretokenized)
-        if not literal:
-            return self.encode_plain(items, is_pretokenized, add_special_tokens)
-        return self._encode_with_literals(items, literal, rule, is_pretokenized, encoded)  # type: ignore[arg-type]  # literal is empty when rule is None
-
-    def _led_by_prefix(
-        self, items: List[Any], rows: List[int], rule: PrefixRule, is_pretokenized: bool
-    ) -> Tuple[List[int], Dict[int, Any]]:
-        """The rows among ``rows`` whose first text's own ids (no special tokens) start with the prefix ids, and
-        the encodings of those that are single texts (``_literal_row`` takes them instead of encoding again)."""
-        firsts = [items[i][0] if _is_pair(items[i], is_pretokenized) else items[i] for i in rows]
-        encodings = self.plain_copy().encode_batch(firsts, is_pretokenized=is_pretokenized, add_special_tokens=False)
-        n = len(rule.ids)
-        led = [(i, encoding) for i, encoding in zip(rows, encodings) if encoding.ids[:n] == rule.ids]
-        return [i for i, _ in led], {i: e for i, e in led if not _is_pair(items[i], is_pretokenized)}
-
-    def _check_pairs(
-        self,
-        items: List[Any],
-        literal: Any,
-        rule: Optional[PrefixRule],
-        add_special_tokens: bool,
-        truncation: Dict[str, Any],
-        is_pretokenized: bool,
-    ) -> None:
-        """``ValueError`` for a pair the Rust tokenizer cannot truncate: ``only_first``/``only_second`` that would
-        have to remove the whole text (it raises a bare ``Exception``; transformers 5's slow path dropped the text)
-        and a ``stride`` not smaller than what a truncated text keeps (it panics: ``PanicException``)."""
-        rows = [i for i, item in enumerate(items) if _is_pair(item, is_pretokenized)]
-        if not rows:
-            return
-        if not add_special_tokens:
-            added = 0
-        elif rule is not None:
-            added = rule.added(True)
-        else:
-            added = self.backend.num_special_tokens_to_add(True)
-        budget = truncation["max_length"] - added
-        texts = []
-        for i in rows:
-            first, second = items[i]
-            if i in literal and rule is not None and rule.pair:
-                first = _without_literal(first, is_pretokenized)
-            texts += [first, second]
-        lengths = [len(e) for e in self.plain_copy().encode_batch(texts, is_pretokenized=is_pretokenized,
-                                                                  add_special_tokens=False)]  # fmt: skip
-        for k, i in enumerate(rows):
-            _check_pair_cut(i, lengths[2 * k], lengths[2 * k + 1], budget, truncation)
-
-    def encode_plain(self, items: List[Any], is_pretokenized: bool, add_special_tokens: bool) -> List[Any]:
-        """Rows that need nothing from the fix: the Rust tokenizer's own encodings (the place for a faster route).
-
-        The Rust tokenizer's own truncation errors (a bare ``Exception``) become a ``ValueError``.
-        """
-        try:
-            return self.backend.encode_batch(
-                items, is_pretokenized=is_pretokenized, add_special_tokens=add_special_tokens
-            )
-        except Exception as exc:
-            if type(exc) is Exception and str(exc).startswith("Truncation error"):
-                raise ValueError(
-                    f"cannot truncate as asked ({exc}): truncation='only_second' needs a pair of texts (transformers "
-                    "4.x passes a text with an empty text_pair as a single text)"
-                ) from exc
-            raise
-
-    def _encode_with_literals(
-        self, items: List[Any], literal: List[int], rule: PrefixRule, is_pretokenized: bool,
-        encoded: Optional[Dict[int, Any]] = None,
-    ) -> List[Any]:  # fmt: skip
-        backend = self.backend
-        truncation, padding = backend.truncation, backend.padding
-        simple = truncation is None and rule.tail is None
-        out: List[Any] = [None] * len(items)
-        chosen = set(literal)
-        # rows the real tokenizer encodes: those without a literal prefix, and literal pairs with a template
-        # part besides the prefix or with truncation (the checkpoint's pair format, prefix from the template)
-        by_backend = [i for i in range(len(items)) if i not in chosen]
-        own = []
-        for i in literal:
-            if not simple and _is_pair(items[i], is_pretokenized):
-                by_backend.append(i)
-            else:
-                own.append(i)
-        if by_backend:
-            rows = []
-            for i in by_backend:
-                item = items[i]
-                if i in chosen:
-                    item = (_without_literal(item[0], is_pretokenized), item[1])
-                rows.append(item)
-            for i, encoding in zip(by_backend, self.encode_plain(rows, is_pretokenized, True)):
-                out[i] = encoding
-        if own:
-            copy = self.plain_copy()
-            for i in own:
-                out[i] = self._literal_row(copy, items[i], rule, truncation, is_pretokenized, (encoded or {}).get(i))
-        if padding is not None:
-            _pad_together(out, padding)
-        return out
-
-    def _literal_row(
-        self, copy: Any, item: Any, rule: PrefixRule, truncation: Optional[Dict[str, Any]], pretok: bool,
-        encoding: Any = None,
-    ):  # fmt: skip
-        """One row whose first text starts with the prefix, encoded by ``copy`` (no truncation, no padding): no
-        second copy of the prefix; truncation keeps that prefix and cuts the rest, as the slow tokenizer does."""
-        from tokenizers import Encoding
-
-        if _is_pair(item, pretok):  # only without truncation and template tail (see _encode_with_literals)
-            return copy.encode(item[0], item[1], is_pretokenized=pretok, add_special_tokens=False)
-        if encoding is None:  # else the row's encoding by ``copy`` already made (``_led_by_prefix``)
-            encoding = copy.encode(item, is_pretokenized=pretok, add_special_tokens=False)
-        n_prefix = len(rule.ids)
-        if truncation is not None:
-            body = len(encoding) - n_prefix
-            budget = truncation["max_length"] - rule.added(False)
-            keep = _keep_single(body, budget, truncation["strategy"])
-            if keep < body:
-                # the text's own prefix tokens: offsets, words and mask as inside the text
-                prefix = copy.encode(_split_literal(item, pretok)[0], is_pretokenized=pretok, add_special_tokens=False)
-                encoding.truncate(body, 0, "left")  # now the body (its overflow pieces are replaced next)
-                encoding.truncate(keep, truncation["stride"], truncation["direction"])
-                encoding = Encoding.merge([prefix, encoding], growing_offsets=False)
-        if rule.tail is not None:
-            encoding = rule.tail.process(encoding, None, True)
-        return encoding
-
-
-#: the former name of ``GLM4FastEncoder`` (it wrapped the Rust tokenizer; the encoder only takes it)
-GLM4FastBackend = GLM4FastEncoder
-
-
-def _check_room(
-    items: List[Any], counter: Any, add_special_tokens: bool, truncation: Dict[str, Any], is_pretokenized: bool
-) -> None:
-    """ValueError when ``max_length`` cannot hold a row's special tokens (the Rust tokenizer would silently not
-    truncate at all) or ``stride`` does not fit in what is left (it would panic).
-
-    ``counter`` tells how many special tokens a row gets: a ``PrefixRule`` (``added``) or the Rust tokenizer
-    (``num_special_tokens_to_add``).
-    """
-    max_length, stride = truncation["max_length"], truncation["stride"]
-    for is_pair in sorted({_is_pair(item, is_pretokenized) for item in items}):
-        if not add_special_tokens:
-            needed = 0
-        elif isinstance(counter, PrefixRule):
-            needed = counter.added(is_pair)
-        else:
-            needed = counter.num_special_tokens_to_add(is_pair)
-        if max_length < needed:
-            raise ValueError(
-                f"max_length={max_length} is too small: it must leave room for the {needed} special tokens "
-                f"this tokenizer adds to a {'pair' if is_pair else 'text'}"
-            )
-        if stride and stride >= max_length - needed:
-            raise ValueError(
-                f"stride={stride} must be smaller than max_length={max_length} minus the {needed} special tokens "
-                f"(the length each overflowing window keeps)"
-            )
-
-
-def _check_pair_cut(row: int, n1: int, n2: int, budget: int, truncation: Dict[str, Any]) -> None:
-    """The Rust tokenizer's pair truncation (``budget`` = ``max_length`` minus the special tokens) as arithmetic:
-    ``ValueError`` where it would fail or panic."""
-    strategy, stride = truncation["strategy"], truncation["stride"]
-    remove = n1 + n2 - budget
-    if remove <= 0:
-        return
-    where = f"pair {row} ({n1} + {n2} tokens without special tokens, max_length={truncation['max_length']})"
-    if strategy in ("only_first", "only_second"):
-        which, n = ("first", n1) if strategy == "only_first" else ("second", n2)
-        if n <= remove:
-            raise ValueError(
-                f"truncation={strategy!r} cannot fit {where}: it would have to remove {remove} tokens from the "
-                f"{which} text, which has {n}; nothing is dropped silently -- use a larger max_length or "
-                f"truncation='longest_first'"
-            )
-        cuts = [n - remove]
-    else:  # longest_first: the longer text is cut first, down to half of the budget each
-        short, long_ = sorted((n1, n2))
-        long_ = long_ if short > budget else max(short, budget - short)
-        if short + long_ > budget:
-            short, long_ = budget // 2, budget // 2 + budget % 2
-        kept = (short, long_) if n1 <= n2 else (long_, short)
-        cuts = [k for k, n in zip(kept, (n1, n2)) if k < n]
-    for keep in cuts:
-        if 0 < keep <= stride:
-            raise ValueError(
-                f"stride={stride} must be smaller than what truncation keeps of a text of {where}: {keep} tokens "
-                f"(each overflowing window repeats `stride` tokens)"
-            )
-
-
-def _pad_together(encodings: List[Any], padding: Dict[str, Any]) -> None:
-    """Pad every row (and its overflow rows) to one length, as the Rust tokenizer pads a batch."""
-    target = padding.get("length")
-    if target is None:
-        target = max((len(e) for e in encodings), default=0)
-    multiple = padding.get("pad_to_multiple_of")
-    if multiple and target % multiple:
-        target += multiple - target % multiple
-    for encoding in encodings:
-        encoding.pad(
-            target,
-            direction=padding["direction"],
-            pad_id=padding["pad_id"],
-            pad_type_id=padding["pad_type_id"],
-            pad_token=padding["pad_token"],
-        )
 
 
 # ------------------------------------------------------------------------------------------- fast route
@@ -558,18 +116,6 @@ def standard_glm4_vocab(
     if _overlapping(list(added)):
         return None, "added tokens overlap"
     return (ranks, added, non_special), ""
-
-
-def _added_top(backend: Any) -> int:
-    """The highest id of the Rust tokenizer's added tokens (its vocabulary's last id when it has none)."""
-    return max(backend.get_added_tokens_decoder(), default=backend.get_vocab_size(with_added_tokens=False) - 1)
-
-
-def _added_tokens_unchanged(backend: Any, top: int) -> bool:
-    """A cheap check that no token was added to the Rust tokenizer since its highest added id was ``top``: one
-    added through it directly gets the next id. Reading the added tokens costs ~0.1 s a call with 16,384 of them;
-    transformers' own ``add_tokens`` (new tokens, or new flags for one) is followed by ``_ADDED_STATE`` instead."""
-    return backend.id_to_token(top + 1) is None
 
 
 class _FastRoute:
@@ -701,9 +247,266 @@ class _NotStandard(Exception):
     """The post-processor is not one the fast route reproduces (the call takes the Rust route)."""
 
 
-def _single(output: Any) -> Any:
-    """A one-row batch without its batch axis (as transformers returns a single text), still lazy if it was."""
-    single = {key: value[0] if value and isinstance(value[0], list) else value for key, value in output.items()}
-    if isinstance(output, GLM4LazyBatchEncoding):
-        return GLM4LazyBatchEncoding(single, output.__dict__["_glm4_source"])
-    return BatchEncoding(single, output.encodings)
+#: tokenizer -> (what its Rust tokenizer looked like, its fast route or None, why not, its highest added id); same
+#: reason
+_ROUTES: _Cache[Any, Tuple[Any, Optional[_FastRoute], Optional[str], int]] = _Cache()
+
+
+class GLM4FastRouteMixin(GLM4RowBuilder, _SpecHost):
+    """The fast tokenizer's accelerator: plain texts through the row builder, when the tokenizer.json is GLM-4's own.
+
+    Laid over ``GLM4FastSpecMixin`` (which must come after it in the MRO). ``_glm4_batch`` takes a call only when
+    ``_glm4_fast_route_takes`` says its output is exactly the spec's; every other call goes to the spec's
+    ``_glm4_batch``, and so do the Rust encodings of a fast-route batch (on first access).
+    """
+
+    #: When True (the default), plain texts (no pairs, words, overflow or lengths) of a tokenizer whose
+    #: ``tokenizer.json`` is provably GLM-4-standard (``standard_glm4_vocab``) are encoded by the slow fix's fast
+    #: path on an encoder backend built from the Rust vocabulary: same fields as the Rust route; the
+    #: ``BatchEncoding``'s Rust encodings are computed by that route on first access (``GLM4LazyBatchEncoding``).
+    glm4_fast_path = True
+    # glm4_encoder, glm4_encode_threads, glm4_parallel_min_chars: as on ``ChatGLM4Tokenizer`` (``GLM4RowBuilder``)
+
+    def _glm4_route_state(self) -> Tuple[Optional[_FastRoute], Optional[str]]:
+        """The fast route of the Rust tokenizer's current state, or (None, why not). Made on first use, again
+        when the Rust tokenizer, its vocabulary size, added tokens (transformers' ``_add_tokens``, or one added
+        through the Rust tokenizer: ``_added_tokens_unchanged``), normalizer, pre-tokenizer or decoder change."""
+        backend = self._tokenizer
+        key = (
+            # with_added_tokens=True would cost ~70 ms a call on tokenizers 0.22 (transformers 4.x), which builds the
+            # whole vocabulary for it; the added tokens' repr ~0.2 s with 16,384 of them
+            id(backend), backend.get_vocab_size(with_added_tokens=False), _ADDED_STATE.get(self),
+            *(None if part is None else part.__getstate__() for part in
+              (backend.normalizer, backend.pre_tokenizer, backend.decoder)),
+        )  # fmt: skip
+        cached = _ROUTES.get(self)
+        if cached is not None and cached[0] == key and _added_tokens_unchanged(backend, cached[3]):
+            return cached[1], cached[2]
+        top = _added_top(backend)
+        found, reason = standard_glm4_vocab(json.loads(backend.to_str()))
+        route = None if found is None else _FastRoute(*found)
+        _ROUTES[self] = (key, route, reason, top)  # one assignment
+        return route, reason
+
+    def glm4_fast_route_reason(self) -> Optional[str]:
+        """None when plain texts can take the fast route, else why they go through the Rust tokenizer."""
+        if not self.glm4_fast_path:
+            return "glm4_fast_path is False"
+        route, reason = self._glm4_route_state()
+        if route is None:
+            return reason
+        try:
+            self._glm4_prefix_policy_ok()
+        except _NotStandard as exc:
+            return str(exc)
+        return None
+
+    def _glm4_prefix_policy_ok(self) -> Optional[PrefixRule]:
+        """The prefix rule when the post-processor is one the fast path reproduces exactly (the prefix with type
+        id 0 then ``$A:0``, or nothing added); else ``_NotStandard``."""
+        encoder = self._glm4_encoder()
+        rule = encoder.rule()
+        if rule is not None:
+            n = len(rule.ids)
+            if rule.tail is not None or any(p["SpecialToken"]["type_id"] for p in rule.single_pieces[:n]):
+                raise _NotStandard("the post-processor adds more than [gMASK]<sop> (type id 0)")
+            return rule
+        processor = encoder.backend.post_processor
+        if processor is not None:
+            state = json.loads(processor.__getstate__())
+            template = _template_of(state)
+            kinds = [state] if state.get("type") != "Sequence" else state.get("processors", [])
+            plain = template is None or template.get("single") == [{"Sequence": {"id": "A", "type_id": 0}}]
+            if not plain or any(k.get("type") not in ("ByteLevel", "TemplateProcessing") for k in kinds):
+                raise _NotStandard("the post-processor adds tokens or type ids the fast route does not")
+        return None
+
+    # offsets and assistant masks from per-id character tables, as on the slow fix
+    def _glm4_offsets(self, ids: Sequence[int], text: Optional[str] = None) -> List[Tuple[int, int]]:
+        """Character offsets of ``ids``, the tokens of one whole text, from the route's per-id tables (the route's
+        added tokens strip no whitespace, so ``text`` is not needed)."""
+        tables = self._glm4_offset_tables()
+        if tables is None:
+            raise RuntimeError("internal error: offsets asked of a fast tokenizer off the fast route")
+        return offsets_from_tables(ids, tables)
+
+    def _glm4_offset_tables(self) -> Optional[Tuple[List[int], List[int], frozenset]]:
+        """The fast route's per-id character tables (offsets and assistant masks from the ids, as on the slow
+        fix), or None when plain texts do not take the fast route or the post-processor trims offsets (then
+        offsets and masks come from the Rust encodings)."""
+        if not self.glm4_fast_path:
+            return None
+        route, _ = self._glm4_route_state()
+        if route is None:
+            return None
+        try:
+            self._glm4_prefix_policy_ok()
+        except _NotStandard:
+            return None
+        processor = self._tokenizer.post_processor
+        if processor is not None:
+            state = json.loads(processor.__getstate__())
+            for kind in state.get("processors", []) if state.get("type") == "Sequence" else [state]:
+                if kind.get("type") != "TemplateProcessing" and (
+                    kind.get("type") != "ByteLevel" or kind.get("trim_offsets", True)
+                ):
+                    return None  # ByteLevel(trim_offsets=True) (or another processor) moves the offsets
+        return route.offset_tables()
+
+    def _glm4_stripping_ids(self) -> Dict[int, Any]:
+        return {}  # the fast route's added tokens strip no whitespace (standard_glm4_vocab)
+
+    def _glm4_mask_literals(self) -> Optional[Dict[str, int]]:
+        """The fast route's added tokens (standard_glm4_vocab: ids outside the BPE vocabulary, not overlapping one
+        another), when no one of them can overlap itself either; None off the fast route."""
+        if self._glm4_offset_tables() is None:
+            return None
+        route, _ = self._glm4_route_state()
+        if route is None or not route.literals_disjoint():
+            return None
+        return route.added
+
+    def _glm4_text_encoder(self, split_special_tokens: Optional[bool]) -> Any:
+        route = _CALL_ROUTE.get()  # the route this call checked (per thread/task), else the current one
+        if route is None:
+            route, _ = self._glm4_route_state()
+        if split_special_tokens is None:
+            split_special_tokens = self.split_special_tokens
+        return route.text_encoder(self.glm4_encoder_name(), bool(split_special_tokens))
+
+    def _glm4_call_prefix(self, add_special_tokens: bool) -> Optional[List[int]]:
+        rule = self._glm4_encoder().rule() if add_special_tokens else None
+        return None if rule is None else list(rule.ids)
+
+    def _glm4_fast_route_takes(
+        self, items: Any, add_special_tokens: bool, padding_strategy: Any, truncation_strategy: Any,
+        max_length: Optional[int], stride: int, is_split_into_words: bool, split_special_tokens: bool,
+        convert: Dict[str, Any],
+    ) -> bool:  # fmt: skip
+        """Whether this call's rows and options are ones the fast route gives exactly as the Rust route."""
+        from transformers.tokenization_utils_base import PaddingStrategy, TruncationStrategy
+
+        if not self.glm4_fast_path or is_split_into_words or not items:
+            return False
+        if not all(isinstance(item, str) for item in items):
+            return False
+        if _has_lone_surrogate(items):
+            return False  # the Rust route's own error for a lone surrogate (the fast path would write U+FFFD)
+        if convert.get("return_overflowing_tokens") or convert.get("return_length"):
+            return False
+        if convert.get("return_offsets_mapping") and self._glm4_offset_tables() is None:
+            return False
+        if convert.get("return_token_type_ids") and not add_special_tokens:
+            return False
+        if "position_ids" in self.model_input_names:
+            return False
+        if PaddingStrategy(padding_strategy) != PaddingStrategy.DO_NOT_PAD and self.pad_token_id is None:
+            return False
+        route, _ = self._glm4_route_state()
+        if route is None:
+            return False
+        try:
+            rule = self._glm4_prefix_policy_ok()
+        except _NotStandard:
+            return False
+        truncation = TruncationStrategy(truncation_strategy)
+        if truncation != TruncationStrategy.DO_NOT_TRUNCATE and max_length is not None:
+            if truncation == TruncationStrategy.ONLY_SECOND or stride:
+                return False
+            added = len(rule.ids) if (rule is not None and add_special_tokens) else 0
+            if max_length <= added or self.truncation_side not in ("left", "right"):
+                return False  # the Rust route's own errors
+        if (  # noqa: SIM103 -- each refusal above and here names its reason
+            convert.get("return_special_tokens_mask")
+            and rule is not None
+            and add_special_tokens
+            and not split_special_tokens
+            and any(item.startswith(PREFIX_TEXT) for item in items)
+        ):
+            return False  # a literal prefix is text (mask 0) there, not the template's
+        return True
+
+    def _glm4_call_state(self) -> Tuple[Any, Any]:
+        """What a fast-route batch's encodings depend on besides the call's options: (its route, its rule)."""
+        return self._glm4_route_state()[0], self._glm4_encoder().rule()
+
+    def _glm4_fast_batch(self, items: List[str], rust: Any, **options: Any) -> GLM4LazyBatchEncoding:
+        """The fast path's ``BatchEncoding`` of plain texts, its Rust encodings made by ``rust()`` on first use."""
+        convert = options.pop("convert")
+        token = _CALL_ROUTE.set(self._glm4_route_state()[0])
+        try:
+            built = self._glm4_fast_encode(
+                list(items),
+                batched=True,
+                return_token_type_ids=convert.get("return_token_type_ids"),
+                return_attention_mask=convert.get("return_attention_mask"),
+                return_special_tokens_mask=bool(convert.get("return_special_tokens_mask")),
+                return_offsets_mapping=bool(convert.get("return_offsets_mapping")),
+                verbose=convert.get("verbose", True),
+                **options,
+            )
+        finally:
+            _CALL_ROUTE.reset(token)
+        data = built.data
+        order = ("input_ids", "token_type_ids", "attention_mask", "special_tokens_mask")  # _convert_encoding's
+        data = {key: data[key] for key in (*order, *data) if key in data}
+        return GLM4LazyBatchEncoding(data, _Source(rust))
+
+    def _glm4_batch(
+        self,
+        items: List[Any],
+        *,
+        add_special_tokens: bool,
+        padding_strategy: Any,
+        truncation_strategy: Any,
+        max_length: Optional[int],
+        stride: int,
+        is_split_into_words: bool,
+        pad_to_multiple_of: Optional[int],
+        padding_side: Optional[str],
+        return_tensors: Any,
+        split_special_tokens: bool,
+        convert: Dict[str, Any],
+        truncation_side: Optional[str] = None,
+    ):
+        """The spec's ``_glm4_batch``; plain texts take the fast route when it gives exactly that
+        (``_glm4_fast_route_takes``), their Rust encodings made by the spec on first access."""
+        options = dict(
+            add_special_tokens=add_special_tokens, padding_strategy=padding_strategy,
+            truncation_strategy=truncation_strategy, max_length=max_length, pad_to_multiple_of=pad_to_multiple_of,
+            padding_side=padding_side, return_tensors=return_tensors, split_special_tokens=split_special_tokens,
+        )  # fmt: skip
+        spec = super()._glm4_batch
+        if (
+            not isinstance(items, (list, tuple))  # the spec's TypeError
+            or truncation_side is not None
+            or not self._glm4_fast_route_takes(
+                items, add_special_tokens, padding_strategy, truncation_strategy, max_length, stride,
+                is_split_into_words, split_special_tokens, convert,
+            )
+        ):  # fmt: skip
+            return spec(items, stride=stride, is_split_into_words=is_split_into_words, convert=convert,
+                        truncation_side=truncation_side, **options)  # fmt: skip
+        rows = list(items)
+        # the encodings, made on first access, are this call's: its sides, not the tokenizer's later ones
+        options["padding_side"] = padding_side or self.padding_side
+        side = self.truncation_side
+        state = (self.pad_token_id, self.pad_token_type_id, *self._glm4_call_state())
+
+        def rust() -> List[Any]:
+            if (self.pad_token_id, self.pad_token_type_id, *self._glm4_call_state()) != state:
+                raise RuntimeError(
+                    "this tokenizer's vocabulary, post-processor or padding token changed after this batch was "
+                    "encoded: its encodings can no longer be made as they were (read batch.encodings before "
+                    "changing the tokenizer, or set tok.glm4_fast_path = False)"
+                )
+            return spec(rows, stride=stride, is_split_into_words=False, convert=dict(convert),
+                        truncation_side=side, **options).encodings  # fmt: skip
+
+        return self._glm4_fast_batch(rows, rust, convert=convert, **options)
+
+    def _glm4_single(self, output: Any) -> Any:
+        """A one-row batch without its batch axis, still lazy if it was."""
+        if isinstance(output, GLM4LazyBatchEncoding):
+            return GLM4LazyBatchEncoding(_one_row(output), output.__dict__["_glm4_source"])
+        return super()._glm4_single(output)

@@ -11,14 +11,12 @@ pads them with the ids (``_glm4_generic_offsets``).
 from __future__ import annotations
 
 import functools
-import itertools
-import operator
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from transformers import BatchEncoding
 from transformers.utils import PaddingStrategy
 
-from .glm4_offsets import _offset_tables, token_char_offsets
+from .glm4_offsets import _offset_tables, offsets_from_tables, token_char_offsets
 from .glm4_state import _OFFSET_ROWS, _TRUNCATION_LOG, _Cache, _SlowHost
 
 __all__ = ["GLM4OffsetsMixin"]
@@ -200,12 +198,7 @@ class GLM4OffsetsMixin(_SlowHost):
         if tables is None:
             decoder, added = self.decoder, self._added_tokens_decoder
             return token_char_offsets([decoder.get(i) or added[i].content.encode("utf-8") for i in ids])
-        starts_chars, begins_inside, inside_ids = tables
-        ends = list(itertools.accumulate(map(starts_chars.__getitem__, ids)))
-        if inside_ids.isdisjoint(ids):  # the common case: every token starts where the previous one ended
-            return list(zip(itertools.chain((0,), ends), ends))
-        starts = map(operator.sub, itertools.chain((0,), ends), map(begins_inside.__getitem__, ids))
-        return list(zip(starts, ends))
+        return offsets_from_tables(ids, tables)
 
     def _glm4_stripping_ids(self) -> Dict[int, Any]:
         """id -> added token, for the added tokens that strip whitespace next to them."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextvars
 import functools
 import weakref
-from typing import TYPE_CHECKING, Any, Dict, Tuple, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple, TypeVar
 
 from transformers import PreTrainedTokenizer
 
@@ -35,8 +35,20 @@ if TYPE_CHECKING:
 
         _tokenizer: Any  # its tokenizers.Tokenizer (transformers declares the class attribute as None)
 
+    class _RowHost(_Host):
+        """A tokenizer, slow or fast, that ``GLM4RowBuilder`` builds rows for: the hooks each kind defines."""
+
+        glm4_fast_path: bool
+
+        def _glm4_text_encoder(self, split_special_tokens: Optional[bool]) -> Optional[Callable[[str], List[int]]]: ...
+        def _glm4_call_prefix(self, add_special_tokens: bool) -> Optional[List[int]]: ...
+        def _glm4_offset_tables(self) -> Optional[Tuple[List[int], List[int], frozenset]]: ...
+        def _glm4_offsets(self, ids: Sequence[int], text: Optional[str] = None) -> List[Tuple[int, int]]: ...
+        def _glm4_token_id(self, token: str) -> int: ...
+        def _glm4_padding_side(self, padding_side: Optional[str], pad_to_multiple_of: Optional[int]) -> str: ...
+
 else:
-    _Host = _SlowHost = _FastHost = object
+    _Host = _SlowHost = _FastHost = _RowHost = object
 
 _K = TypeVar("_K")
 _V = TypeVar("_V")
