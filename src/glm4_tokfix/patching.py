@@ -96,7 +96,7 @@ def glm4_problem(tokenizer: Any) -> Optional[str]:
     if absent:
         return f"{', '.join(absent)} {'is' if len(absent) == 1 else 'are'} not registered as added tokens"
     if isinstance(tokenizer, PreTrainedTokenizerFast):
-        from glm4_tokfix.remote_code.glm4_fast_spec import prefix_rule
+        from glm4_tokfix.remote_code.glm4_fast_encoder import prefix_rule
         from glm4_tokfix.remote_code.glm4_tokens import PREFIX_TEXT
 
         backend = tokenizer.backend_tokenizer

@@ -197,12 +197,12 @@ def test_the_route_is_switched_off_by_glm4_fast_path(fast_folder, pair_cache):
 
 
 def test_the_spec_module_knows_nothing_of_the_route():
-    """``glm4_fast_spec`` imports no accelerator module (only the shared spec, state and facts) and names none of the
+    """``glm4_fast_spec`` imports no accelerator module (only the prefix rule's encoder, the shared spec, state and facts) and names none of the
     route's switches."""
     source = SPEC_MODULE.read_text(encoding="utf-8")
     tree = ast.parse(source)
     imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level}
-    assert imported <= {"glm4_spec", "glm4_state", "glm4_tokens"}
+    assert imported <= {"glm4_fast_encoder", "glm4_spec", "glm4_state", "glm4_tokens"}
     names = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
     names |= {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)}
     assert not names & {"glm4_fast_path", "_CALL_ROUTE", "_glm4_fast_route_takes", "_glm4_fast_batch", "_FastRoute"}

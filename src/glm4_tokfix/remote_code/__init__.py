@@ -29,6 +29,7 @@ BUNDLE_FILES: Tuple[str, ...] = (
     "glm4_spans.py",
     "glm4_templates.py",
     "glm4_chat.py",
+    "glm4_fast_encoder.py",
     "glm4_fast_spec.py",
     "glm4_fast_route.py",
     SLOW_MODULE + ".py",

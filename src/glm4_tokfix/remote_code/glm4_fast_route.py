@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 from transformers import BatchEncoding
 
 from .glm4_encoders import FastokensBackend, TiktokenBackend, _disjoint_literals, _overlapping
-from .glm4_fast_spec import PrefixRule, _added_tokens_unchanged, _added_top, _one_row, _template_of
+from .glm4_fast_encoder import PrefixRule, _added_tokens_unchanged, _added_top, _template_of
+from .glm4_fast_spec import _one_row
 from .glm4_offsets import _offset_tables, offsets_from_tables
 from .glm4_rows import GLM4RowBuilder
 from .glm4_state import _ADDED_STATE, _Cache, _CallState

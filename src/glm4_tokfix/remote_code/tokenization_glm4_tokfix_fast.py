@@ -15,6 +15,7 @@ from .glm4_chat import GLM4ChatMixin
 # transformers 4.x copies only the files a remote-code module imports itself (not their imports): name
 # every bundle module this one needs
 from .glm4_encoders import _disjoint_literals as _glm4_encoders  # noqa: F401
+from .glm4_fast_encoder import PrefixRule as _glm4_fast_encoder  # noqa: F401
 from .glm4_fast_route import GLM4FastRouteMixin
 from .glm4_fast_spec import GLM4FastSpecMixin
 from .glm4_offset_mixin import GLM4OffsetsMixin as _glm4_offset_mixin  # noqa: F401
