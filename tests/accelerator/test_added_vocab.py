@@ -119,7 +119,10 @@ def test_literal_splitter_finds_what_a_longest_first_regex_finds(pieces):
     literals = {"<|a|>": 1, "<|b|>": 2, "<|ab|>": 3, "[x]": 4}
     text = "".join(pieces)
     expected = [(m.start(), m.end(), literals[m.group()]) for m in longest_first_regex(literals).finditer(text)]
-    assert tc._Literals(literals).find(text) == expected
+    found = tc._Literals(literals)
+    assert found.pattern is not None and found.find(text) == expected  # a few literals: one alternation regex
+    found.pattern = None
+    assert found.find(text) == expected  # many: the scan by first character and length
 
 
 # ------------------------------------------------------------------ exact with thousands of added tokens
