@@ -23,6 +23,7 @@ __all__ = ["GLM4ChatMixin"]
 # transformers 5.24's private-use markers around control-token literals found in user input (the same
 # characters, so a chat marked by either side encodes alike).
 _CONTROL_START, _CONTROL_END = "\U000f0000", "\U000f0001"
+_MARKERS = regex.compile(f"[{_CONTROL_START}{_CONTROL_END}]")
 
 
 _GENERATION_TAG = regex.compile(r"\{%-?\s*generation\s*-?%\}")
@@ -122,9 +123,6 @@ def _split_marked(text: str, contents: Container[str]) -> List[Optional[str]]:
         found = markers(text, position)
     pieces.append(text[position:])
     return pieces
-
-
-_MARKERS = regex.compile(f"[{_CONTROL_START}{_CONTROL_END}]")
 
 
 class GLM4ChatMixin(_Host):

@@ -257,7 +257,7 @@ class _Literals:
             if content:
                 lengths.setdefault(content[0], set()).add(len(content))
         self.lengths = {start: sorted(sizes, reverse=True) for start, sizes in lengths.items()}
-        self.first = tuple(sorted(lengths))
+        self.first = _first_characters(self.ids)
         self.starts = _character_class(self.first)
         # A few literals (GLM-4's own 14): one regex alternation, longest first, which finds the same literals
         # with its scan in C; cheap to compile for so few (thousands would take seconds).
@@ -268,12 +268,8 @@ class _Literals:
 
     def find(self, text: str) -> List[Tuple[int, int, int]]:
         """``(start, end, id)`` of each literal in ``text``, left to right."""
-        if len(self.first) <= 4:  # most texts hold none of GLM-4's first characters ("<", "["): one C scan each
-            for character in self.first:
-                if character in text:
-                    break
-            else:
-                return []
+        if not _may_hold(text, self.first):  # most texts hold none of GLM-4's first characters ("<", "[")
+            return []
         if self.pattern is not None:
             ids = self.ids
             return [(match.start(), match.end(), ids[match.group()]) for match in self.pattern.finditer(text)]
