@@ -124,3 +124,11 @@ def voice_folder(dest, vocab_dir, n, special):
         decoder[str(first + i)] = {"content": content, **flags}
     (dest / "tokenizer_config.json").write_text(json.dumps(config), encoding="utf-8")
     return dest
+
+
+def longest_first_alternation(literals) -> str:
+    """The reference for finding added-token literals: one regex alternation of them, longest first (leftmost,
+    then longest, wins), as transformers 5.24 compiles for sanitizing; the pattern's text."""
+    import regex
+
+    return "|".join(map(regex.escape, sorted(set(literals), key=len, reverse=True))) or "(?!)"

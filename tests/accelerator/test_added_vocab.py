@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 import glm4_tokfix
 from glm4_tokfix.remote_code import glm4_encoders as tc
 from glm4_tokfix.remote_code.glm4_tokens import GLM4_SPECIAL_TOKENS
-from helpers import audio_tokens, voice_folder
+from helpers import audio_tokens, longest_first_alternation, voice_folder
 from locations import REAL_DIR, TINY_DIR
 
 HAVE_FASTOKENS = tc.fastokens_available()
@@ -108,17 +108,14 @@ def test_overlap_check_on_audio_tokens():
     assert tc._overlapping(tokens + ["<|audio_7"])  # starts one
 
 
-def longest_first_regex(tokens):
-    """The reference: one regex alternation of the literals, longest first (leftmost, then longest, wins)."""
-    longest_first = sorted(set(tokens), key=len, reverse=True)
-    return regex.compile("|".join(map(regex.escape, longest_first)) or "(?!)")
-
-
 @given(st.lists(st.sampled_from(["<|a|>", "<|b|>", "<|ab|>", "[x]", "<", "|>", "a", " "]), max_size=12))
 def test_literal_splitter_finds_what_a_longest_first_regex_finds(pieces):
     literals = {"<|a|>": 1, "<|b|>": 2, "<|ab|>": 3, "[x]": 4}
     text = "".join(pieces)
-    expected = [(m.start(), m.end(), literals[m.group()]) for m in longest_first_regex(literals).finditer(text)]
+    expected = [
+        (m.start(), m.end(), literals[m.group()])
+        for m in regex.compile(longest_first_alternation(literals)).finditer(text)
+    ]
     found = tc._Literals(literals)
     assert found.pattern is not None and found.find(text) == expected  # a few literals: one alternation regex
     found.pattern = None

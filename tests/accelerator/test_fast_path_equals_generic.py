@@ -12,7 +12,7 @@ import transformers
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from helpers import as_lists
+from helpers import outcome, same
 from strategies import batches, encode_options, prompt_texts, texts
 
 HAVE_TORCH = importlib.util.find_spec("torch") is not None
@@ -40,23 +40,6 @@ def full_options(draw):
     if draw(st.booleans()):
         options["return_token_type_ids"] = True
     return options
-
-
-def same(fast_out, slow_out):
-    assert list(fast_out.keys()) == list(slow_out.keys())
-    for key in slow_out:
-        a, b = fast_out[key], slow_out[key]
-        assert type(a) is type(b), key
-        assert as_lists(a) == as_lists(b), key
-        if hasattr(b, "dtype"):
-            assert a.dtype == b.dtype and a.shape == b.shape, key
-
-
-def outcome(fn):
-    try:
-        return "ok", fn()
-    except (ValueError, TypeError) as exc:
-        return type(exc), str(exc)
 
 
 @given(texts=batches(), options=full_options(), side=st.sampled_from(["left", "right"]))

@@ -197,8 +197,8 @@ def test_the_route_is_switched_off_by_glm4_fast_path(fast_folder, pair_cache):
 
 
 def test_the_spec_module_knows_nothing_of_the_route():
-    """``glm4_fast_spec`` imports no accelerator module (only the prefix rule's encoder, the shared spec, state and facts) and names none of the
-    route's switches."""
+    """``glm4_fast_spec`` imports no accelerator module (only the prefix rule's encoder, the shared spec, state and
+    facts) and names none of the route's switches."""
     source = SPEC_MODULE.read_text(encoding="utf-8")
     tree = ast.parse(source)
     imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level}

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from glm4_tokfix import chat_templates
 from glm4_tokfix.remote_code.glm4_state import _transformers_sanitizes
-from helpers import as_lists, voice_folder
+from helpers import as_lists, longest_first_alternation, voice_folder
 from locations import TINY_DIR
 from strategies import SPECIAL_LITERALS, texts
 
@@ -156,13 +156,6 @@ _START, _END = "\U000f0000", "\U000f0001"
 _pieces = st.lists(st.sampled_from(["<|a|>", "<|ab|>", "[x]", "<|", "a", "b", "|>", " ", _START, _END]), max_size=14)
 
 
-def _regex_of(literals):
-    """The reference: a longest-first regex alternation of the literals (what transformers 5.24 compiles)."""
-    import regex
-
-    return "|".join(map(regex.escape, sorted(set(literals), key=len, reverse=True))) or "(?!)"
-
-
 @given(pieces=_pieces)
 def test_marking_finds_what_the_alternation_regex_finds(pieces):
     import regex
@@ -172,7 +165,7 @@ def test_marking_finds_what_the_alternation_regex_finds(pieces):
 
     literals = ["<|a|>", "<|ab|>", "[x]", "a|>"]
     value = {"k": ["".join(pieces), ("".join(reversed(pieces)),)], "n": 3}
-    pattern = regex.compile(_regex_of(literals))
+    pattern = regex.compile(longest_first_alternation(literals))
 
     def reference(obj):
         if isinstance(obj, str):
@@ -197,7 +190,7 @@ def test_splitting_a_marked_chat_splits_as_the_regex_does(pieces):
 
     contents = {"<|a|>", "<|ab|>", "[x]", "a"}
     text = "".join(pieces)
-    splitter = regex.compile(f"{_START}({_regex_of(contents)}){_END}|[{_START}{_END}]")
+    splitter = regex.compile(f"{_START}({longest_first_alternation(contents)}){_END}|[{_START}{_END}]")
     assert glm4_chat._split_marked(text, contents) == splitter.split(text)
 
 
