@@ -22,8 +22,13 @@ import sys
 
 
 def worker(repeat: int) -> None:
+    """In a checkout (the working directory, its package on PYTHONPATH): print each cell's time / raw as JSON.
+
+    The texts come from the checkout's own ``bench_encode``; the chats and the routes from this file's
+    ``bench_routes`` (the same calls for both checkouts)."""
     import copy
     import gc
+    import importlib.util
     import tempfile
     import time
     from pathlib import Path
@@ -31,12 +36,10 @@ def worker(repeat: int) -> None:
     sys.path.insert(0, os.path.join(os.getcwd(), "benchmarks"))
     import tiktoken
     from bench_encode import default_vocab, make_texts
-    from bench_routes import make_chats
     from transformers import AutoTokenizer
 
     import glm4_tokfix
     from glm4_tokfix.convert import write_fast_folder
-    from glm4_tokfix.sft import tokenize_chats
 
     try:
         from glm4_tokfix.remote_code.glm4_encoders import fastokens_available
@@ -45,9 +48,14 @@ def worker(repeat: int) -> None:
     except ImportError:  # a checkout from before the bundle (one tokenization_chatglm module)
         from glm4_tokfix.tokenization_chatglm import GLM4_PAT_STR, fastokens_available, load_tiktoken_ranks
 
+    spec = importlib.util.spec_from_file_location("bench_ab_routes", Path(__file__).with_name("bench_routes.py"))
+    assert spec is not None and spec.loader is not None
+    routes = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(routes)
+
     vocab = default_vocab()
     texts = make_texts(2000, 0)
-    chats = make_chats(texts)
+    chats = routes.make_chats(texts)
     ranks = load_tiktoken_ranks(vocab / "tokenizer.model")
     raw = tiktoken.Encoding(name="glm4-raw", pat_str=GLM4_PAT_STR, mergeable_ranks=ranks, special_tokens={})
     with tempfile.TemporaryDirectory(prefix="glm4-bench-ab-") as tmp:
@@ -61,17 +69,7 @@ def worker(repeat: int) -> None:
         columns["hf-fast-patched"].chat_template = base.chat_template
         cells = {"raw/raw": lambda: [raw.encode_ordinary(t) for t in texts]}
         for name, tok in columns.items():
-            cells.update({
-                f"{name}/list": lambda tok=tok: tok(texts, padding=True),
-                f"{name}/pt": lambda tok=tok: tok(texts, padding=True, return_tensors="pt"),
-                f"{name}/offsets": lambda tok=tok: tok(texts, padding=True, return_offsets_mapping=True),
-                f"{name}/offsets-pt": lambda tok=tok: tok(texts, padding=True, return_offsets_mapping=True,
-                                                          return_tensors="pt"),
-                f"{name}/chat": lambda tok=tok: tok.apply_chat_template(chats, tokenize=True),
-                f"{name}/render+list": lambda tok=tok: tok(tok.apply_chat_template(chats, tokenize=False),
-                                                           add_special_tokens=False),
-                f"{name}/sft": lambda tok=tok: tokenize_chats(tok, chats),
-            })  # fmt: skip
+            cells.update({f"{name}/{route}": call for route, call in routes.route_calls(tok, texts, chats).items()})
         for fn in cells.values():  # warm-up
             fn()
         times: dict = {key: [] for key in cells}

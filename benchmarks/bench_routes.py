@@ -67,6 +67,21 @@ def make_chats(texts: list) -> list:
     ]
 
 
+def route_calls(tok, texts: list, chats: list) -> dict:
+    """The routes (the table's rows) as calls on ``tok``, by name."""
+    from glm4_tokfix.sft import tokenize_chats
+
+    return {
+        "list": lambda: tok(texts, padding=True),
+        "pt": lambda: tok(texts, padding=True, return_tensors="pt"),
+        "offsets": lambda: tok(texts, padding=True, return_offsets_mapping=True),
+        "offsets-pt": lambda: tok(texts, padding=True, return_offsets_mapping=True, return_tensors="pt"),
+        "chat": lambda: tok.apply_chat_template(chats, tokenize=True),
+        "render+list": lambda: tok(tok.apply_chat_template(chats, tokenize=False), add_special_tokens=False),
+        "sft": lambda: tokenize_chats(tok, chats),
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--vocab", type=Path, default=None)
@@ -87,7 +102,6 @@ def main() -> int:
     from glm4_tokfix.remote_code.glm4_encoders import fastokens_available
     from glm4_tokfix.remote_code.glm4_tokens import GLM4_PAT_STR
     from glm4_tokfix.remote_code.glm4_vocab import load_tiktoken_ranks
-    from glm4_tokfix.sft import tokenize_chats
 
     vocab = args.vocab or default_vocab()
     texts = make_texts(args.texts, args.seed)
@@ -119,20 +133,9 @@ def main() -> int:
             if not getattr(tok, "chat_template", None):
                 tok.chat_template = template
 
-        def routes(tok):
-            return {
-                "list": lambda: tok(texts, padding=True),
-                "pt": lambda: tok(texts, padding=True, return_tensors="pt"),
-                "offsets": lambda: tok(texts, padding=True, return_offsets_mapping=True),
-                "offsets-pt": lambda: tok(texts, padding=True, return_offsets_mapping=True, return_tensors="pt"),
-                "chat": lambda: tok.apply_chat_template(chats, tokenize=True),
-                "render+list": lambda: tok(tok.apply_chat_template(chats, tokenize=False), add_special_tokens=False),
-                "sft": lambda: tokenize_chats(tok, chats),
-            }
-
         cells = {"raw": {"raw": lambda: [raw.encode_ordinary(t) for t in texts]}}
         for name, tok in columns.items():
-            cells[name] = routes(tok)
+            cells[name] = route_calls(tok, texts, chats)
         errors = {}
         for name, fns in cells.items():  # warm-up, and find what a tokenizer does not offer
             for route, fn in list(fns.items()):
@@ -180,7 +183,7 @@ def main() -> int:
         chat_tokens = sum(map(len, base.apply_chat_template(chats, tokenize=True, return_dict=False)))
 
     baseline = median[("raw", "raw")]
-    route_names = list(routes(base))
+    route_names = list(route_calls(base, texts, chats))
     report = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
         "versions": {
